@@ -1,0 +1,183 @@
+//! Settings read once per instance from the environment, each with its default.
+
+use crate::auth::{JwtError, JwtVerifier};
+use crate::context::Mode;
+use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT};
+use std::time::Duration;
+
+/// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
+pub const ENV_VARS: [&str; 10] = [
+    "TABLE_NAME",
+    "CONNECTIONS_ENDPOINT",
+    "JWT_SECRET",
+    "JWT_PUBLIC_KEY",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "RUN_TIME_LIMIT_MS",
+    "HEARTBEAT_DEADLINE_MS",
+    "WSEXEC_MODE",
+    "DYNAMODB_WARMUP",
+];
+
+/// A setting that is missing or malformed; the manager reports it and retries next invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is required")]
+    Missing { var: &'static str },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("JWT key is invalid: {0}")]
+    Jwt(#[from] JwtError),
+}
+
+/// The instance's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The DynamoDB table (`TABLE_NAME`); required only when the store is DynamoDB.
+    pub table_name: Option<String>,
+    /// Overrides the `@connections` endpoint derived from the event (`CONNECTIONS_ENDPOINT`).
+    pub connections_endpoint: Option<String>,
+    /// JWT verification; `None` when neither `JWT_SECRET` nor `JWT_PUBLIC_KEY` is set.
+    pub jwt: Option<JwtVerifier>,
+    /// A run's time limit (`RUN_TIME_LIMIT_MS`).
+    pub run_time_limit: Duration,
+    /// An alive run with no heartbeat for this long is dead (`HEARTBEAT_DEADLINE_MS`).
+    pub heartbeat_deadline: Duration,
+    /// `production` (default), `local` or `test` (`WSEXEC_MODE`); decides the `test_` id rule.
+    pub mode: Mode,
+    /// Accept `?user_id=` on `$connect`. Never read from the environment: only the local
+    /// gateway's `--dev-auth` flag turns it on, so a deployed function cannot.
+    pub dev_auth: bool,
+    /// Open the DynamoDB connection during init (`DYNAMODB_WARMUP=1`).
+    pub dynamodb_warmup: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            table_name: None,
+            connections_endpoint: None,
+            jwt: None,
+            run_time_limit: DEFAULT_RUN_TIME_LIMIT,
+            heartbeat_deadline: DEFAULT_HEARTBEAT_DEADLINE,
+            mode: Mode::Production,
+            dev_auth: false,
+            dynamodb_warmup: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let ms = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+                    _ => Err(ConfigError::Invalid {
+                        var,
+                        reason: "expected a positive number of milliseconds".into(),
+                    }),
+                },
+            }
+        };
+        let mode = match get("WSEXEC_MODE").as_deref().map(str::trim) {
+            None | Some("production") => Mode::Production,
+            Some("local") => Mode::Local,
+            Some("test") => Mode::Test,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "WSEXEC_MODE",
+                    reason: "expected production, local or test".into(),
+                });
+            }
+        };
+        let jwt = JwtVerifier::from_settings(
+            get("JWT_SECRET").as_deref(),
+            get("JWT_PUBLIC_KEY").as_deref(),
+            get("JWT_ISSUER").as_deref(),
+            get("JWT_AUDIENCE").as_deref(),
+        )?;
+        Ok(Config {
+            table_name: get("TABLE_NAME"),
+            connections_endpoint: get("CONNECTIONS_ENDPOINT")
+                .map(|e| e.trim_end_matches('/').to_owned()),
+            jwt,
+            run_time_limit: ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?,
+            heartbeat_deadline: ms("HEARTBEAT_DEADLINE_MS", DEFAULT_HEARTBEAT_DEADLINE)?,
+            mode,
+            dev_auth: false,
+            dynamodb_warmup: matches!(get("DYNAMODB_WARMUP").as_deref(), Some("1" | "true")),
+        })
+    }
+
+    /// `TABLE_NAME`, or a typed error when it is missing.
+    pub fn require_table(&self) -> Result<&str, ConfigError> {
+        self.table_name
+            .as_deref()
+            .ok_or(ConfigError::Missing { var: "TABLE_NAME" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    /// An empty environment gives the documented defaults and no JWT auth.
+    #[test]
+    fn defaults_apply() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.run_time_limit, Duration::from_secs(15));
+        assert_eq!(c.heartbeat_deadline, Duration::from_secs(10));
+        assert!(c.jwt.is_none() && c.table_name.is_none() && !c.dev_auth);
+        assert!(matches!(c.require_table(), Err(ConfigError::Missing { var: "TABLE_NAME" })));
+    }
+
+    /// Malformed numbers, modes and keys are typed errors naming the variable.
+    #[test]
+    fn invalid_settings_are_typed_errors() {
+        assert!(matches!(
+            cfg(&[("RUN_TIME_LIMIT_MS", "soon")]),
+            Err(ConfigError::Invalid { var: "RUN_TIME_LIMIT_MS", .. })
+        ));
+        assert!(matches!(
+            cfg(&[("HEARTBEAT_DEADLINE_MS", "0")]),
+            Err(ConfigError::Invalid { var: "HEARTBEAT_DEADLINE_MS", .. })
+        ));
+        assert!(matches!(
+            cfg(&[("WSEXEC_MODE", "staging")]),
+            Err(ConfigError::Invalid { var: "WSEXEC_MODE", .. })
+        ));
+        assert!(matches!(cfg(&[("JWT_PUBLIC_KEY", "not a pem")]), Err(ConfigError::Jwt(_))));
+    }
+
+    /// Set values override defaults; the endpoint loses a trailing slash.
+    #[test]
+    fn values_override_defaults() {
+        let c = cfg(&[
+            ("RUN_TIME_LIMIT_MS", "2500"),
+            ("CONNECTIONS_ENDPOINT", "http://127.0.0.1:3001/"),
+            ("WSEXEC_MODE", "test"),
+            ("JWT_SECRET", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.run_time_limit, Duration::from_millis(2500));
+        assert_eq!(c.connections_endpoint.as_deref(), Some("http://127.0.0.1:3001"));
+        assert_eq!(c.mode, Mode::Test);
+        assert!(c.jwt.is_some());
+    }
+}

@@ -1,0 +1,81 @@
+//! Every limit and default of wsexec in one place, each with the reason for its value.
+
+use std::time::Duration;
+
+/// API Gateway's maximum WebSocket message size; larger frames are never delivered by AWS, so a
+/// larger body reaching the handler is malformed input.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// API Gateway's maximum WebSocket frame size (a message may span several frames).
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
+/// Largest free-text field (`user_request`, `message`): half a message, so the request and the
+/// result it produces both fit in one DynamoDB item (400 KB) with room for the envelope.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Largest id (`user_id`, `run_id`, ...), inherited from the original platform's validation.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Placeholder prefixes only apply to values shorter than this (the original platform's rule).
+pub const PLACEHOLDER_PREFIX_MAX_LEN: usize = 20;
+
+/// Largest JWT accepted: real tokens are a few hundred bytes; this bounds parsing work.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Default page size of `list_executions`.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
+/// Largest page of `list_executions`: keeps one reply well under the 128 KiB message limit.
+pub const MAX_PAGE_SIZE: usize = 50;
+
+/// Largest opaque pagination cursor accepted from a client.
+pub const MAX_CURSOR_LEN: usize = 256;
+
+/// Default run time limit (DESIGN.md): a run alive longer than this becomes `timeout`.
+pub const DEFAULT_RUN_TIME_LIMIT: Duration = Duration::from_secs(15);
+
+/// Default heartbeat deadline (DESIGN.md): an alive run silent longer than this becomes `dead`.
+pub const DEFAULT_HEARTBEAT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A long step renews the heartbeat at most this often, so a run costs few writes; a third of
+/// the deadline leaves two missed renewals of slack before the sweep calls the run dead.
+pub const HEARTBEAT_DIVISOR: u32 = 3;
+
+/// Time kept back from Lambda's own deadline to persist the run's terminal state.
+pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
+
+/// A connection record outlives API Gateway's 2 h maximum connection time by this margin, then
+/// TTL removes it even if `$disconnect` was never delivered (AWS does not guarantee it).
+pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);
+
+/// Runs stay readable this long, then TTL removes them.
+pub const RUN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The sparse `alive` index is split over this many partition keys, so a busy deployment never
+/// writes one hot partition; the sweep reads every shard.
+pub const ALIVE_SHARDS: u8 = 4;
+
+/// Runs the sweep examines per shard per invocation: bounds its time and writes per invocation.
+pub const SWEEP_BATCH: usize = 100;
+
+/// Warm-instance connection identity cache entries; beyond this the cache is cleared (a miss
+/// costs one GetItem, never correctness).
+pub const IDENTITY_CACHE_CAPACITY: usize = 10_000;
+
+/// Largest artificial step delay the `echo` agent accepts (`payload.delay_ms`), for exercising
+/// heartbeats, cancellation and time limits with real clients.
+pub const MAX_ECHO_DELAY: Duration = Duration::from_secs(60);
+
+/// DynamoDB connect timeout: in-region connects take milliseconds; a stuck connect must fail
+/// fast enough to be retried inside API Gateway's 29 s integration timeout.
+pub const DYNAMODB_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// DynamoDB per-attempt timeout: single-item operations answer in milliseconds.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// DynamoDB whole-operation timeout, retries included.
+pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// DynamoDB attempts per operation (the SDK's standard retry with backoff): bounded, and the
+/// only retry loop there is.
+pub const DYNAMODB_MAX_ATTEMPTS: u32 = 3;

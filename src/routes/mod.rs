@@ -1,0 +1,79 @@
+//! The three WebSocket routes, dispatched on the event's `eventType`, one file each.
+
+pub mod connect;
+pub mod disconnect;
+pub mod message;
+
+use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
+
+/// The route keys the function serves (the template must declare each).
+pub const ROUTE_KEYS: [&str; 3] = ["$connect", "$disconnect", "$default"];
+
+/// Which route an event is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Connect,
+    Default,
+    Disconnect,
+}
+
+impl Route {
+    /// The route of an event: its `eventType`, or else its `routeKey`. Custom route keys are
+    /// messages too (the route selection expression may pick one that is not declared here).
+    pub fn of(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<Route> {
+        match (ctx.event_type.as_deref(), ctx.route_key.as_deref()) {
+            (Some("CONNECT"), _) | (None, Some("$connect")) => Some(Route::Connect),
+            (Some("DISCONNECT"), _) | (None, Some("$disconnect")) => Some(Route::Disconnect),
+            (Some("MESSAGE"), _) | (None, Some(_)) => Some(Route::Default),
+            _ => None,
+        }
+    }
+
+    /// The route's key, for logs.
+    pub fn key(self) -> &'static str {
+        match self {
+            Route::Connect => "$connect",
+            Route::Default => "$default",
+            Route::Disconnect => "$disconnect",
+        }
+    }
+}
+
+/// The parts of an invocation every route needs.
+#[derive(Clone, Debug)]
+pub struct Invocation<'a> {
+    pub connection_id: &'a str,
+    /// The `@connections` endpoint of this API.
+    pub endpoint: String,
+    /// API Gateway's id of a MESSAGE (the idempotency key when the client sends none).
+    pub message_id: Option<&'a str>,
+    /// API Gateway's request id.
+    pub aws_request_id: Option<&'a str>,
+    /// Lambda's deadline, epoch milliseconds.
+    pub deadline_ms: Option<u64>,
+}
+
+impl<'a> Invocation<'a> {
+    /// The invocation of an event; `None` when it has no connection id.
+    pub fn of(
+        ctx: &'a ApiGatewayWebsocketProxyRequestContext,
+        endpoint_override: Option<&str>,
+        deadline_ms: Option<u64>,
+    ) -> Option<Invocation<'a>> {
+        let endpoint = match endpoint_override {
+            Some(e) => e.to_owned(),
+            None => format!(
+                "https://{}/{}",
+                ctx.domain_name.as_deref().unwrap_or("localhost"),
+                ctx.stage.as_deref().unwrap_or("")
+            ),
+        };
+        Some(Invocation {
+            connection_id: ctx.connection_id.as_deref().filter(|c| !c.is_empty())?,
+            endpoint,
+            message_id: ctx.message_id.as_deref(),
+            aws_request_id: ctx.request_id.as_deref(),
+            deadline_ms,
+        })
+    }
+}

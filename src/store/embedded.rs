@@ -1,0 +1,334 @@
+//! The embedded store: redb on disk for local development, or in memory for tests and benches.
+//!
+//! One write transaction per operation gives the same conditional-write semantics as
+//! DynamoDB; index tables mirror the DynamoDB GSIs, and TTL is honoured on read.
+
+use super::{
+    CreateOutcome, Expected, ListCursor, RunPage, Store, StorageError, StorageErrorKind,
+    record::{ConnectionRecord, RunRecord},
+};
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::path::Path;
+
+const CONNS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
+const USER_CONNS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_connections");
+const RUNS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("runs");
+const BY_OWNER: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("runs_by_owner");
+const BY_THREAD: TableDefinition<(&str, &str, u64, &str), ()> =
+    TableDefinition::new("runs_by_thread");
+const ALIVE: TableDefinition<(u8, u64, &str, &str), ()> = TableDefinition::new("alive_runs");
+
+/// The file name of the embedded database inside a data directory.
+pub const DB_FILE: &str = "wsexec.redb";
+
+/// A redb-backed [`Store`].
+pub struct EmbeddedStore {
+    db: Database,
+}
+
+fn db_err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StorageError {
+    move |e| {
+        let e: redb::Error = e.into();
+        StorageError::new(StorageErrorKind::Unavailable, op, "embedded database error").with_source(e)
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(op: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StorageError::new(StorageErrorKind::Invalid, op, "stored record is unreadable").with_source(e)
+    })
+}
+
+fn encode<T: serde::Serialize>(op: &'static str, v: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(v).map_err(|e| {
+        StorageError::new(StorageErrorKind::Invalid, op, "record cannot be encoded").with_source(e)
+    })
+}
+
+fn now_secs() -> u64 {
+    crate::time::now_ms() / 1000
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database in `dir`, creating the directory when missing.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::new(StorageErrorKind::Unavailable, "open", "cannot create data dir")
+                .with_source(e)
+        })?;
+        let db = Database::create(dir.join(DB_FILE)).map_err(db_err("open"))?;
+        EmbeddedStore::init(db)
+    }
+
+    /// A store that lives in memory only (tests, benchmarks).
+    pub fn in_memory() -> Result<EmbeddedStore, StorageError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db_err("open"))?;
+        EmbeddedStore::init(db)
+    }
+
+    fn init(db: Database) -> Result<EmbeddedStore, StorageError> {
+        let store = EmbeddedStore { db };
+        store.write("open", |tx| {
+            tx.open_table(CONNS).map_err(db_err("open"))?;
+            tx.open_table(USER_CONNS).map_err(db_err("open"))?;
+            tx.open_table(RUNS).map_err(db_err("open"))?;
+            tx.open_table(BY_OWNER).map_err(db_err("open"))?;
+            tx.open_table(BY_THREAD).map_err(db_err("open"))?;
+            tx.open_table(ALIVE).map_err(db_err("open"))?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction, committed only when `f` succeeds.
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let tx = self.db.begin_write().map_err(db_err(op))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err(op))?;
+        Ok(out)
+    }
+
+    fn read_run(
+        tx: &WriteTransaction,
+        op: &'static str,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError> {
+        let runs = tx.open_table(RUNS).map_err(db_err(op))?;
+        let found = runs.get((user_id, run_id)).map_err(db_err(op))?;
+        found.map(|g| decode(op, g.value())).transpose()
+    }
+
+    /// Writes `run` and its index rows, replacing `old`'s index rows.
+    fn put_run(
+        tx: &WriteTransaction,
+        op: &'static str,
+        run: &RunRecord,
+        old: Option<&RunRecord>,
+    ) -> Result<(), StorageError> {
+        let bytes = encode(op, run)?;
+        let mut runs = tx.open_table(RUNS).map_err(db_err(op))?;
+        let mut owner = tx.open_table(BY_OWNER).map_err(db_err(op))?;
+        let mut thread = tx.open_table(BY_THREAD).map_err(db_err(op))?;
+        let mut alive = tx.open_table(ALIVE).map_err(db_err(op))?;
+        if let Some(old) = old {
+            let (u, r) = (old.user_id.as_str(), old.run_id.as_str());
+            owner.remove((u, old.created_at, r)).map_err(db_err(op))?;
+            thread
+                .remove((u, old.thread_id.as_str(), old.created_at, r))
+                .map_err(db_err(op))?;
+            if let Some(due) = old.due_at() {
+                alive.remove((old.shard(), due, u, r)).map_err(db_err(op))?;
+            }
+        }
+        let (u, r) = (run.user_id.as_str(), run.run_id.as_str());
+        runs.insert((u, r), bytes.as_slice()).map_err(db_err(op))?;
+        owner.insert((u, run.created_at, r), ()).map_err(db_err(op))?;
+        thread
+            .insert((u, run.thread_id.as_str(), run.created_at, r), ())
+            .map_err(db_err(op))?;
+        if let Some(due) = run.due_at() {
+            alive.insert((run.shard(), due, u, r), ()).map_err(db_err(op))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put_connection(&self, conn: &ConnectionRecord) -> Result<(), StorageError> {
+        const OP: &str = "put_connection";
+        let bytes = encode(OP, conn)?;
+        self.write(OP, |tx| {
+            let mut conns = tx.open_table(CONNS).map_err(db_err(OP))?;
+            let previous = conns
+                .insert(conn.connection_id.as_str(), bytes.as_slice())
+                .map_err(db_err(OP))?
+                .map(|g| decode::<ConnectionRecord>(OP, g.value()))
+                .transpose()?;
+            let mut by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
+            if let Some(p) = previous {
+                by_user
+                    .remove((p.user_id.as_str(), p.connection_id.as_str()))
+                    .map_err(db_err(OP))?;
+            }
+            by_user
+                .insert((conn.user_id.as_str(), conn.connection_id.as_str()), ())
+                .map_err(db_err(OP))?;
+            Ok(())
+        })
+    }
+
+    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StorageError> {
+        const OP: &str = "get_connection";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let conns = tx.open_table(CONNS).map_err(db_err(OP))?;
+        let found = conns.get(connection_id).map_err(db_err(OP))?;
+        let rec: Option<ConnectionRecord> = found.map(|g| decode(OP, g.value())).transpose()?;
+        Ok(rec.filter(|c| c.expires_at > now_secs()))
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError> {
+        const OP: &str = "delete_connection";
+        self.write(OP, |tx| {
+            let mut conns = tx.open_table(CONNS).map_err(db_err(OP))?;
+            let removed = conns
+                .remove(connection_id)
+                .map_err(db_err(OP))?
+                .map(|g| decode::<ConnectionRecord>(OP, g.value()))
+                .transpose()?;
+            if let Some(c) = removed {
+                let mut by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
+                by_user
+                    .remove((c.user_id.as_str(), c.connection_id.as_str()))
+                    .map_err(db_err(OP))?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+        const OP: &str = "user_connections";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
+        let conns = tx.open_table(CONNS).map_err(db_err(OP))?;
+        let now = now_secs();
+        let mut out = Vec::new();
+        for row in by_user.range((user_id, "")..).map_err(db_err(OP))? {
+            let (k, _) = row.map_err(db_err(OP))?;
+            let (u, id) = k.value();
+            if u != user_id {
+                break;
+            }
+            if let Some(g) = conns.get(id).map_err(db_err(OP))? {
+                let c: ConnectionRecord = decode(OP, g.value())?;
+                if c.expires_at > now {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
+        const OP: &str = "create_run";
+        self.write(OP, |tx| {
+            let old = Self::read_run(tx, OP, &run.user_id, &run.run_id)?;
+            match old {
+                Some(existing) if existing.expires_at > now_secs() => {
+                    Ok(CreateOutcome::Existing(existing))
+                }
+                expired => {
+                    Self::put_run(tx, OP, run, expired.as_ref())?;
+                    Ok(CreateOutcome::Created)
+                }
+            }
+        })
+    }
+
+    async fn get_run(&self, user_id: &str, run_id: &str) -> Result<Option<RunRecord>, StorageError> {
+        const OP: &str = "get_run";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
+        let found = runs.get((user_id, run_id)).map_err(db_err(OP))?;
+        let rec: Option<RunRecord> = found.map(|g| decode(OP, g.value())).transpose()?;
+        Ok(rec.filter(|r| r.expires_at > now_secs()))
+    }
+
+    async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
+        const OP: &str = "update_run";
+        self.write(OP, |tx| {
+            let current = Self::read_run(tx, OP, &run.user_id, &run.run_id)?
+                .filter(|c| c.state == expected.state && c.version == expected.version)
+                .ok_or_else(|| StorageError::conflict(OP))?;
+            Self::put_run(tx, OP, run, Some(&current))
+        })
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        thread_id: Option<&str>,
+        limit: usize,
+        cursor: Option<&ListCursor>,
+    ) -> Result<RunPage, StorageError> {
+        const OP: &str = "list_runs";
+        let limit = limit.max(1);
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
+        let (end_ts, end_id) = cursor
+            .map(|c| (c.created_at, c.run_id.as_str()))
+            .unwrap_or((u64::MAX, ""));
+        // Index rows newest first, up to (excluding) the cursor position; one row beyond the
+        // page tells whether another page exists.
+        let mut rows: Vec<(u64, String)> = Vec::new();
+        match thread_id {
+            None => {
+                let idx = tx.open_table(BY_OWNER).map_err(db_err(OP))?;
+                let range = idx
+                    .range((user_id, 0, "")..(user_id, end_ts, end_id))
+                    .map_err(db_err(OP))?;
+                for row in range.rev().take(limit + 1) {
+                    let (k, _) = row.map_err(db_err(OP))?;
+                    let (_, ts, id) = k.value();
+                    rows.push((ts, id.to_owned()));
+                }
+            }
+            Some(t) => {
+                let idx = tx.open_table(BY_THREAD).map_err(db_err(OP))?;
+                let range = idx
+                    .range((user_id, t, 0, "")..(user_id, t, end_ts, end_id))
+                    .map_err(db_err(OP))?;
+                for row in range.rev().take(limit + 1) {
+                    let (k, _) = row.map_err(db_err(OP))?;
+                    let (_, _, ts, id) = k.value();
+                    rows.push((ts, id.to_owned()));
+                }
+            }
+        }
+        let cursor = (rows.len() > limit).then(|| ListCursor {
+            created_at: rows[limit - 1].0,
+            run_id: rows[limit - 1].1.clone(),
+        });
+        let now = now_secs();
+        let mut items = Vec::with_capacity(limit);
+        for (_, id) in rows.iter().take(limit) {
+            if let Some(g) = runs.get((user_id, id.as_str())).map_err(db_err(OP))? {
+                let r: RunRecord = decode(OP, g.value())?;
+                if r.expires_at > now {
+                    items.push(r);
+                }
+            }
+        }
+        Ok(RunPage { items, cursor })
+    }
+
+    async fn due_runs(&self, shard: u8, now_ms: u64, limit: usize) -> Result<Vec<RunRecord>, StorageError> {
+        const OP: &str = "due_runs";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let alive = tx.open_table(ALIVE).map_err(db_err(OP))?;
+        let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
+        let mut out = Vec::new();
+        let range = alive
+            .range((shard, 0, "", "")..(shard, now_ms.saturating_add(1), "", ""))
+            .map_err(db_err(OP))?;
+        for row in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row.map_err(db_err(OP))?;
+            let (_, _, user, run) = k.value();
+            if let Some(g) = runs.get((user, run)).map_err(db_err(OP))? {
+                out.push(decode(OP, g.value())?);
+            }
+        }
+        Ok(out)
+    }
+}

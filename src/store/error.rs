@@ -1,0 +1,343 @@
+//! Classified storage failures: one error type with a `Copy` kind, a stable code and retryability.
+
+use std::fmt;
+
+/// What kind of storage failure happened; decides what the client is told and what is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// A conditional write's condition failed (another writer got there first).
+    Conflict,
+    /// A transaction was cancelled; retryability follows its per-item reasons.
+    Transaction,
+    /// Transactions collided (the original platform's `DeadlockError`).
+    Contention,
+    /// Capacity or request-rate limits.
+    Throttled,
+    /// The request could not be sent or the connection broke.
+    Connection,
+    /// The operation or an attempt timed out.
+    Timeout,
+    /// The service failed (5xx).
+    Unavailable,
+    /// Credentials are missing, expired or not allowed.
+    Permission,
+    /// The table or an index does not exist or has another shape.
+    Schema,
+    /// The request itself is invalid (bad value, item too large).
+    Invalid,
+}
+
+impl StorageErrorKind {
+    /// Every kind, for exhaustive tests.
+    pub const ALL: [StorageErrorKind; 10] = [
+        StorageErrorKind::Conflict,
+        StorageErrorKind::Transaction,
+        StorageErrorKind::Contention,
+        StorageErrorKind::Throttled,
+        StorageErrorKind::Connection,
+        StorageErrorKind::Timeout,
+        StorageErrorKind::Unavailable,
+        StorageErrorKind::Permission,
+        StorageErrorKind::Schema,
+        StorageErrorKind::Invalid,
+    ];
+
+    /// The stable code sent to clients and used in logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            StorageErrorKind::Conflict => "conflict",
+            StorageErrorKind::Transaction => "transaction_cancelled",
+            StorageErrorKind::Contention => "contention",
+            StorageErrorKind::Throttled => "throttled",
+            StorageErrorKind::Connection => "storage_connection",
+            StorageErrorKind::Timeout => "storage_timeout",
+            StorageErrorKind::Unavailable => "storage_unavailable",
+            StorageErrorKind::Permission => "storage_permission",
+            StorageErrorKind::Schema => "storage_schema",
+            StorageErrorKind::Invalid => "storage_invalid",
+        }
+    }
+
+    /// Whether retrying the same request may succeed (transactions decide per reasons).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            StorageErrorKind::Contention
+                | StorageErrorKind::Throttled
+                | StorageErrorKind::Connection
+                | StorageErrorKind::Timeout
+                | StorageErrorKind::Unavailable
+        )
+    }
+
+    /// What a client may be told: no table names, no causes.
+    pub fn client_message(self) -> &'static str {
+        match self {
+            StorageErrorKind::Conflict => "the run changed concurrently",
+            StorageErrorKind::Transaction => "the update was cancelled",
+            StorageErrorKind::Contention => "storage is busy, retry",
+            StorageErrorKind::Throttled => "too many requests, retry",
+            StorageErrorKind::Connection
+            | StorageErrorKind::Timeout
+            | StorageErrorKind::Unavailable => "storage is temporarily unavailable, retry",
+            StorageErrorKind::Permission
+            | StorageErrorKind::Schema
+            | StorageErrorKind::Invalid => "internal storage error",
+        }
+    }
+}
+
+/// DynamoDB error codes per kind, checked after the transport variants.
+pub const CONFLICT_ERRORS: &[&str] = &["ConditionalCheckFailedException"];
+/// Transaction cancellation.
+pub const TRANSACTION_ERRORS: &[&str] = &["TransactionCanceledException"];
+/// Transaction collisions.
+pub const CONTENTION_ERRORS: &[&str] = &[
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+/// Throttling, as the SDK's own retry classifier lists it plus DynamoDB's capacity errors.
+pub const THROTTLING_ERRORS: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+];
+/// Service-side failures.
+pub const UNAVAILABLE_ERRORS: &[&str] = &[
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+];
+/// Credential and authorisation failures.
+pub const PERMISSION_ERRORS: &[&str] = &[
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+];
+/// Missing table or index.
+pub const SCHEMA_ERRORS: &[&str] = &["ResourceNotFoundException"];
+/// Invalid requests.
+pub const INVALID_ERRORS: &[&str] = &[
+    "ValidationException",
+    "ItemCollectionSizeLimitExceededException",
+    "SerializationException",
+];
+
+/// Classifies a DynamoDB service error code (and message, for `ValidationException`s that are
+/// really schema mismatches). `None` for codes this table does not know.
+pub fn kind_for_service_code(code: &str, message: &str) -> Option<StorageErrorKind> {
+    let is = |table: &[&str]| table.contains(&code);
+    Some(if is(CONFLICT_ERRORS) {
+        StorageErrorKind::Conflict
+    } else if is(TRANSACTION_ERRORS) {
+        StorageErrorKind::Transaction
+    } else if is(CONTENTION_ERRORS) {
+        StorageErrorKind::Contention
+    } else if is(THROTTLING_ERRORS) {
+        StorageErrorKind::Throttled
+    } else if is(UNAVAILABLE_ERRORS) {
+        StorageErrorKind::Unavailable
+    } else if is(PERMISSION_ERRORS) {
+        StorageErrorKind::Permission
+    } else if is(SCHEMA_ERRORS) {
+        StorageErrorKind::Schema
+    } else if is(INVALID_ERRORS) {
+        if is_schema_validation(message) {
+            StorageErrorKind::Schema
+        } else {
+            StorageErrorKind::Invalid
+        }
+    } else {
+        return None;
+    })
+}
+
+/// `ValidationException` messages that mean the table's shape differs from the code's.
+fn is_schema_validation(message: &str) -> bool {
+    const SCHEMA_HINTS: &[&str] = &[
+        "does not have the specified index",
+        "provided key element does not match the schema",
+        "Query condition missed key schema element",
+        "key schema",
+    ];
+    let m = message.to_ascii_lowercase();
+    SCHEMA_HINTS.iter().any(|h| m.contains(&h.to_ascii_lowercase()))
+}
+
+/// Per-item cancellation reason codes that make a cancelled transaction worth retrying.
+const RETRYABLE_REASONS: &[&str] = &[
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
+
+/// A classified storage failure. `Display` is short; `source()` keeps the raw cause for logs.
+pub struct StorageError {
+    kind: StorageErrorKind,
+    operation: &'static str,
+    message: String,
+    reasons: Vec<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StorageError {
+    /// A new error of `kind` from `operation` (`put_connection`, `update_run`, ...).
+    pub fn new(kind: StorageErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+        StorageError {
+            kind,
+            operation,
+            message: message.into(),
+            reasons: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// A conditional-write conflict.
+    pub fn conflict(operation: &'static str) -> Self {
+        StorageError::new(StorageErrorKind::Conflict, operation, "condition failed")
+    }
+
+    /// Keeps the raw cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Per-item reasons of a cancelled transaction (`None` entries as `"None"`).
+    pub fn with_reasons(mut self, reasons: Vec<String>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// The failure's kind.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// The stable code (the kind's).
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The store operation that failed.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+
+    /// Per-item reasons of a cancelled transaction.
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+
+    /// Whether retrying may help: the kind decides, except for transactions, whose reasons do
+    /// (retryable only when every failed item failed for a transient reason).
+    pub fn is_retryable(&self) -> bool {
+        if self.kind == StorageErrorKind::Transaction {
+            let failed: Vec<&str> = self
+                .reasons
+                .iter()
+                .map(String::as_str)
+                .filter(|r| *r != "None")
+                .collect();
+            return !failed.is_empty() && failed.iter().all(|r| RETRYABLE_REASONS.contains(r));
+        }
+        self.kind.is_retryable()
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}: {}", self.operation, self.kind.code(), self.message)?;
+        if !self.reasons.is_empty() {
+            write!(f, " (reasons: {})", self.reasons.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageError")
+            .field("kind", &self.kind)
+            .field("operation", &self.operation)
+            .field("message", &self.message)
+            .field("reasons", &self.reasons)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code in the const tables classifies to its table's kind.
+    #[test]
+    fn service_codes_classify_by_table() {
+        let tables: [(&[&str], StorageErrorKind); 8] = [
+            (CONFLICT_ERRORS, StorageErrorKind::Conflict),
+            (TRANSACTION_ERRORS, StorageErrorKind::Transaction),
+            (CONTENTION_ERRORS, StorageErrorKind::Contention),
+            (THROTTLING_ERRORS, StorageErrorKind::Throttled),
+            (UNAVAILABLE_ERRORS, StorageErrorKind::Unavailable),
+            (PERMISSION_ERRORS, StorageErrorKind::Permission),
+            (SCHEMA_ERRORS, StorageErrorKind::Schema),
+            (INVALID_ERRORS, StorageErrorKind::Invalid),
+        ];
+        for (table, kind) in tables {
+            for code in table {
+                assert_eq!(kind_for_service_code(code, "x"), Some(kind), "{code}");
+            }
+        }
+        assert_eq!(kind_for_service_code("SomethingNew", ""), None);
+        assert_eq!(
+            kind_for_service_code("ValidationException", "The table does not have the specified index: alive"),
+            Some(StorageErrorKind::Schema)
+        );
+    }
+
+    /// Cancelled transactions are retryable only when every failed item failed transiently.
+    #[test]
+    fn transaction_retryability_follows_reasons() {
+        let tx = |r: &[&str]| {
+            StorageError::new(StorageErrorKind::Transaction, "op", "m")
+                .with_reasons(r.iter().map(|s| s.to_string()).collect())
+                .is_retryable()
+        };
+        assert!(tx(&["None", "TransactionConflict"]));
+        assert!(!tx(&["ConditionalCheckFailed", "TransactionConflict"]));
+        assert!(!tx(&["None"]));
+        assert!(!tx(&[]));
+    }
+
+    /// Codes are unique and retryability matches DESIGN.md's table.
+    #[test]
+    fn kinds_have_unique_codes_and_documented_retryability() {
+        let mut codes: Vec<_> = StorageErrorKind::ALL.iter().map(|k| k.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), StorageErrorKind::ALL.len());
+        let retryable: Vec<_> =
+            StorageErrorKind::ALL.into_iter().filter(|k| k.is_retryable()).collect();
+        use StorageErrorKind::*;
+        assert_eq!(retryable, vec![Contention, Throttled, Connection, Timeout, Unavailable]);
+    }
+}

@@ -1,0 +1,163 @@
+//! The `Store` trait: durable connections and runs, with conditional writes and TTL on read.
+//!
+//! Both backends ([`dynamo`] in production, [`embedded`] locally and in tests) pass one shared
+//! contract suite (`tests/support/contract.rs`).
+
+pub mod dynamo;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod error;
+pub mod record;
+
+pub use error::{StorageError, StorageErrorKind};
+pub use record::{ConnectionRecord, RunError, RunRecord};
+
+use crate::state::ExecutionState;
+use async_trait::async_trait;
+
+/// The result of an idempotent create.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateOutcome {
+    /// The run was created.
+    Created,
+    /// A live run already had this key (a retried request): it is returned unchanged.
+    Existing(RunRecord),
+}
+
+/// The persisted state a conditional update expects to replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub state: ExecutionState,
+    pub version: u64,
+}
+
+impl Expected {
+    /// What `run` currently is, as the condition for replacing it.
+    pub fn of(run: &RunRecord) -> Expected {
+        Expected {
+            state: run.state,
+            version: run.version,
+        }
+    }
+}
+
+/// One page of runs, newest first, and where the next page starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPage {
+    pub items: Vec<RunRecord>,
+    pub cursor: Option<ListCursor>,
+}
+
+/// A position in a user's run list: the last run of the previous page.
+///
+/// On the wire it is `{created_at:013}.{run_id}`; both parts are re-validated when a client
+/// sends it back, and the user partition always comes from the caller, never the cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: u64,
+    pub run_id: String,
+}
+
+impl ListCursor {
+    /// The cursor of the page ending at `run`.
+    pub fn after(run: &RunRecord) -> ListCursor {
+        ListCursor {
+            created_at: run.created_at,
+            run_id: run.run_id.clone(),
+        }
+    }
+
+    /// Parses a client's cursor; `None` when it is malformed.
+    pub fn parse(s: &str) -> Option<ListCursor> {
+        let (ts, id) = s.split_once('.')?;
+        if ts.len() != 13 || !ts.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        crate::context::validate_id("cursor", id, crate::context::Mode::Test).ok()?;
+        Some(ListCursor {
+            created_at: ts.parse().ok()?,
+            run_id: id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:013}.{}", self.created_at, self.run_id)
+    }
+}
+
+/// Durable storage of connections and runs.
+///
+/// Semantics every backend keeps: records past `expires_at` are invisible to reads and may be
+/// overwritten by creates; `update_run` replaces a run only if its persisted state and version
+/// are the expected ones (else `Conflict`); alive runs are findable by due time per shard.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a connection (overwrites a previous record with the same id).
+    async fn put_connection(&self, conn: &ConnectionRecord) -> Result<(), StorageError>;
+
+    /// The connection's record, if present and not expired.
+    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StorageError>;
+
+    /// Removes a connection's record; removing an absent one succeeds.
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError>;
+
+    /// The user's live connection records.
+    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError>;
+
+    /// Creates a run unless a live run with the same (user, run id) exists.
+    async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError>;
+
+    /// The user's run, if present and not expired. Another user's run id is simply absent.
+    async fn get_run(&self, user_id: &str, run_id: &str) -> Result<Option<RunRecord>, StorageError>;
+
+    /// Replaces the run if its persisted state and version are `expected`; `Conflict` otherwise.
+    async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError>;
+
+    /// The user's runs, newest first, optionally of one thread.
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        thread_id: Option<&str>,
+        limit: usize,
+        cursor: Option<&ListCursor>,
+    ) -> Result<RunPage, StorageError>;
+
+    /// Alive runs in `shard` whose due time is at or before `now_ms`, most overdue first.
+    async fn due_runs(&self, shard: u8, now_ms: u64, limit: usize) -> Result<Vec<RunRecord>, StorageError>;
+}
+
+/// Key formats shared by every backend (and documented in the README's storage layout).
+pub mod keys {
+    /// Partition key of a connection item.
+    pub fn connection_pk(connection_id: &str) -> String {
+        format!("CONN#{connection_id}")
+    }
+    /// Sort key of a connection item.
+    pub const CONNECTION_SK: &str = "CONN";
+    /// Partition key of a user's items (runs) and of the `by_owner` index.
+    pub fn user_pk(user_id: &str) -> String {
+        format!("USER#{user_id}")
+    }
+    /// Sort key of a run item.
+    pub fn run_sk(run_id: &str) -> String {
+        format!("RUN#{run_id}")
+    }
+    /// `by_owner` sort key of a run: creation time, then id, so pages run newest first.
+    pub fn owner_run_sk(created_at: u64, run_id: &str) -> String {
+        format!("RUN#{created_at:013}#{run_id}")
+    }
+    /// `by_owner` sort key of a connection.
+    pub fn owner_conn_sk(connection_id: &str) -> String {
+        format!("CONN#{connection_id}")
+    }
+    /// `by_thread` partition key.
+    pub fn thread_pk(user_id: &str, thread_id: &str) -> String {
+        format!("USER#{user_id}#THREAD#{thread_id}")
+    }
+    /// `alive` index partition key of a shard.
+    pub fn alive_shard(shard: u8) -> String {
+        format!("ALIVE#{shard}")
+    }
+}

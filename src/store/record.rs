@@ -1,0 +1,97 @@
+//! The records wsexec stores: connections and runs.
+
+use crate::limits::ALIVE_SHARDS;
+use crate::state::ExecutionState;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A live WebSocket connection and who it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    pub connection_id: String,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The `@connections` endpoint this connection is reached through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Epoch milliseconds.
+    pub connected_at: u64,
+    /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: u64,
+}
+
+/// Why a run ended badly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One agent run: its identity, its state and version, and its outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub user_id: String,
+    pub thread_id: String,
+    pub request_id: String,
+    /// The connection that started the run.
+    pub connection_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The `@connections` endpoint of the starting connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub agent: String,
+    pub state: ExecutionState,
+    /// Incremented by every persisted write; conditional writes check it.
+    pub version: u64,
+    /// Epoch milliseconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Epoch milliseconds after which an alive run with no heartbeat is dead.
+    pub stale_at: u64,
+    /// Epoch milliseconds after which an alive run has exceeded its time limit.
+    pub deadline_at: u64,
+    /// The user's request text.
+    pub request: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// The connection that cancelled the run, so the run's own connection is told only once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
+    /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: u64,
+}
+
+impl RunRecord {
+    /// When the sweep must look at this run: the earlier of its heartbeat and time limits.
+    /// `None` once terminal (the run leaves the sparse `alive` index).
+    pub fn due_at(&self) -> Option<u64> {
+        self.state.is_alive().then(|| self.stale_at.min(self.deadline_at))
+    }
+
+    /// The `alive` index shard, stable per run id (FNV-1a, so every backend agrees).
+    pub fn shard(&self) -> u8 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.run_id.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        (h % ALIVE_SHARDS as u32) as u8
+    }
+
+    /// The state an alive run must be moved to at `now_ms`, if it is overdue.
+    pub fn overdue(&self, now_ms: u64) -> Option<ExecutionState> {
+        if !self.state.is_alive() {
+            None
+        } else if now_ms >= self.deadline_at {
+            Some(ExecutionState::Timeout)
+        } else if now_ms >= self.stale_at {
+            Some(ExecutionState::Dead)
+        } else {
+            None
+        }
+    }
+}
