@@ -55,7 +55,13 @@ impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
             .field("hmac", &self.hmac.is_some())
-            .field("public", &self.public.as_ref().map(|k| k.validation.algorithms.clone()))
+            .field(
+                "public",
+                &self
+                    .public
+                    .as_ref()
+                    .map(|k| k.validation.algorithms.clone()),
+            )
             .finish()
     }
 }
@@ -125,7 +131,11 @@ impl JwtVerifier {
             .find(|kv| kv.validation.algorithms.contains(&header.alg))
             .ok_or(JwtError::Algorithm(Some(header.alg)))?;
         let data = decode::<Claims>(token, &kv.key, &kv.validation).map_err(JwtError::Invalid)?;
-        let user_id = data.claims.sub.filter(|s| !s.is_empty()).ok_or(JwtError::NoSubject)?;
+        let user_id = data
+            .claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or(JwtError::NoSubject)?;
         Ok(Principal {
             user_id,
             tenant_id: data.claims.tenant,
@@ -152,15 +162,14 @@ pub fn extract_token<'a>(
             subprotocol: None,
         });
     }
-    subprotocols?
-        .split(',')
-        .map(str::trim)
-        .find_map(|p| {
-            p.strip_prefix("jwt.").filter(|t| !t.is_empty()).map(|t| ExtractedToken {
+    subprotocols?.split(',').map(str::trim).find_map(|p| {
+        p.strip_prefix("jwt.")
+            .filter(|t| !t.is_empty())
+            .map(|t| ExtractedToken {
                 token: t,
                 subprotocol: Some(p),
             })
-        })
+    })
 }
 
 #[cfg(test)]
@@ -170,7 +179,10 @@ mod tests {
     /// The query parameter wins; otherwise the first `jwt.` subprotocol is chosen and echoed.
     #[test]
     fn token_extraction_prefers_query_then_subprotocol() {
-        assert_eq!(extract_token(Some("abc"), Some("jwt.def")).unwrap().token, "abc");
+        assert_eq!(
+            extract_token(Some("abc"), Some("jwt.def")).unwrap().token,
+            "abc"
+        );
         let t = extract_token(None, Some("chat, jwt.def ,jwt.ghi")).unwrap();
         assert_eq!((t.token, t.subprotocol), ("def", Some("jwt.def")));
         assert_eq!(extract_token(Some(" "), Some("chat, jwt.")), None);

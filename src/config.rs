@@ -132,8 +132,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -144,7 +146,10 @@ mod tests {
         assert_eq!(c.run_time_limit, Duration::from_secs(15));
         assert_eq!(c.heartbeat_deadline, Duration::from_secs(10));
         assert!(c.jwt.is_none() && c.table_name.is_none() && !c.dev_auth);
-        assert!(matches!(c.require_table(), Err(ConfigError::Missing { var: "TABLE_NAME" })));
+        assert!(matches!(
+            c.require_table(),
+            Err(ConfigError::Missing { var: "TABLE_NAME" })
+        ));
     }
 
     /// Malformed numbers, modes and keys are typed errors naming the variable.
@@ -152,17 +157,29 @@ mod tests {
     fn invalid_settings_are_typed_errors() {
         assert!(matches!(
             cfg(&[("RUN_TIME_LIMIT_MS", "soon")]),
-            Err(ConfigError::Invalid { var: "RUN_TIME_LIMIT_MS", .. })
+            Err(ConfigError::Invalid {
+                var: "RUN_TIME_LIMIT_MS",
+                ..
+            })
         ));
         assert!(matches!(
             cfg(&[("HEARTBEAT_DEADLINE_MS", "0")]),
-            Err(ConfigError::Invalid { var: "HEARTBEAT_DEADLINE_MS", .. })
+            Err(ConfigError::Invalid {
+                var: "HEARTBEAT_DEADLINE_MS",
+                ..
+            })
         ));
         assert!(matches!(
             cfg(&[("WSEXEC_MODE", "staging")]),
-            Err(ConfigError::Invalid { var: "WSEXEC_MODE", .. })
+            Err(ConfigError::Invalid {
+                var: "WSEXEC_MODE",
+                ..
+            })
         ));
-        assert!(matches!(cfg(&[("JWT_PUBLIC_KEY", "not a pem")]), Err(ConfigError::Jwt(_))));
+        assert!(matches!(
+            cfg(&[("JWT_PUBLIC_KEY", "not a pem")]),
+            Err(ConfigError::Jwt(_))
+        ));
     }
 
     /// Set values override defaults; the endpoint loses a trailing slash.
@@ -176,7 +193,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.run_time_limit, Duration::from_millis(2500));
-        assert_eq!(c.connections_endpoint.as_deref(), Some("http://127.0.0.1:3001"));
+        assert_eq!(
+            c.connections_endpoint.as_deref(),
+            Some("http://127.0.0.1:3001")
+        );
         assert_eq!(c.mode, Mode::Test);
         assert!(c.jwt.is_some());
     }

@@ -154,6 +154,32 @@ pub fn validate_id<'a>(
     Ok(v)
 }
 
+/// Validates an id that API Gateway issued (`connectionId`): base64-like, so `=` padding is
+/// allowed besides the usual charset; no placeholder rules (AWS never sends placeholders).
+pub fn validate_aws_id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ContextError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ContextError::Empty { field });
+    }
+    if v.len() > MAX_ID_LEN {
+        return Err(ContextError::TooLong { field });
+    }
+    if !v.chars().all(|c| id_char_ok(c) || c == '=') {
+        return Err(ContextError::InvalidCharacters { field });
+    }
+    Ok(v)
+}
+
+/// An API Gateway `messageId` as a request id within the strict charset: padding dropped,
+/// base64's `+` and `/` mapped to their URL-safe forms `-` and `_`.
+pub fn request_id_from_message_id(message_id: &str) -> String {
+    message_id
+        .trim()
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
 /// Who runs what, where: the validated identity of one run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UserExecutionContext {
@@ -204,7 +230,7 @@ impl UserExecutionContext {
             thread_id: validate_id("thread_id", parts.thread_id, mode)?.to_owned(),
             run_id: validate_id("run_id", parts.run_id, mode)?.to_owned(),
             request_id: validate_id("request_id", parts.request_id, mode)?.to_owned(),
-            connection_id: validate_id("connection_id", parts.connection_id, mode)?.to_owned(),
+            connection_id: validate_aws_id("connection_id", parts.connection_id)?.to_owned(),
             tenant_id,
             metadata,
         })
@@ -253,7 +279,7 @@ mod tests {
         );
         assert!(validate_id("user_id", "mock_abcdefghijklmnopq", Mode::Production).is_ok());
         for s in SERVICE_IDENTITIES {
-            assert_eq!(validate_id("user_id", &s.to_uppercase(), Mode::Production).is_ok(), true);
+            assert!(validate_id("user_id", &s.to_uppercase(), Mode::Production).is_ok());
         }
         assert!(validate_id("user_id", "default_other", Mode::Production).is_err());
     }
@@ -299,11 +325,34 @@ mod tests {
         let mut p = parts("alice");
         p.metadata = Some(&m);
         assert!(UserExecutionContext::new(p.clone(), Mode::Production).is_ok());
+        let mut m = m.clone();
         m.insert("User_Id".into(), Value::from("bob"));
+        let mut p = parts("alice");
         p.metadata = Some(&m);
         assert_eq!(
             UserExecutionContext::new(p, Mode::Production),
-            Err(ContextError::ReservedMetadataKey { key: "User_Id".into() })
+            Err(ContextError::ReservedMetadataKey {
+                key: "User_Id".into()
+            })
+        );
+    }
+
+    /// API Gateway's base64-like ids are accepted as connection ids and normalised as request ids.
+    #[test]
+    fn aws_issued_ids_are_accepted() {
+        assert_eq!(
+            validate_aws_id("connection_id", "L0SM9cOFvHcCIhw="),
+            Ok("L0SM9cOFvHcCIhw=")
+        );
+        assert!(validate_aws_id("connection_id", "a/b").is_err());
+        assert_eq!(request_id_from_message_id("Ab+c/d=="), "Ab-c_d");
+        assert!(
+            validate_id(
+                "request_id",
+                &request_id_from_message_id("L0SM9cOFvHcCIhw="),
+                Mode::Production
+            )
+            .is_ok()
         );
     }
 

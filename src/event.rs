@@ -18,7 +18,9 @@ pub enum Incoming {
 /// Gateway only sends well-formed events).
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("unsupported event: expected an API Gateway WebSocket event or an EventBridge scheduled event")]
+    #[error(
+        "unsupported event: expected an API Gateway WebSocket event or an EventBridge scheduled event"
+    )]
     Unsupported,
     #[error("malformed API Gateway WebSocket event: {0}")]
     Malformed(#[source] serde_json::Error),
@@ -49,14 +51,20 @@ pub fn decode(raw: &str) -> Result<Incoming, EventError> {
     let probe: Probe<'_> = serde_json::from_str(raw).map_err(|_| EventError::Unsupported)?;
     if let Some(ctx) = &probe.request_context
         && ctx.connection_id.is_some()
-        && matches!(ctx.event_type.as_deref(), Some("CONNECT" | "MESSAGE" | "DISCONNECT"))
+        && matches!(
+            ctx.event_type.as_deref(),
+            Some("CONNECT" | "MESSAGE" | "DISCONNECT")
+        )
     {
         return serde_json::from_str(raw)
             .map(|e| Incoming::WebSocket(Box::new(e)))
             .map_err(EventError::Malformed);
     }
     if probe.detail_type.as_deref() == Some("Scheduled Event")
-        && matches!(probe.source.as_deref(), Some("aws.events" | "aws.scheduler"))
+        && matches!(
+            probe.source.as_deref(),
+            Some("aws.events" | "aws.scheduler")
+        )
     {
         return Ok(Incoming::Scheduled);
     }

@@ -48,7 +48,11 @@ impl From<HandlerError> for lambda_http::lambda_runtime::Diagnostic {
 
 /// Handles one raw event with the instance's manager (or the reason it could not be built:
 /// WebSocket events then get an error reply, and the next invocation tries again).
-pub async fn handle(raw: &str, mgr: Result<&Manager, &InitError>, deadline_ms: Option<u64>) -> Result<Output, HandlerError> {
+pub async fn handle(
+    raw: &str,
+    mgr: Result<&Manager, &InitError>,
+    deadline_ms: Option<u64>,
+) -> Result<Output, HandlerError> {
     let started = Instant::now();
     let event = decode(raw)?;
     let req = match event {
@@ -66,7 +70,9 @@ pub async fn handle(raw: &str, mgr: Result<&Manager, &InitError>, deadline_ms: O
     };
     let ctx = &req.request_context;
     let route = Route::of(ctx).ok_or(EventError::Unsupported)?;
-    let endpoint_override = mgr.ok().and_then(|m| m.config().connections_endpoint.as_deref());
+    let endpoint_override = mgr
+        .ok()
+        .and_then(|m| m.config().connections_endpoint.as_deref());
     let inv = Invocation::of(ctx, endpoint_override, deadline_ms).ok_or_else(|| HandlerError {
         error_type: "NonRetryable.InvalidEvent",
         message: "WebSocket event has no connectionId".into(),
@@ -76,7 +82,9 @@ pub async fn handle(raw: &str, mgr: Result<&Manager, &InitError>, deadline_ms: O
         Err(e) => init_failure(route, e),
         Ok(mgr) => match route {
             Route::Connect => connect::handle(mgr, &req, &inv).await,
-            Route::Default => message::handle(mgr, req.body.as_deref(), req.is_base64_encoded, &inv).await,
+            Route::Default => {
+                message::handle(mgr, req.body.as_deref(), req.is_base64_encoded, &inv).await
+            }
             Route::Disconnect => disconnect::handle(mgr, &inv).await,
         },
     };
@@ -96,7 +104,9 @@ pub async fn handle(raw: &str, mgr: Result<&Manager, &InitError>, deadline_ms: O
 fn init_failure(route: Route, e: &InitError) -> WsResponse {
     tracing::error!(error = %e, "initialisation failed");
     match route {
-        Route::Connect => WsResponse::status(500).with_body(r#"{"message":"internal error"}"#.into()),
+        Route::Connect => {
+            WsResponse::status(500).with_body(r#"{"message":"internal error"}"#.into())
+        }
         Route::Disconnect => WsResponse::status(200),
         Route::Default => {
             let frame = crate::run::driver::error_frame(None, &e.client_error());
@@ -109,8 +119,11 @@ impl InitError {
     /// What a client is told about a failed initialisation.
     pub fn client_error(&self) -> ClientError {
         match self {
-            InitError::Store(s) if s.is_retryable() => ClientError::storage(s),
-            _ => ClientError::new(crate::protocol::ErrorCode::Internal, "service is misconfigured"),
+            InitError::Store(s) => ClientError::storage(s),
+            InitError::Config(_) => ClientError::new(
+                crate::protocol::ErrorCode::Internal,
+                "service is misconfigured",
+            ),
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::limits::IDENTITY_CACHE_CAPACITY;
 use crate::notify::Notifier;
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::run::Agents;
-use crate::store::Store;
 use crate::store::StorageError;
+use crate::store::Store;
 use crate::store::dynamo::{DynamoSettings, DynamoStore};
 use once_cell::sync::OnceCell;
 use std::collections::HashMap;
@@ -81,7 +81,11 @@ impl Manager {
     }
 
     /// A manager whose store is built by `factory` on first use.
-    pub fn with_store_factory(config: Config, factory: StoreFactory, notifier: Arc<dyn Notifier>) -> Manager {
+    pub fn with_store_factory(
+        config: Config,
+        factory: StoreFactory,
+        notifier: Arc<dyn Notifier>,
+    ) -> Manager {
         Manager {
             config,
             store: OnceCell::new(),

@@ -193,7 +193,10 @@ mod tests {
     /// Exactly four states are alive and five terminal, and names round-trip.
     #[test]
     fn alive_and_terminal_partition_the_states() {
-        let alive: Vec<_> = ExecutionState::ALL.into_iter().filter(|s| s.is_alive()).collect();
+        let alive: Vec<_> = ExecutionState::ALL
+            .into_iter()
+            .filter(|s| s.is_alive())
+            .collect();
         assert_eq!(alive, vec![Pending, Starting, Running, Completing]);
         for s in ExecutionState::ALL {
             assert_eq!(ExecutionState::parse(s.as_str()), Some(s));

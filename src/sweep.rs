@@ -96,21 +96,30 @@ pub async fn reap(mgr: &Manager, run: &RunRecord, now_ms: u64) -> Result<Reaped,
         return Ok(Reaped::NotDue(run.clone()));
     };
     let (code, message) = match target {
-        ExecutionState::Timeout => (ErrorCode::RunTimeout.as_str(), "the run exceeded its time limit"),
+        ExecutionState::Timeout => (
+            ErrorCode::RunTimeout.as_str(),
+            "the run exceeded its time limit",
+        ),
         _ => ("run_dead", "the run's process stopped sending heartbeats"),
     };
     next.error = Some(RunError {
         code: code.to_owned(),
         message: message.to_owned(),
     });
-    let store = mgr.store().map_err(|e| {
-        StorageError::new(StorageErrorKind::Unavailable, "reap", e.to_string())
-    })?;
+    let store = mgr
+        .store()
+        .map_err(|e| StorageError::new(StorageErrorKind::Unavailable, "reap", e.to_string()))?;
     match store.update_run(&next, Expected::of(run)).await {
         Ok(()) => {
             metrics::run_finished(next.state, now_ms.saturating_sub(next.created_at));
             let frame = if target == ExecutionState::Dead {
-                run_event(EventType::AgentDeath, &next, AgentDeath { cause: "heartbeat_missed" })
+                run_event(
+                    EventType::AgentDeath,
+                    &next,
+                    AgentDeath {
+                        cause: "heartbeat_missed",
+                    },
+                )
             } else {
                 let e = ClientError::new(ErrorCode::RunTimeout, message).retryable(true);
                 agent_error(&next, &e)

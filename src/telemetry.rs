@@ -6,7 +6,11 @@ pub fn init() {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_ascii_lowercase()))
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|l| l.to_ascii_lowercase())
+        })
         .unwrap_or_else(|| "info".into());
     let _ = tracing_subscriber::fmt()
         .json()
@@ -39,7 +43,10 @@ pub mod metrics {
 
     fn add(name: String, value: f64, unit: &'static str) {
         let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        match p.iter_mut().find(|(n, _, u)| *n == name && *u == "Count" && unit == "Count") {
+        match p
+            .iter_mut()
+            .find(|(n, _, u)| *n == name && *u == "Count" && unit == "Count")
+        {
             Some(entry) => entry.1 += value,
             None => p.push((name, value, unit)),
         }
@@ -116,10 +123,23 @@ pub mod metrics {
         Some(serde_json::Value::Object(root).to_string())
     }
 
+    /// Whether [`flush`] writes to stderr instead of stdout.
+    static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+    /// Makes [`flush`] write to stderr: `wsexec-local` keeps stdout for its own output (the
+    /// address line, `invoke`'s JSON lines), and there is no log agent to read EMF locally.
+    pub fn flush_to_stderr() {
+        TO_STDERR.store(true, Ordering::Relaxed);
+    }
+
     /// Writes the pending metrics to stdout, where Lambda's log agent turns EMF into metrics.
     pub fn flush() {
         if let Some(line) = take_emf(crate::time::now_ms()) {
-            println!("{line}");
+            if TO_STDERR.load(Ordering::Relaxed) {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
     }
 }

@@ -4,13 +4,14 @@
 use super::{Notifier, PushError, PushErrorKind, PushTarget};
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
+use aws_sdk_apigatewaymanagement::config::{
+    BehaviorVersion, Credentials, Region, timeout::TimeoutConfig,
+};
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use once_cell::sync::OnceCell;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,17 +21,15 @@ const PUSH_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Push whole-operation timeout: a slow push must not eat the run's time limit.
 const PUSH_OPERATION_TIMEOUT: Duration = Duration::from_millis(3000);
 
-/// The HTTPS client every SDK client of this instance shares: rustls with ring, built once so
-/// root certificates are loaded once per instance.
+/// An HTTPS client for one SDK client: rustls with ring. Not shared process-wide: a connection
+/// pool belongs to the tokio runtime that opened its connections, and the local tool and tests
+/// run several runtimes.
 pub fn https_client() -> SharedHttpClient {
-    static CLIENT: OnceCell<SharedHttpClient> = OnceCell::new();
-    CLIENT
-        .get_or_init(|| {
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-                .build_https()
-        })
-        .clone()
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// Pushes through API Gateway's `PostToConnection`.
@@ -94,7 +93,12 @@ impl ApiGatewayNotifier {
 }
 
 /// Classifies a `PostToConnection` failure: transport first, then the modelled errors.
-pub fn classify(err: SdkError<PostToConnectionError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> PushError {
+pub fn classify(
+    err: SdkError<
+        PostToConnectionError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> PushError {
     let kind = match &err {
         SdkError::TimeoutError(_) => PushErrorKind::Timeout,
         SdkError::DispatchFailure(d) if d.is_timeout() => PushErrorKind::Timeout,

@@ -116,7 +116,8 @@ fn required<'a>(
     v: Option<Cow<'a, str>>,
     max: usize,
 ) -> Result<Cow<'a, str>, ClientError> {
-    text_field(name, v, max)?.ok_or_else(|| err(ErrorCode::MissingField, format!("{name} is required")))
+    text_field(name, v, max)?
+        .ok_or_else(|| err(ErrorCode::MissingField, format!("{name} is required")))
 }
 
 /// Parses one text frame. Never panics; every failure is a typed [`FrameError`].
@@ -144,7 +145,10 @@ pub fn parse_frame(body: &str) -> Result<Frame<'_>, FrameError> {
             request_id: None,
         }
     })?;
-    let request_id = raw.request_id.clone().filter(|r| r.len() <= crate::limits::MAX_ID_LEN);
+    let request_id = raw
+        .request_id
+        .clone()
+        .filter(|r| r.len() <= crate::limits::MAX_ID_LEN);
     build(raw).map_err(|error| FrameError {
         error,
         request_id: request_id.as_deref().map(str::to_owned),
@@ -219,24 +223,34 @@ mod tests {
     /// Each message type parses into its variant with its fields.
     #[test]
     fn parses_every_message_type() {
-        assert_eq!(parse_frame(r#"{"type":"ping"}"#).unwrap().message, Inbound::Ping);
+        assert_eq!(
+            parse_frame(r#"{"type":"ping"}"#).unwrap().message,
+            Inbound::Ping
+        );
         let f = parse_frame(
             r#"{"type":"start_agent","request_id":"r1","thread_id":"t1","payload":{"user_request":"hi"}}"#,
         )
         .unwrap();
         match f.message {
             Inbound::StartAgent(s) => {
-                assert_eq!((s.text.as_ref(), s.thread_id.as_deref()), ("hi", Some("t1")))
+                assert_eq!(
+                    (s.text.as_ref(), s.thread_id.as_deref()),
+                    ("hi", Some("t1"))
+                )
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(f.request_id.as_deref(), Some("r1"));
         for alias in ["message", "content", "text"] {
             let body = format!(r#"{{"type":"chat","payload":{{"{alias}":"yo"}}}}"#);
-            assert!(matches!(parse_frame(&body).unwrap().message, Inbound::UserMessage(s) if s.text == "yo"));
+            assert!(
+                matches!(parse_frame(&body).unwrap().message, Inbound::UserMessage(s) if s.text == "yo")
+            );
         }
         assert!(matches!(
-            parse_frame(r#"{"type":"list_executions","limit":5}"#).unwrap().message,
+            parse_frame(r#"{"type":"list_executions","limit":5}"#)
+                .unwrap()
+                .message,
             Inbound::ListExecutions(ListRequest { limit: Some(5), .. })
         ));
         assert!(matches!(
@@ -254,16 +268,28 @@ mod tests {
         assert_eq!(code(r#"{"type":5}"#), "invalid_field");
         assert_eq!(code(r#"{"run_id":"x"}"#), "missing_field");
         assert_eq!(code(r#"{"type":"start_agent"}"#), "missing_field");
-        assert_eq!(code(r#"{"type":"start_agent","payload":{"user_request":"  "}}"#), "missing_field");
+        assert_eq!(
+            code(r#"{"type":"start_agent","payload":{"user_request":"  "}}"#),
+            "missing_field"
+        );
         assert_eq!(code(r#"{"type":"get_execution"}"#), "missing_field");
-        assert_eq!(code(r#"{"type":"list_executions","limit":0}"#), "invalid_field");
-        assert_eq!(code(r#"{"type":"list_executions","limit":-1}"#), "invalid_field");
+        assert_eq!(
+            code(r#"{"type":"list_executions","limit":0}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"type":"list_executions","limit":-1}"#),
+            "invalid_field"
+        );
         let big = format!(
             r#"{{"type":"start_agent","payload":{{"user_request":"{}"}}}}"#,
             "a".repeat(MAX_TEXT_BYTES + 1)
         );
         assert_eq!(code(&big), "field_too_large");
-        let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let huge = format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(code(&huge), "message_too_large");
     }
 

@@ -129,8 +129,13 @@ mod tests {
             ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_str(
-            &Envelope::new(EventType::AgentStarted, run, 0, AgentStarted { agent_name: "echo" })
-                .to_json(),
+            &Envelope::new(
+                EventType::AgentStarted,
+                run,
+                0,
+                AgentStarted { agent_name: "echo" },
+            )
+            .to_json(),
         )
         .unwrap();
         assert_eq!(

@@ -68,7 +68,11 @@ fn authenticate<'e>(
 
 /// Handles `$connect`: 200 accept, 401 no/invalid credentials, 403 forbidden identity,
 /// 503 retryable storage failure, 500 otherwise.
-pub async fn handle(mgr: &Manager, req: &ApiGatewayWebsocketProxyRequest, inv: &Invocation<'_>) -> WsResponse {
+pub async fn handle(
+    mgr: &Manager,
+    req: &ApiGatewayWebsocketProxyRequest,
+    inv: &Invocation<'_>,
+) -> WsResponse {
     let (principal, subprotocol) = match authenticate(mgr, req) {
         Ok(p) => p,
         Err(refusal) => return refusal,
@@ -81,7 +85,11 @@ pub async fn handle(mgr: &Manager, req: &ApiGatewayWebsocketProxyRequest, inv: &
             return refuse(403, "forbidden");
         }
     };
-    let tenant_id = match principal.tenant_id.as_deref().map(|t| validate_id("tenant_id", t, mode)) {
+    let tenant_id = match principal
+        .tenant_id
+        .as_deref()
+        .map(|t| validate_id("tenant_id", t, mode))
+    {
         Some(Err(e)) => {
             tracing::info!(reason = %e, "tenant refused");
             return refuse(403, "forbidden");

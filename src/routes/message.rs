@@ -15,14 +15,24 @@ use crate::time::now_ms;
 
 /// Handles one message. Never fails the invocation for a client's mistake: every problem is an
 /// `error` frame and the connection stays usable.
-pub async fn handle(mgr: &Manager, body: Option<&str>, is_base64: bool, inv: &Invocation<'_>) -> WsResponse {
+pub async fn handle(
+    mgr: &Manager,
+    body: Option<&str>,
+    is_base64: bool,
+    inv: &Invocation<'_>,
+) -> WsResponse {
     match reply(mgr, body, is_base64, inv).await {
         Some(frame) => WsResponse::status(200).with_body(frame),
         None => WsResponse::status(200),
     }
 }
 
-async fn reply(mgr: &Manager, body: Option<&str>, is_base64: bool, inv: &Invocation<'_>) -> Option<String> {
+async fn reply(
+    mgr: &Manager,
+    body: Option<&str>,
+    is_base64: bool,
+    inv: &Invocation<'_>,
+) -> Option<String> {
     if is_base64 {
         let e = ClientError::new(ErrorCode::InvalidFrame, "binary frames are not supported");
         return Some(error_frame(None, &e));
@@ -44,7 +54,10 @@ async fn reply(mgr: &Manager, body: Option<&str>, is_base64: bool, inv: &Invocat
         Inbound::Heartbeat => return simple(EventType::HeartbeatAck),
         Inbound::Unknown(t) => {
             let shown: String = t.chars().take(64).collect();
-            let e = ClientError::new(ErrorCode::UnknownType, format!("unknown message type {shown:?}"));
+            let e = ClientError::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {shown:?}"),
+            );
             return Some(error_frame(rid, &e));
         }
         _ => match identity(mgr, inv).await {
@@ -53,7 +66,9 @@ async fn reply(mgr: &Manager, body: Option<&str>, is_base64: bool, inv: &Invocat
         },
     };
     match frame.message {
-        Inbound::StartAgent(s) | Inbound::UserMessage(s) => crate::run::start_run(mgr, inv, &who, s).await,
+        Inbound::StartAgent(s) | Inbound::UserMessage(s) => {
+            crate::run::start_run(mgr, inv, &who, s).await
+        }
         Inbound::GetExecution { run_id } => Some(get(mgr, &who, &run_id, rid).await),
         Inbound::CancelAgent { run_id } => Some(match check_run_id(mgr, &run_id) {
             Ok(()) => crate::run::cancel_run(mgr, inv, &who, &run_id, rid).await,
@@ -67,7 +82,10 @@ async fn reply(mgr: &Manager, body: Option<&str>, is_base64: bool, inv: &Invocat
 async fn identity(mgr: &Manager, inv: &Invocation<'_>) -> Result<Identity, ClientError> {
     match mgr.identity(inv.connection_id).await {
         Ok(Some(w)) => Ok(w),
-        Ok(None) => Err(ClientError::new(ErrorCode::Unauthorized, "connection has no identity; reconnect")),
+        Ok(None) => Err(ClientError::new(
+            ErrorCode::Unauthorized,
+            "connection has no identity; reconnect",
+        )),
         Err(e) => Err(e.client_error()),
     }
 }
@@ -108,7 +126,12 @@ async fn get(mgr: &Manager, who: &Identity, run_id: &str, rid: Option<&str>) -> 
 
 async fn list(mgr: &Manager, who: &Identity, req: ListRequest<'_>, rid: Option<&str>) -> String {
     let cursor = match req.cursor.as_deref().map(ListCursor::parse) {
-        Some(None) => return error_frame(rid, &ClientError::new(ErrorCode::InvalidField, "cursor is invalid")),
+        Some(None) => {
+            return error_frame(
+                rid,
+                &ClientError::new(ErrorCode::InvalidField, "cursor is invalid"),
+            );
+        }
         Some(Some(c)) => Some(c),
         None => None,
     };
@@ -123,7 +146,12 @@ async fn list(mgr: &Manager, who: &Identity, req: ListRequest<'_>, rid: Option<&
     };
     let limit = req.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     let page = match store
-        .list_runs(&who.user_id, req.thread_id.as_deref(), limit, cursor.as_ref())
+        .list_runs(
+            &who.user_id,
+            req.thread_id.as_deref(),
+            limit,
+            cursor.as_ref(),
+        )
         .await
     {
         Ok(p) => p,

@@ -86,7 +86,12 @@ pub async fn push_one(
 }
 
 /// Pushes `message` to every live connection of the run's owner (sweep notices).
-pub async fn push_to_connections(mgr: &Manager, conns: &[ConnectionRecord], fallback_endpoint: &str, message: &str) {
+pub async fn push_to_connections(
+    mgr: &Manager,
+    conns: &[ConnectionRecord],
+    fallback_endpoint: &str,
+    message: &str,
+) {
     for c in conns {
         let endpoint = c.endpoint.as_deref().unwrap_or(fallback_endpoint);
         let _ = push_one(mgr, endpoint, &c.connection_id, message).await;

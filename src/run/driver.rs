@@ -107,8 +107,15 @@ pub async fn start_run(
     let Some(executor) = mgr.agents().get(agent_name).cloned() else {
         return fail(ClientError::new(ErrorCode::UnknownAgent, "no such agent"));
     };
-    let Some(idem) = client_request_id.or(inv.message_id).or(inv.aws_request_id) else {
-        return fail(ClientError::new(ErrorCode::MissingField, "request_id is required"));
+    let from_aws = inv
+        .message_id
+        .or(inv.aws_request_id)
+        .map(crate::context::request_id_from_message_id);
+    let Some(idem) = client_request_id.or(from_aws.as_deref()) else {
+        return fail(ClientError::new(
+            ErrorCode::MissingField,
+            "request_id is required",
+        ));
     };
     // Validate the key before deriving an id from it.
     let request_id = match crate::context::validate_id("request_id", idem, mgr.config().mode) {
@@ -190,7 +197,7 @@ pub async fn start_run(
         EventType::AgentStarted,
         &sink.run,
         AgentStarted {
-            agent_name: agent_name,
+            agent_name,
         },
     );
     sink.channel.send(&started).await;
@@ -215,7 +222,10 @@ pub async fn start_run(
         Err(_elapsed) => (
             ExecutionState::Timeout,
             None,
-            Some(ClientError::new(ErrorCode::RunTimeout, "the run exceeded its time limit").retryable(true)),
+            Some(
+                ClientError::new(ErrorCode::RunTimeout, "the run exceeded its time limit")
+                    .retryable(true),
+            ),
         ),
     };
     sink.finish(target, result, error, now).await;
@@ -252,7 +262,11 @@ impl Driver<'_> {
         });
         let write = match self.mgr.store() {
             Ok(store) => store.update_run(&next, Expected::of(&self.run)).await,
-            Err(e) => Err(StorageError::new(StorageErrorKind::Unavailable, "update_run", e.to_string())),
+            Err(e) => Err(StorageError::new(
+                StorageErrorKind::Unavailable,
+                "update_run",
+                e.to_string(),
+            )),
         };
         match write {
             Ok(()) => {
@@ -294,7 +308,11 @@ impl Driver<'_> {
                 if run.state == ExecutionState::Cancelled
                     && run.cancelled_by.as_deref() != Some(self.channel.connection_id()) =>
             {
-                let frame = run_event(EventType::AgentCancelled, &run, AgentCancelled { state: "cancelled" });
+                let frame = run_event(
+                    EventType::AgentCancelled,
+                    &run,
+                    AgentCancelled { state: "cancelled" },
+                );
                 self.channel.send(&frame).await;
             }
             Ok(_) => {}
@@ -308,12 +326,26 @@ impl RunSink for Driver<'_> {
     async fn thinking(&mut self, thought: &str) {
         self.step += 1;
         let step_number = self.step;
-        let frame = run_event(EventType::AgentThinking, &self.run, AgentThinking { thought, step_number });
+        let frame = run_event(
+            EventType::AgentThinking,
+            &self.run,
+            AgentThinking {
+                thought,
+                step_number,
+            },
+        );
         self.channel.send(&frame).await;
     }
 
     async fn tool_executing(&mut self, tool_name: &str, parameters: &Value) {
-        let frame = run_event(EventType::ToolExecuting, &self.run, ToolExecuting { tool_name, parameters });
+        let frame = run_event(
+            EventType::ToolExecuting,
+            &self.run,
+            ToolExecuting {
+                tool_name,
+                parameters,
+            },
+        );
         self.channel.send(&frame).await;
     }
 
@@ -337,7 +369,11 @@ impl RunSink for Driver<'_> {
             Err(_) => return Ok(()),
         };
         let mut next = self.run.clone();
-        next.state = self.run.state.apply(RunEvent::Heartbeat).map_err(|_| AgentFailure::Stopped)?;
+        next.state = self
+            .run
+            .state
+            .apply(RunEvent::Heartbeat)
+            .map_err(|_| AgentFailure::Stopped)?;
         next.version += 1;
         next.updated_at = now;
         next.stale_at = now + self.mgr.config().heartbeat_deadline.as_millis() as u64;
@@ -382,7 +418,13 @@ pub fn log_storage(e: &StorageError) {
 }
 
 /// Cancels the caller's run. Returns the reply frame.
-pub async fn cancel_run(mgr: &Manager, inv: &Invocation<'_>, who: &Identity, run_id: &str, request_id: Option<&str>) -> String {
+pub async fn cancel_run(
+    mgr: &Manager,
+    inv: &Invocation<'_>,
+    who: &Identity,
+    run_id: &str,
+    request_id: Option<&str>,
+) -> String {
     let fail = |e: ClientError| error_frame(request_id, &e);
     let store = match mgr.store() {
         Ok(s) => s,
@@ -408,7 +450,11 @@ pub async fn cancel_run(mgr: &Manager, inv: &Invocation<'_>, who: &Identity, run
         match store.update_run(&next, Expected::of(&run)).await {
             Ok(()) => {
                 metrics::run_finished(next.state, next.updated_at.saturating_sub(next.created_at));
-                return run_event(EventType::AgentCancelled, &next, AgentCancelled { state: "cancelled" });
+                return run_event(
+                    EventType::AgentCancelled,
+                    &next,
+                    AgentCancelled { state: "cancelled" },
+                );
             }
             Err(e) if e.kind() == StorageErrorKind::Conflict => continue,
             Err(e) => {

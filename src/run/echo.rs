@@ -17,8 +17,13 @@ const ECHO_TICK: Duration = Duration::from_millis(250);
 
 #[async_trait]
 impl Executor for Echo {
-    async fn execute(&self, input: &RunInput<'_>, sink: &mut dyn RunSink) -> Result<Value, AgentFailure> {
-        sink.thinking("Reading the request and preparing an echo").await;
+    async fn execute(
+        &self,
+        input: &RunInput<'_>,
+        sink: &mut dyn RunSink,
+    ) -> Result<Value, AgentFailure> {
+        sink.thinking("Reading the request and preparing an echo")
+            .await;
         let params = json!({ "text": input.text });
         sink.tool_executing(ECHO_TOOL, &params).await;
         let started = Instant::now();
@@ -30,8 +35,12 @@ impl Executor for Echo {
             sink.heartbeat().await?;
         }
         let tool_result = json!({ "echo": input.text, "length": input.text.chars().count() });
-        sink.tool_completed(ECHO_TOOL, &tool_result, started.elapsed().as_millis() as u64)
-            .await;
+        sink.tool_completed(
+            ECHO_TOOL,
+            &tool_result,
+            started.elapsed().as_millis() as u64,
+        )
+        .await;
         Ok(json!({ "reply": format!("echo: {}", input.text) }))
     }
 }

@@ -43,7 +43,11 @@ pub trait RunSink: Send {
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
     /// Runs the agent to completion.
-    async fn execute(&self, input: &RunInput<'_>, sink: &mut dyn RunSink) -> Result<Value, AgentFailure>;
+    async fn execute(
+        &self,
+        input: &RunInput<'_>,
+        sink: &mut dyn RunSink,
+    ) -> Result<Value, AgentFailure>;
 }
 
 /// The agent run when a request names none.

@@ -8,7 +8,7 @@
 
 use super::error::kind_for_service_code;
 use super::{
-    CreateOutcome, Expected, ListCursor, RunPage, Store, StorageError, StorageErrorKind, keys,
+    CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store, keys,
     record::{ConnectionRecord, RunError, RunRecord},
 };
 use crate::limits::{
@@ -39,7 +39,7 @@ pub const INDEX_BY_THREAD: &str = "by_thread";
 /// The sparse index of alive runs.
 pub const INDEX_ALIVE: &str = "alive";
 /// Every DynamoDB action the store calls (the template's IAM policy grants exactly these).
-pub const ACTIONS: [&str; 5] = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"];
+pub const ACTIONS: [&str; 4] = ["GetItem", "PutItem", "DeleteItem", "Query"];
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -109,16 +109,25 @@ impl DynamoStore {
         let init_err = |m: &str| StorageError::new(StorageErrorKind::Permission, "init", m);
         let region = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| StorageError::new(StorageErrorKind::Invalid, "init", "AWS_REGION is not set"))?;
+            .ok_or_else(|| {
+                StorageError::new(StorageErrorKind::Invalid, "init", "AWS_REGION is not set")
+            })?;
         let creds = Credentials::new(
             env("AWS_ACCESS_KEY_ID").ok_or_else(|| init_err("AWS_ACCESS_KEY_ID is not set"))?,
-            env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| init_err("AWS_SECRET_ACCESS_KEY is not set"))?,
+            env("AWS_SECRET_ACCESS_KEY")
+                .ok_or_else(|| init_err("AWS_SECRET_ACCESS_KEY is not set"))?,
             env("AWS_SESSION_TOKEN"),
             None,
             "environment",
         );
         let endpoint = env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL"));
-        Ok(DynamoStore::with_client_config(table, &region, creds, endpoint.as_deref(), settings))
+        Ok(DynamoStore::with_client_config(
+            table,
+            &region,
+            creds,
+            endpoint.as_deref(),
+            settings,
+        ))
     }
 
     /// A store with explicit region, credentials and endpoint (tests, the local tool).
@@ -193,15 +202,21 @@ where
 {
     let (kind, message, reasons) = match &err {
         SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "timed out".to_owned(), vec![]),
-        SdkError::DispatchFailure(d) if d.is_timeout() => {
-            (StorageErrorKind::Timeout, "attempt timed out".to_owned(), vec![])
-        }
-        SdkError::DispatchFailure(d) if d.is_user() => {
-            (StorageErrorKind::Invalid, "request could not be built".to_owned(), vec![])
-        }
-        SdkError::DispatchFailure(_) => {
-            (StorageErrorKind::Connection, "request could not be sent".to_owned(), vec![])
-        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => (
+            StorageErrorKind::Timeout,
+            "attempt timed out".to_owned(),
+            vec![],
+        ),
+        SdkError::DispatchFailure(d) if d.is_user() => (
+            StorageErrorKind::Invalid,
+            "request could not be built".to_owned(),
+            vec![],
+        ),
+        SdkError::DispatchFailure(_) => (
+            StorageErrorKind::Connection,
+            "request could not be sent".to_owned(),
+            vec![],
+        ),
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
             let kind = if status >= 500 || status == 200 {
@@ -233,10 +248,16 @@ where
             };
             (kind, message, reasons)
         }
-        SdkError::ConstructionFailure(_) => {
-            (StorageErrorKind::Invalid, "request could not be built".to_owned(), vec![])
-        }
-        _ => (StorageErrorKind::Unavailable, "unrecognised failure".to_owned(), vec![]),
+        SdkError::ConstructionFailure(_) => (
+            StorageErrorKind::Invalid,
+            "request could not be built".to_owned(),
+            vec![],
+        ),
+        _ => (
+            StorageErrorKind::Unavailable,
+            "unrecognised failure".to_owned(),
+            vec![],
+        ),
     };
     StorageError::new(kind, op, message)
         .with_reasons(reasons)
@@ -278,7 +299,11 @@ fn now_secs() -> u64 {
 }
 
 fn bad_item(op: &'static str, what: &str) -> StorageError {
-    StorageError::new(StorageErrorKind::Invalid, op, format!("stored item is malformed: {what}"))
+    StorageError::new(
+        StorageErrorKind::Invalid,
+        op,
+        format!("stored item is malformed: {what}"),
+    )
 }
 
 fn get_s(op: &'static str, item: &Item, k: &str) -> Result<String, StorageError> {
@@ -340,7 +365,10 @@ fn run_item(r: &RunRecord) -> Item {
     item.insert("sk".into(), s(keys::run_sk(&r.run_id)));
     item.insert("gsi1pk".into(), s(keys::user_pk(&r.user_id)));
     item.insert("gsi1sk".into(), s(&owner_sk));
-    item.insert("gsi2pk".into(), s(keys::thread_pk(&r.user_id, &r.thread_id)));
+    item.insert(
+        "gsi2pk".into(),
+        s(keys::thread_pk(&r.user_id, &r.thread_id)),
+    );
     item.insert("gsi2sk".into(), s(owner_sk));
     if let Some(due) = r.due_at() {
         item.insert("alive_shard".into(), s(keys::alive_shard(r.shard())));
@@ -389,7 +417,8 @@ fn run_item(r: &RunRecord) -> Item {
 }
 
 fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError> {
-    let state = ExecutionState::parse(&get_s(op, item, "state")?).ok_or_else(|| bad_item(op, "state"))?;
+    let state =
+        ExecutionState::parse(&get_s(op, item, "state")?).ok_or_else(|| bad_item(op, "state"))?;
     let result = match opt_s(item, "result") {
         Some(j) => Some(serde_json::from_str(&j).map_err(|_| bad_item(op, "result"))?),
         None => None,
@@ -452,7 +481,10 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StorageError> {
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StorageError> {
         const OP: &str = "get_connection";
         // Consistent: a message may follow `$connect` within milliseconds.
         let out = self
@@ -531,18 +563,26 @@ impl Store for DynamoStore {
                     });
                 let err = classify(OP, &self.table, e);
                 match (err.kind(), old) {
-                    (StorageErrorKind::Conflict, Some(item)) => Ok(CreateOutcome::Existing(run_from(OP, &item)?)),
-                    (StorageErrorKind::Conflict, None) => match self.get_run(&run.user_id, &run.run_id).await? {
-                        Some(existing) => Ok(CreateOutcome::Existing(existing)),
-                        None => Err(err),
-                    },
+                    (StorageErrorKind::Conflict, Some(item)) => {
+                        Ok(CreateOutcome::Existing(Box::new(run_from(OP, &item)?)))
+                    }
+                    (StorageErrorKind::Conflict, None) => {
+                        match self.get_run(&run.user_id, &run.run_id).await? {
+                            Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
+                            None => Err(err),
+                        }
+                    }
                     _ => Err(err),
                 }
             }
         }
     }
 
-    async fn get_run(&self, user_id: &str, run_id: &str) -> Result<Option<RunRecord>, StorageError> {
+    async fn get_run(
+        &self,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError> {
         const OP: &str = "get_run";
         let out = self
             .client
@@ -583,14 +623,21 @@ impl Store for DynamoStore {
         const OP: &str = "list_runs";
         let (index, pk_attr, sk_attr, pk) = match thread_id {
             None => (INDEX_BY_OWNER, "gsi1pk", "gsi1sk", keys::user_pk(user_id)),
-            Some(t) => (INDEX_BY_THREAD, "gsi2pk", "gsi2sk", keys::thread_pk(user_id, t)),
+            Some(t) => (
+                INDEX_BY_THREAD,
+                "gsi2pk",
+                "gsi2sk",
+                keys::thread_pk(user_id, t),
+            ),
         };
         let mut q = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(index)
-            .key_condition_expression(format!("{pk_attr} = :pk AND begins_with({sk_attr}, :prefix)"))
+            .key_condition_expression(format!(
+                "{pk_attr} = :pk AND begins_with({sk_attr}, :prefix)"
+            ))
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s("RUN#"))
             .scan_index_forward(false)
@@ -621,7 +668,12 @@ impl Store for DynamoStore {
         Ok(RunPage { items, cursor })
     }
 
-    async fn due_runs(&self, shard: u8, now_ms: u64, limit: usize) -> Result<Vec<RunRecord>, StorageError> {
+    async fn due_runs(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StorageError> {
         const OP: &str = "due_runs";
         let out = self
             .client

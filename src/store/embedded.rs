@@ -4,7 +4,7 @@
 //! DynamoDB; index tables mirror the DynamoDB GSIs, and TTL is honoured on read.
 
 use super::{
-    CreateOutcome, Expected, ListCursor, RunPage, Store, StorageError, StorageErrorKind,
+    CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store,
     record::{ConnectionRecord, RunRecord},
 };
 use async_trait::async_trait;
@@ -30,13 +30,18 @@ pub struct EmbeddedStore {
 fn db_err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StorageError {
     move |e| {
         let e: redb::Error = e.into();
-        StorageError::new(StorageErrorKind::Unavailable, op, "embedded database error").with_source(e)
+        StorageError::new(StorageErrorKind::Unavailable, op, "embedded database error")
+            .with_source(e)
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(op: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        StorageError::new(StorageErrorKind::Invalid, op, "stored record is unreadable").with_source(e)
+        StorageError::new(StorageErrorKind::Invalid, op, "stored record is unreadable")
+            .with_source(e)
     })
 }
 
@@ -54,8 +59,12 @@ impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`, creating the directory when missing.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::new(StorageErrorKind::Unavailable, "open", "cannot create data dir")
-                .with_source(e)
+            StorageError::new(
+                StorageErrorKind::Unavailable,
+                "open",
+                "cannot create data dir",
+            )
+            .with_source(e)
         })?;
         let db = Database::create(dir.join(DB_FILE)).map_err(db_err("open"))?;
         EmbeddedStore::init(db)
@@ -130,12 +139,16 @@ impl EmbeddedStore {
         }
         let (u, r) = (run.user_id.as_str(), run.run_id.as_str());
         runs.insert((u, r), bytes.as_slice()).map_err(db_err(op))?;
-        owner.insert((u, run.created_at, r), ()).map_err(db_err(op))?;
+        owner
+            .insert((u, run.created_at, r), ())
+            .map_err(db_err(op))?;
         thread
             .insert((u, run.thread_id.as_str(), run.created_at, r), ())
             .map_err(db_err(op))?;
         if let Some(due) = run.due_at() {
-            alive.insert((run.shard(), due, u, r), ()).map_err(db_err(op))?;
+            alive
+                .insert((run.shard(), due, u, r), ())
+                .map_err(db_err(op))?;
         }
         Ok(())
     }
@@ -166,7 +179,10 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StorageError> {
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StorageError> {
         const OP: &str = "get_connection";
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let conns = tx.open_table(CONNS).map_err(db_err(OP))?;
@@ -223,7 +239,7 @@ impl Store for EmbeddedStore {
             let old = Self::read_run(tx, OP, &run.user_id, &run.run_id)?;
             match old {
                 Some(existing) if existing.expires_at > now_secs() => {
-                    Ok(CreateOutcome::Existing(existing))
+                    Ok(CreateOutcome::Existing(Box::new(existing)))
                 }
                 expired => {
                     Self::put_run(tx, OP, run, expired.as_ref())?;
@@ -233,7 +249,11 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn get_run(&self, user_id: &str, run_id: &str) -> Result<Option<RunRecord>, StorageError> {
+    async fn get_run(
+        &self,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError> {
         const OP: &str = "get_run";
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
@@ -310,7 +330,12 @@ impl Store for EmbeddedStore {
         Ok(RunPage { items, cursor })
     }
 
-    async fn due_runs(&self, shard: u8, now_ms: u64, limit: usize) -> Result<Vec<RunRecord>, StorageError> {
+    async fn due_runs(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StorageError> {
         const OP: &str = "due_runs";
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let alive = tx.open_table(ALIVE).map_err(db_err(OP))?;

@@ -81,9 +81,9 @@ impl StorageErrorKind {
             StorageErrorKind::Connection
             | StorageErrorKind::Timeout
             | StorageErrorKind::Unavailable => "storage is temporarily unavailable, retry",
-            StorageErrorKind::Permission
-            | StorageErrorKind::Schema
-            | StorageErrorKind::Invalid => "internal storage error",
+            StorageErrorKind::Permission | StorageErrorKind::Schema | StorageErrorKind::Invalid => {
+                "internal storage error"
+            }
         }
     }
 }
@@ -172,7 +172,9 @@ fn is_schema_validation(message: &str) -> bool {
         "key schema",
     ];
     let m = message.to_ascii_lowercase();
-    SCHEMA_HINTS.iter().any(|h| m.contains(&h.to_ascii_lowercase()))
+    SCHEMA_HINTS
+        .iter()
+        .any(|h| m.contains(&h.to_ascii_lowercase()))
 }
 
 /// Per-item cancellation reason codes that make a cancelled transaction worth retrying.
@@ -194,7 +196,11 @@ pub struct StorageError {
 
 impl StorageError {
     /// A new error of `kind` from `operation` (`put_connection`, `update_run`, ...).
-    pub fn new(kind: StorageErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: StorageErrorKind,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         StorageError {
             kind,
             operation,
@@ -259,7 +265,13 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {}: {}", self.operation, self.kind.code(), self.message)?;
+        write!(
+            f,
+            "{} failed: {}: {}",
+            self.operation,
+            self.kind.code(),
+            self.message
+        )?;
         if !self.reasons.is_empty() {
             write!(f, " (reasons: {})", self.reasons.join(", "))?;
         }
@@ -281,7 +293,9 @@ impl fmt::Debug for StorageError {
 
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -309,7 +323,10 @@ mod tests {
         }
         assert_eq!(kind_for_service_code("SomethingNew", ""), None);
         assert_eq!(
-            kind_for_service_code("ValidationException", "The table does not have the specified index: alive"),
+            kind_for_service_code(
+                "ValidationException",
+                "The table does not have the specified index: alive"
+            ),
             Some(StorageErrorKind::Schema)
         );
     }
@@ -335,9 +352,14 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), StorageErrorKind::ALL.len());
-        let retryable: Vec<_> =
-            StorageErrorKind::ALL.into_iter().filter(|k| k.is_retryable()).collect();
+        let retryable: Vec<_> = StorageErrorKind::ALL
+            .into_iter()
+            .filter(|k| k.is_retryable())
+            .collect();
         use StorageErrorKind::*;
-        assert_eq!(retryable, vec![Contention, Throttled, Connection, Timeout, Unavailable]);
+        assert_eq!(
+            retryable,
+            vec![Contention, Throttled, Connection, Timeout, Unavailable]
+        );
     }
 }

@@ -21,7 +21,7 @@ pub enum CreateOutcome {
     /// The run was created.
     Created,
     /// A live run already had this key (a retried request): it is returned unchanged.
-    Existing(RunRecord),
+    Existing(Box<RunRecord>),
 }
 
 /// The persisted state a conditional update expects to replace.
@@ -98,7 +98,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_connection(&self, conn: &ConnectionRecord) -> Result<(), StorageError>;
 
     /// The connection's record, if present and not expired.
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StorageError>;
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StorageError>;
 
     /// Removes a connection's record; removing an absent one succeeds.
     async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError>;
@@ -110,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError>;
 
     /// The user's run, if present and not expired. Another user's run id is simply absent.
-    async fn get_run(&self, user_id: &str, run_id: &str) -> Result<Option<RunRecord>, StorageError>;
+    async fn get_run(&self, user_id: &str, run_id: &str)
+    -> Result<Option<RunRecord>, StorageError>;
 
     /// Replaces the run if its persisted state and version are `expected`; `Conflict` otherwise.
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError>;
@@ -125,7 +129,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<RunPage, StorageError>;
 
     /// Alive runs in `shard` whose due time is at or before `now_ms`, most overdue first.
-    async fn due_runs(&self, shard: u8, now_ms: u64, limit: usize) -> Result<Vec<RunRecord>, StorageError>;
+    async fn due_runs(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StorageError>;
 }
 
 /// Key formats shared by every backend (and documented in the README's storage layout).

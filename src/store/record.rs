@@ -70,7 +70,9 @@ impl RunRecord {
     /// When the sweep must look at this run: the earlier of its heartbeat and time limits.
     /// `None` once terminal (the run leaves the sparse `alive` index).
     pub fn due_at(&self) -> Option<u64> {
-        self.state.is_alive().then(|| self.stale_at.min(self.deadline_at))
+        self.state
+            .is_alive()
+            .then(|| self.stale_at.min(self.deadline_at))
     }
 
     /// The `alive` index shard, stable per run id (FNV-1a, so every backend agrees).

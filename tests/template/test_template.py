@@ -61,7 +61,6 @@ EXPECTED_ENV = {
 DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 }
@@ -488,7 +487,7 @@ def test_sweep_schedule(cfn: Template) -> None:
 
 
 def test_iam_least_privilege(cfn: Template) -> None:
-    """The role allows exactly five DynamoDB item actions on the table and ManageConnections on this stage."""
+    """The role allows exactly the four DynamoDB actions the store calls on the table and ManageConnections on this stage."""
     check_iam(cfn)
 
 

@@ -1,0 +1,287 @@
+//! The store contract: one suite every `Store` backend must pass (embedded and DynamoDB).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use wsexec::limits::ALIVE_SHARDS;
+use wsexec::state::ExecutionState;
+use wsexec::store::{
+    ConnectionRecord, CreateOutcome, Expected, ListCursor, RunRecord, StorageErrorKind, Store,
+};
+use wsexec::time::now_ms;
+
+fn far_future_secs() -> u64 {
+    now_ms() / 1000 + 3600
+}
+
+/// A connection record of `user`.
+pub fn conn(id: &str, user: &str) -> ConnectionRecord {
+    ConnectionRecord {
+        connection_id: id.into(),
+        user_id: user.into(),
+        tenant_id: Some("acme".into()),
+        endpoint: Some("https://x.example/prod".into()),
+        connected_at: now_ms(),
+        expires_at: far_future_secs(),
+    }
+}
+
+/// An alive (running, version 1) run of `user` created at `created`.
+pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        user_id: user.into(),
+        thread_id: "thread-1".into(),
+        request_id: format!("req-{id}"),
+        connection_id: "C0000000000001=".into(),
+        tenant_id: None,
+        endpoint: Some("https://x.example/prod".into()),
+        agent: "echo".into(),
+        state: ExecutionState::Running,
+        version: 1,
+        created_at: created,
+        updated_at: created,
+        stale_at: created + 10_000,
+        deadline_at: created + 15_000,
+        request: "hello".into(),
+        result: None,
+        error: None,
+        cancelled_by: None,
+        expires_at: far_future_secs(),
+    }
+}
+
+/// Due runs across every shard.
+pub async fn all_due(store: &dyn Store, now: u64) -> Vec<RunRecord> {
+    let mut out = Vec::new();
+    for s in 0..ALIVE_SHARDS {
+        out.extend(store.due_runs(s, now, 1000).await.unwrap());
+    }
+    out
+}
+
+/// Connections round-trip, are found by user, and delete is idempotent.
+pub async fn connection_roundtrip(store: Arc<dyn Store>) {
+    let c = conn("K0000000000001=", "alice");
+    store.put_connection(&c).await.unwrap();
+    assert_eq!(
+        store.get_connection(&c.connection_id).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.user_connections("alice").await.unwrap(),
+        vec![c.clone()]
+    );
+    assert!(store.user_connections("bob").await.unwrap().is_empty());
+    store.delete_connection(&c.connection_id).await.unwrap();
+    assert_eq!(store.get_connection(&c.connection_id).await.unwrap(), None);
+    assert!(store.user_connections("alice").await.unwrap().is_empty());
+    store.delete_connection(&c.connection_id).await.unwrap();
+}
+
+/// Expired connections are invisible to every read.
+pub async fn expired_connection_invisible(store: Arc<dyn Store>) {
+    let mut c = conn("K0000000000002=", "alice");
+    c.expires_at = now_ms() / 1000 - 1;
+    store.put_connection(&c).await.unwrap();
+    assert_eq!(store.get_connection(&c.connection_id).await.unwrap(), None);
+    assert!(store.user_connections("alice").await.unwrap().is_empty());
+}
+
+/// A second create with the same key returns the first run unchanged.
+pub async fn create_run_is_idempotent(store: Arc<dyn Store>) {
+    let r = run("alice", "run-a", now_ms());
+    assert_eq!(store.create_run(&r).await.unwrap(), CreateOutcome::Created);
+    let mut again = r.clone();
+    again.request = "different".into();
+    assert_eq!(
+        store.create_run(&again).await.unwrap(),
+        CreateOutcome::Existing(Box::new(r.clone()))
+    );
+    assert_eq!(store.get_run("alice", "run-a").await.unwrap(), Some(r));
+}
+
+/// An expired run is invisible and a new create replaces it.
+pub async fn expired_run_is_replaced(store: Arc<dyn Store>) {
+    let mut old = run("alice", "run-x", now_ms());
+    old.expires_at = now_ms() / 1000 - 1;
+    assert_eq!(
+        store.create_run(&old).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.get_run("alice", "run-x").await.unwrap(), None);
+    let fresh = run("alice", "run-x", now_ms());
+    assert_eq!(
+        store.create_run(&fresh).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.get_run("alice", "run-x").await.unwrap(), Some(fresh));
+}
+
+/// Another user's run id is simply absent.
+pub async fn runs_are_owner_scoped(store: Arc<dyn Store>) {
+    let r = run("alice", "run-b", now_ms());
+    store.create_run(&r).await.unwrap();
+    assert_eq!(store.get_run("bob", "run-b").await.unwrap(), None);
+    let page = store.list_runs("bob", None, 10, None).await.unwrap();
+    assert!(page.items.is_empty());
+}
+
+/// Updates apply only on the expected state and version; conflicts change nothing.
+pub async fn update_run_is_conditional(store: Arc<dyn Store>) {
+    let r = run("alice", "run-c", now_ms());
+    store.create_run(&r).await.unwrap();
+    let mut next = r.clone();
+    next.version = 2;
+    next.state = ExecutionState::Completed;
+    next.result = Some(serde_json::json!({"reply": "x"}));
+    let stale = Expected {
+        state: ExecutionState::Running,
+        version: 7,
+    };
+    let wrong_state = Expected {
+        state: ExecutionState::Pending,
+        version: 1,
+    };
+    for bad in [stale, wrong_state] {
+        let e = store.update_run(&next, bad).await.unwrap_err();
+        assert_eq!(e.kind(), StorageErrorKind::Conflict);
+        assert!(!e.is_retryable());
+    }
+    assert_eq!(
+        store.get_run("alice", "run-c").await.unwrap(),
+        Some(r.clone())
+    );
+    store.update_run(&next, Expected::of(&r)).await.unwrap();
+    assert_eq!(
+        store.get_run("alice", "run-c").await.unwrap(),
+        Some(next.clone())
+    );
+    // The old expectation no longer holds: a second identical write conflicts.
+    let e = store.update_run(&next, Expected::of(&r)).await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Conflict);
+    let mut missing = run("alice", "run-missing", now_ms());
+    missing.version = 2;
+    let e = store
+        .update_run(&missing, Expected::of(&r))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Conflict);
+}
+
+/// Alive runs are due once past their deadlines, most overdue first; terminal runs never are.
+pub async fn alive_index_tracks_due_runs(store: Arc<dyn Store>) {
+    let base = now_ms() - 100_000;
+    let mut a = run("alice", "run-due-1", base);
+    a.stale_at = base + 10;
+    let mut b = run("alice", "run-due-2", base);
+    b.stale_at = base + 20;
+    let mut later = run("alice", "run-not-due", base);
+    later.stale_at = base + 500_000;
+    for r in [&a, &b, &later] {
+        store.create_run(r).await.unwrap();
+    }
+    let due = all_due(store.as_ref(), base + 1_000).await;
+    let ids: Vec<_> = due.iter().map(|r| r.run_id.as_str()).collect();
+    assert!(
+        ids.contains(&"run-due-1") && ids.contains(&"run-due-2"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"run-not-due"));
+    assert!(all_due(store.as_ref(), base + 5).await.is_empty());
+    // Per shard, the most overdue comes first and the limit holds.
+    if a.shard() == b.shard() {
+        let one = store.due_runs(a.shard(), base + 1_000, 1).await.unwrap();
+        assert_eq!(one[0].run_id, "run-due-1");
+    }
+    for s in 0..ALIVE_SHARDS {
+        assert!(store.due_runs(s, base + 1_000, 1).await.unwrap().len() <= 1);
+    }
+    // A terminal run leaves the index; a heartbeat moves the due time.
+    let mut done = a.clone();
+    done.state = ExecutionState::Completed;
+    done.version = 2;
+    store.update_run(&done, Expected::of(&a)).await.unwrap();
+    let mut beat = b.clone();
+    beat.version = 2;
+    beat.stale_at = base + 900_000;
+    store.update_run(&beat, Expected::of(&b)).await.unwrap();
+    assert!(all_due(store.as_ref(), base + 1_000).await.is_empty());
+    let due = all_due(store.as_ref(), base + 950_000).await;
+    let ids: Vec<_> = due.iter().map(|r| r.run_id.as_str()).collect();
+    assert!(
+        ids.contains(&"run-due-2") && ids.contains(&"run-not-due"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"run-due-1"));
+}
+
+/// Runs list newest first in pages that cover every run exactly once, per thread too.
+pub async fn list_runs_pages_newest_first(store: Arc<dyn Store>) {
+    let base = now_ms() - 10_000;
+    for i in 0..5u64 {
+        let mut r = run("carol", &format!("run-{i}"), base + i);
+        if i % 2 == 0 {
+            r.thread_id = "even".into();
+        }
+        store.create_run(&r).await.unwrap();
+    }
+    store.create_run(&run("dave", "run-9", base)).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<ListCursor> = None;
+    for _ in 0..10 {
+        let page = store
+            .list_runs("carol", None, 2, cursor.as_ref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|r| r.run_id.clone()));
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, vec!["run-4", "run-3", "run-2", "run-1", "run-0"]);
+    let even = store
+        .list_runs("carol", Some("even"), 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<_> = even.items.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["run-4", "run-2", "run-0"]);
+    assert!(even.cursor.is_none());
+}
+
+/// Expired runs never appear in lists.
+pub async fn list_runs_skips_expired(store: Arc<dyn Store>) {
+    let mut old = run("erin", "run-old", now_ms() - 5);
+    old.expires_at = now_ms() / 1000 - 1;
+    store.create_run(&old).await.unwrap();
+    store
+        .create_run(&run("erin", "run-new", now_ms()))
+        .await
+        .unwrap();
+    let page = store.list_runs("erin", None, 10, None).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["run-new"]);
+}
+
+/// Generates one `#[tokio::test]` per contract case; `$make` is an async expression giving a
+/// fresh `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::store_contract!(@cases $make;
+            connection_roundtrip, expired_connection_invisible, create_run_is_idempotent,
+            expired_run_is_replaced, runs_are_owner_scoped, update_run_is_conditional,
+            alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            /// Store contract case (see `tests/support/contract.rs`).
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::support::contract::$case(store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,183 @@
+//! Shared test support: a harness driving the real handler with AWS-shaped events.
+#![allow(dead_code)]
+
+pub mod contract;
+pub mod dynamodb;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wsexec::config::Config;
+use wsexec::context::Mode;
+use wsexec::handler::{Output, handle};
+use wsexec::manager::Manager;
+use wsexec::notify::memory::MemoryNotifier;
+use wsexec::store::Store;
+
+/// The secret the sample JWTs in `events/` are signed with.
+pub const SAMPLE_SECRET: &str = "wsexec-sample-secret";
+
+/// A sample event from `events/`.
+pub fn sample(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh id in API Gateway's connection-id shape.
+pub fn aws_id() -> String {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    format!("T{:014}=", n + std::process::id() as u64 * 1_000_000)
+}
+
+/// A CONNECT event for `connection_id` with the given query parameters and headers.
+pub fn connect_event(
+    connection_id: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> Value {
+    let mut e = sample("connect-no-credentials.json");
+    e["requestContext"]["connectionId"] = json!(connection_id);
+    if !query.is_empty() {
+        let q: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let mq: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!([v])))
+            .collect();
+        e["queryStringParameters"] = Value::Object(q);
+        e["multiValueQueryStringParameters"] = Value::Object(mq);
+    }
+    for (k, v) in headers {
+        e["headers"][*k] = json!(v);
+        e["multiValueHeaders"][*k] = json!([v]);
+    }
+    e
+}
+
+/// A CONNECT event authorised by an API Gateway authorizer as `principal`.
+pub fn authorizer_connect_event(connection_id: &str, principal: &str) -> Value {
+    let mut e = connect_event(connection_id, &[], &[]);
+    e["requestContext"]["authorizer"] =
+        json!({ "principalId": principal, "integrationLatency": 3 });
+    e
+}
+
+/// A MESSAGE event carrying `body` on `connection_id`, with a fresh `messageId`.
+pub fn message_event(connection_id: &str, body: &str) -> Value {
+    let mut e = sample("message-ping.json");
+    e["requestContext"]["connectionId"] = json!(connection_id);
+    e["requestContext"]["messageId"] = json!(aws_id());
+    e["body"] = json!(body);
+    e
+}
+
+/// A DISCONNECT event for `connection_id`.
+pub fn disconnect_event(connection_id: &str) -> Value {
+    let mut e = sample("disconnect.json");
+    e["requestContext"]["connectionId"] = json!(connection_id);
+    e
+}
+
+/// Test configuration: dev auth on, test mode, the sample JWT secret.
+pub fn test_config() -> Config {
+    let mut c = Config::from_lookup(|k| match k {
+        "JWT_SECRET" => Some(SAMPLE_SECRET.to_owned()),
+        "WSEXEC_MODE" => Some("test".to_owned()),
+        _ => None,
+    })
+    .expect("test config");
+    c.dev_auth = true;
+    c.mode = Mode::Test;
+    c
+}
+
+/// A manager over `store` with an in-memory notifier, and the notifier.
+pub struct Harness {
+    pub mgr: Manager,
+    pub notifier: Arc<MemoryNotifier>,
+}
+
+impl Harness {
+    /// A harness on a fresh in-memory embedded store.
+    pub fn memory() -> Harness {
+        Harness::with_config(test_config())
+    }
+
+    /// A harness on a fresh in-memory embedded store with `config`.
+    pub fn with_config(config: Config) -> Harness {
+        let store = Arc::new(wsexec::store::embedded::EmbeddedStore::in_memory().expect("store"));
+        Harness::on(config, store)
+    }
+
+    /// A harness on `store`.
+    pub fn on(config: Config, store: Arc<dyn Store>) -> Harness {
+        let notifier = Arc::new(MemoryNotifier::new());
+        Harness {
+            mgr: Manager::new(config, store, notifier.clone()),
+            notifier,
+        }
+    }
+
+    /// Runs one event through the handler; returns the WebSocket response as JSON.
+    pub async fn invoke(&self, event: &Value) -> Value {
+        match handle(&event.to_string(), Ok(&self.mgr), None).await {
+            Ok(Output::WebSocket(r)) => serde_json::to_value(r).unwrap(),
+            Ok(Output::Sweep(r)) => serde_json::to_value(r).unwrap(),
+            Err(e) => panic!("invocation failed: {e}"),
+        }
+    }
+
+    /// Connects `user` (dev auth) on a fresh connection id; returns it. Asserts 200.
+    pub async fn connect(&self, user: &str) -> String {
+        let id = aws_id();
+        let resp = self
+            .invoke(&connect_event(&id, &[("user_id", user)], &[]))
+            .await;
+        assert_eq!(resp["statusCode"], 200, "connect {user}: {resp}");
+        id
+    }
+
+    /// Sends a message; returns the direct reply frame (parsed), if any.
+    pub async fn send(&self, connection_id: &str, body: &str) -> Option<Value> {
+        let resp = self.invoke(&message_event(connection_id, body)).await;
+        assert_eq!(resp["statusCode"], 200, "{resp}");
+        resp.get("body")
+            .and_then(|b| b.as_str())
+            .map(|b| serde_json::from_str(b).expect("reply is JSON"))
+    }
+
+    /// Sends a JSON value as a message.
+    pub async fn send_json(&self, connection_id: &str, body: Value) -> Option<Value> {
+        self.send(connection_id, &body.to_string()).await
+    }
+
+    /// Every message pushed to `connection_id` so far, parsed.
+    pub fn pushed(&self, connection_id: &str) -> Vec<Value> {
+        self.notifier
+            .messages(connection_id)
+            .iter()
+            .map(|m| serde_json::from_str(m).expect("pushed JSON"))
+            .collect()
+    }
+}
+
+/// The `type` of each frame.
+pub fn types(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f["type"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The five critical events of a successful run, in order.
+pub const FIVE_EVENTS: [&str; 5] = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+];
