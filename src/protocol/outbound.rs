@@ -117,9 +117,64 @@ pub struct AgentDeath<'a> {
     pub cause: &'a str,
 }
 
+/// A message that fits API Gateway's limit: `message` itself when it fits, else the same
+/// envelope (type and run fields kept) whose payload is replaced by
+/// `{"truncated": true, "original_bytes": N, "preview": "<start of the payload JSON>"}`.
+pub fn fit_to_limit(message: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= limit {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let v: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
+    let payload = v.get("payload").map(|p| p.to_string()).unwrap_or_default();
+    // Escaping can grow the preview up to 6x (\u00XX); a quarter of the limit leaves room.
+    let mut cut = (limit / 8).min(payload.len());
+    while !payload.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = serde_json::Map::new();
+    for k in ["type", "run_id", "thread_id", "request_id", "timestamp"] {
+        if let Some(x) = v.get(k) {
+            out.insert(k.into(), x.clone());
+        }
+    }
+    out.insert(
+        "payload".into(),
+        serde_json::json!({
+            "truncated": true,
+            "original_bytes": message.len(),
+            "preview": &payload[..cut],
+        }),
+    );
+    let s = serde_json::Value::Object(out).to_string();
+    if s.len() <= limit {
+        std::borrow::Cow::Owned(s)
+    } else {
+        std::borrow::Cow::Owned(format!(
+            r#"{{"type":"error","payload":{{"code":"message_too_large","message":"event exceeded {limit} bytes","retryable":false}}}}"#
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Oversized events become a truncated envelope within the limit; small ones pass as is.
+    #[test]
+    fn oversized_events_are_truncated_with_a_marker() {
+        let small = r#"{"type":"pong","payload":{}}"#;
+        assert_eq!(fit_to_limit(small, 1000), small);
+        let big = serde_json::json!({"type": "tool_executing", "run_id": "r1", "timestamp": "t",
+            "payload": {"parameters": {"text": "\u{1}".repeat(200_000)}}})
+        .to_string();
+        let fitted = fit_to_limit(&big, crate::limits::MAX_MESSAGE_BYTES);
+        assert!(fitted.len() <= crate::limits::MAX_MESSAGE_BYTES);
+        let v: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+        assert_eq!(v["type"], "tool_executing");
+        assert_eq!(v["run_id"], "r1");
+        assert_eq!(v["payload"]["truncated"], true);
+        assert_eq!(v["payload"]["original_bytes"], big.len());
+    }
 
     /// The envelope has the documented keys and omits absent run fields.
     #[test]

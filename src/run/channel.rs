@@ -1,7 +1,9 @@
 //! Pushing a run's events to connections, handling gone clients and classifying failures.
 
+use crate::limits::MAX_MESSAGE_BYTES;
 use crate::manager::Manager;
 use crate::notify::{PushErrorKind, PushTarget};
+use crate::protocol::outbound::fit_to_limit;
 use crate::store::ConnectionRecord;
 use crate::telemetry::metrics;
 
@@ -57,7 +59,9 @@ pub async fn push_one(
         endpoint,
         connection_id,
     };
-    let Err(e) = mgr.notifier().push(target, message).await else {
+    // API Gateway refuses larger messages: never send one whole.
+    let message = fit_to_limit(message, MAX_MESSAGE_BYTES);
+    let Err(e) = mgr.notifier().push(target, &message).await else {
         return Ok(());
     };
     metrics::push_error(e.kind());

@@ -196,9 +196,7 @@ pub async fn start_run(
     let started = run_event(
         EventType::AgentStarted,
         &sink.run,
-        AgentStarted {
-            agent_name,
-        },
+        AgentStarted { agent_name },
     );
     sink.channel.send(&started).await;
 

@@ -63,14 +63,25 @@ impl Default for DynamoSettings {
     }
 }
 
-/// Counts HTTP requests (attempts) sent to DynamoDB.
+/// Counts HTTP requests (attempts) sent to DynamoDB, and remembers which operations they were.
 #[derive(Debug, Default, Clone)]
-pub struct RequestCounter(Arc<AtomicU64>);
+pub struct RequestCounter {
+    count: Arc<AtomicU64>,
+    operations: Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 impl RequestCounter {
     /// Requests sent so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The operation name of every request sent so far, in order (`PutItem`, `Query`, ...).
+    pub fn operations(&self) -> Vec<String> {
+        self.operations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -83,9 +94,13 @@ impl Intercept for RequestCounter {
         &self,
         _ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            let mut ops = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+            ops.push(m.name().to_owned());
+        }
         Ok(())
     }
 }

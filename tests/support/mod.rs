@@ -1,6 +1,7 @@
 //! Shared test support: a harness driving the real handler with AWS-shaped events.
 #![allow(dead_code)]
 
+pub mod connections;
 pub mod contract;
 pub mod dynamodb;
 

@@ -1,0 +1,301 @@
+//! Server push through a real `@connections` HTTP endpoint, gone clients, and the sweep, on
+//! DynamoDB Local.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::connections::ConnectionsEndpoint;
+use support::dynamodb::*;
+use support::*;
+use wsexec::manager::Manager;
+use wsexec::notify::apigw::ApiGatewayNotifier;
+use wsexec::notify::{Notifier, PushErrorKind, PushTarget};
+use wsexec::state::ExecutionState;
+use wsexec::store::Store;
+use wsexec::store::dynamo::DynamoStore;
+use wsexec::time::now_ms;
+
+/// A manager on a fresh DynamoDB Local table pushing through a loopback `@connections` endpoint.
+async fn setup() -> (Manager, Arc<DynamoStore>, ConnectionsEndpoint) {
+    let endpoint = support::connections::start().await;
+    let store = Arc::new(fresh_store("push").await);
+    let mut cfg = test_config();
+    cfg.connections_endpoint = Some(endpoint.url.clone());
+    let notifier = Arc::new(ApiGatewayNotifier::new("us-east-1", credentials()));
+    (Manager::new(cfg, store.clone(), notifier), store, endpoint)
+}
+
+async fn invoke(mgr: &Manager, event: &Value) -> Value {
+    let out = wsexec::handler::handle(&event.to_string(), Ok(mgr), None)
+        .await
+        .unwrap();
+    serde_json::to_value(out).unwrap()
+}
+
+async fn connect(mgr: &Manager, user: &str) -> String {
+    let id = aws_id();
+    let r = invoke(mgr, &connect_event(&id, &[("user_id", user)], &[])).await;
+    assert_eq!(r["statusCode"], 200);
+    id
+}
+
+/// Run events reach the client through the real SDK client and HTTP, in order.
+#[tokio::test]
+async fn events_arrive_in_order_over_http() {
+    let (mgr, _store, ep) = setup().await;
+    let conn = connect(&mgr, "alice-01").await;
+    invoke(
+        &mgr,
+        &message_event(
+            &conn,
+            r#"{"type":"start_agent","request_id":"p1","payload":{"user_request":"hi"}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(types(&ep.delivered(&conn)), FIVE_EVENTS);
+}
+
+/// A 410 mid-run deletes the connection, stops pushing to it, and the run still completes.
+#[tokio::test]
+async fn gone_mid_run_removes_connection_and_run_completes() {
+    let (mgr, store, ep) = setup().await;
+    let conn = connect(&mgr, "alice-01").await;
+    ep.script(&conn, &[200, 200, 410]);
+    invoke(
+        &mgr,
+        &message_event(
+            &conn,
+            r#"{"type":"start_agent","request_id":"g1","payload":{"user_request":"hi"}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        types(&ep.delivered(&conn)),
+        ["agent_started", "agent_thinking"]
+    );
+    assert_eq!(ep.attempts(&conn), 3, "no push after the 410");
+    assert_eq!(store.get_connection(&conn).await.unwrap(), None);
+    let page = store.list_runs("alice-01", None, 10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].state, ExecutionState::Completed);
+    assert_eq!(page.items[0].result.as_ref().unwrap()["reply"], "echo: hi");
+    // A client that reconnects reads the result.
+    let again = connect(&mgr, "alice-01").await;
+    let reply = invoke(
+        &mgr,
+        &message_event(
+            &again,
+            &json!({"type":"get_execution","run_id":page.items[0].run_id}).to_string(),
+        ),
+    )
+    .await;
+    assert!(reply["body"].as_str().unwrap().contains("\"completed\""));
+}
+
+/// Every push failure AWS answers is classified, and none fails the run.
+#[tokio::test]
+async fn push_failures_are_classified_and_runs_still_finish() {
+    let (mgr, store, ep) = setup().await;
+    let notifier = ApiGatewayNotifier::new("us-east-1", credentials());
+    for (status, kind, retryable) in [
+        (410, PushErrorKind::Gone, false),
+        (403, PushErrorKind::Forbidden, false),
+        (429, PushErrorKind::Throttled, true),
+        (413, PushErrorKind::PayloadTooLarge, false),
+        (500, PushErrorKind::Unavailable, true),
+    ] {
+        let id = aws_id();
+        // The SDK retries throttling and 5xx (bounded): every attempt fails here.
+        ep.script(&id, &[status; 3]);
+        let target = PushTarget {
+            endpoint: &ep.url,
+            connection_id: &id,
+        };
+        let e = notifier.push(target, "{}").await.unwrap_err();
+        assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{status}");
+        if status != 410 {
+            let conn = connect(&mgr, "bob-02").await;
+            let mut script = vec![200];
+            script.extend([status; 20]);
+            ep.script(&conn, &script);
+            let body = json!({"type":"start_agent","request_id":format!("f{status}"),"payload":{"user_request":"x"}});
+            invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+            assert_eq!(types(&ep.delivered(&conn)), ["agent_started"], "{status}");
+            assert!(
+                ep.attempts(&conn) >= 5,
+                "{status}: every event was attempted"
+            );
+            assert!(
+                store.get_connection(&conn).await.unwrap().is_some(),
+                "{status}: only 410 removes"
+            );
+        }
+    }
+    let runs = store
+        .list_runs("bob-02", None, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|r| r.state == ExecutionState::Completed));
+    let refused = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let e = notifier
+        .push(
+            PushTarget {
+                endpoint: &refused,
+                connection_id: "C1=",
+            },
+            "{}",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), PushErrorKind::Connection);
+}
+
+/// An agent whose tool returns 300 KB.
+struct BigResult;
+
+#[async_trait::async_trait]
+impl wsexec::run::Executor for BigResult {
+    async fn execute(
+        &self,
+        _input: &wsexec::run::RunInput<'_>,
+        sink: &mut dyn wsexec::run::RunSink,
+    ) -> Result<Value, wsexec::run::AgentFailure> {
+        sink.thinking("fetching a large document").await;
+        sink.tool_executing("fetch", &json!({})).await;
+        let doc = json!({"document": "x".repeat(300_000)});
+        sink.tool_completed("fetch", &doc, 1).await;
+        Ok(json!({"reply": "done"}))
+    }
+}
+
+/// An event larger than 128 KiB is never sent whole: it arrives truncated with a marker.
+#[tokio::test]
+async fn oversized_events_arrive_truncated() {
+    let (mut mgr, _store, ep) = setup().await;
+    mgr.agents_mut().insert("big", Arc::new(BigResult));
+    let conn = connect(&mgr, "alice-01").await;
+    let body = json!({"type":"start_agent","agent":"big","request_id":"big","payload":{"user_request":"get it"}});
+    invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+    let got = ep.delivered(&conn);
+    assert_eq!(types(&got), FIVE_EVENTS);
+    let sizes: Vec<usize> = ep.book.lock().unwrap().delivered[&conn]
+        .iter()
+        .map(|m| m.len())
+        .collect();
+    assert!(
+        sizes
+            .iter()
+            .all(|s| *s <= wsexec::limits::MAX_MESSAGE_BYTES),
+        "{sizes:?}"
+    );
+    assert_eq!(got[3]["payload"]["truncated"], true);
+    assert_eq!(got[3]["run_id"], got[0]["run_id"]);
+    assert!(got[3]["payload"]["original_bytes"].as_u64().unwrap() > 300_000);
+    assert_eq!(got[4]["payload"]["result"]["reply"], "done");
+}
+
+/// A run whose process died is marked dead exactly once, by the sweep or by a read, and the
+/// owner's other live connection hears `agent_death`.
+#[tokio::test]
+async fn killed_run_is_marked_dead_once_and_owner_told() {
+    let (mgr, store, ep) = setup().await;
+    let watcher = connect(&mgr, "alice-01").await;
+    let old = now_ms() - 30_000;
+    let mut stale = support::contract::run("alice-01", "run_killed", old);
+    stale.deadline_at = now_ms() + 60_000;
+    stale.endpoint = Some(ep.url.clone());
+    store.create_run(&stale).await.unwrap();
+    let mut other = stale.clone();
+    other.run_id = "run_killed_2".into();
+    store.create_run(&other).await.unwrap();
+
+    let sweep = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+    assert_eq!(sweep["dead"], 2, "{sweep}");
+    let again = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+    assert_eq!(again["examined"], 0);
+    let got = invoke(
+        &mgr,
+        &message_event(
+            &watcher,
+            r#"{"type":"get_execution","run_id":"run_killed"}"#,
+        ),
+    )
+    .await;
+    assert!(got["body"].as_str().unwrap().contains(r#""state":"dead""#));
+    let told = ep.delivered(&watcher);
+    assert_eq!(types(&told), ["agent_death", "agent_death"]);
+    let mut ids: Vec<_> = told
+        .iter()
+        .map(|m| m["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["run_killed", "run_killed_2"]);
+    assert_eq!(told[0]["payload"]["cause"], "heartbeat_missed");
+    let stored = store
+        .get_run("alice-01", "run_killed")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.state, stored.version), (ExecutionState::Dead, 2));
+}
+
+/// 1,000 stale runs are all ended across several sweeps, each within its bound, with no scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_ends_a_thousand_runs_in_bounded_invocations() {
+    let (mgr, store, _ep) = setup().await;
+    let old = now_ms() - 60_000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut r =
+                support::contract::run(&format!("user-{}", i % 25), &format!("run_{i:04}"), old);
+            r.deadline_at = now_ms() + 600_000;
+            store.create_run(&r).await.unwrap();
+        });
+        if tasks.len() >= 32 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    let counter = store.requests();
+    let bound = wsexec::limits::SWEEP_BATCH * wsexec::limits::ALIVE_SHARDS as usize;
+    let (mut total, mut invocations) = (0, 0);
+    loop {
+        let before = counter.operations().len();
+        let report = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+        let examined = report["examined"].as_u64().unwrap() as usize;
+        assert!(examined <= bound, "{report}");
+        assert_eq!(report["errors"], 0);
+        let ops = counter.operations()[before..].to_vec();
+        assert!(!ops.iter().any(|o| o == "Scan"), "a sweep never scans");
+        // Per invocation: one query per shard, one write per run, one connections query per owner.
+        assert!(
+            ops.len() <= wsexec::limits::ALIVE_SHARDS as usize + examined + 25,
+            "{} requests",
+            ops.len()
+        );
+        total += report["dead"].as_u64().unwrap() as usize;
+        if examined == 0 {
+            break;
+        }
+        invocations += 1;
+        assert!(invocations < 10);
+    }
+    assert_eq!(total, 1000);
+    assert!(invocations >= 3, "{invocations} invocations");
+    let left = support::contract::all_due(store.as_ref(), now_ms() + 10_000_000).await;
+    assert!(left.is_empty());
+}

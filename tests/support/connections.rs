@@ -1,0 +1,156 @@
+//! A loopback `@connections` endpoint answering like API Gateway's management API.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the endpoint received and what it should answer next.
+#[derive(Default)]
+pub struct Book {
+    /// Delivered messages per connection id, in order.
+    pub delivered: HashMap<String, Vec<String>>,
+    /// Every POST per connection id, delivered or not.
+    pub attempts: HashMap<String, usize>,
+    /// Scripted statuses per connection id; 200 when the script is empty.
+    pub script: HashMap<String, VecDeque<u16>>,
+    /// Connection ids that answer 410 from now on.
+    pub gone: std::collections::HashSet<String>,
+}
+
+/// A running endpoint.
+#[derive(Clone)]
+pub struct ConnectionsEndpoint {
+    pub url: String,
+    pub book: Arc<Mutex<Book>>,
+}
+
+impl ConnectionsEndpoint {
+    /// Messages delivered to `id`, parsed.
+    pub fn delivered(&self, id: &str) -> Vec<serde_json::Value> {
+        let b = self.book.lock().unwrap();
+        b.delivered
+            .get(id)
+            .map(|v| v.iter().map(|m| serde_json::from_str(m).unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    /// POSTs made to `id`.
+    pub fn attempts(&self, id: &str) -> usize {
+        *self.book.lock().unwrap().attempts.get(id).unwrap_or(&0)
+    }
+
+    /// Scripts the next statuses for `id`.
+    pub fn script(&self, id: &str, statuses: &[u16]) {
+        let mut b = self.book.lock().unwrap();
+        b.script
+            .insert(id.to_owned(), statuses.iter().copied().collect());
+    }
+}
+
+fn error_type(status: u16) -> &'static str {
+    match status {
+        410 => "GoneException",
+        403 => "ForbiddenException",
+        413 => "PayloadTooLargeException",
+        429 => "LimitExceededException",
+        _ => "InternalServerErrorException",
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Starts the endpoint on a loopback port.
+pub async fn start() -> ConnectionsEndpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let book = Arc::new(Mutex::new(Book::default()));
+    let shared = book.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let book = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let l = l.to_ascii_lowercase();
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    buf.drain(..end + 4 + len);
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let id = percent_decode(path.rsplit('/').next().unwrap_or(""));
+                    let status = {
+                        let mut b = book.lock().unwrap();
+                        *b.attempts.entry(id.clone()).or_default() += 1;
+                        let scripted = b.script.get_mut(&id).and_then(|q| q.pop_front());
+                        let status = if b.gone.contains(&id) {
+                            410
+                        } else {
+                            scripted.unwrap_or(200)
+                        };
+                        if status == 410 {
+                            b.gone.insert(id.clone());
+                        }
+                        if status == 200 {
+                            b.delivered.entry(id).or_default().push(body);
+                        }
+                        status
+                    };
+                    let resp = if status == 200 {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
+                    } else {
+                        let msg = format!(r#"{{"message":"{}"}}"#, error_type(status));
+                        format!(
+                            "HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nx-amzn-ErrorType: {}\r\nContent-Length: {}\r\n\r\n{msg}",
+                            error_type(status),
+                            msg.len()
+                        )
+                    };
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    ConnectionsEndpoint { url, book }
+}
