@@ -153,9 +153,9 @@ impl Manager {
         ids.insert(connection_id.to_owned(), identity);
     }
 
-    /// Drops a connection's cached identity.
-    pub fn forget(&self, connection_id: &str) {
-        self.lock_identities().remove(connection_id);
+    /// Drops a connection's cached identity; returns it, if it was cached.
+    pub fn forget(&self, connection_id: &str) -> Option<Identity> {
+        self.lock_identities().remove(connection_id)
     }
 
     fn lock_identities(&self) -> std::sync::MutexGuard<'_, HashMap<String, Identity>> {

@@ -1,6 +1,6 @@
 //! `$connect`: authenticate, validate the identity, record the connection.
 
-use super::Invocation;
+use super::{Handled, Invocation};
 use crate::auth::{Principal, extract_token};
 use crate::context::validate_id;
 use crate::event::WsResponse;
@@ -11,16 +11,21 @@ use crate::telemetry::metrics;
 use crate::time::now_ms;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 
-/// Why a connection was refused, as the status code and the body clients see.
-fn refuse(status: u16, reason: &'static str) -> WsResponse {
-    WsResponse::status(status).with_body(format!(r#"{{"message":"{reason}"}}"#))
+/// A refused connection: the status code and body clients see, and the reason `code` only the
+/// invocation's log line gets.
+fn refuse(status: u16, reason: &'static str, code: &'static str) -> Handled {
+    Handled {
+        response: WsResponse::status(status).with_body(format!(r#"{{"message":"{reason}"}}"#)),
+        user_id: None,
+        error_code: Some(code),
+    }
 }
 
 /// Finds and verifies the caller's identity. `Err` is the refusal to send.
 fn authenticate<'e>(
     mgr: &Manager,
     req: &'e ApiGatewayWebsocketProxyRequest,
-) -> Result<(Principal, Option<&'e str>), WsResponse> {
+) -> Result<(Principal, Option<&'e str>), Handled> {
     let fields = &req.request_context.authorizer.fields;
     if let Some(p) = fields.get("principalId").and_then(|v| v.as_str()) {
         let tenant = fields
@@ -42,13 +47,13 @@ fn authenticate<'e>(
         .and_then(|v| v.to_str().ok());
     if let Some(found) = extract_token(req.query_string_parameters.first("token"), protocols) {
         let Some(verifier) = mgr.config().jwt.as_ref() else {
-            return Err(refuse(401, "unauthorized"));
+            return Err(refuse(401, "unauthorized", "jwt_not_configured"));
         };
         return match verifier.verify(found.token) {
             Ok(p) => Ok((p, found.subprotocol)),
             Err(e) => {
                 tracing::info!(reason = %e, "token rejected");
-                Err(refuse(401, "unauthorized"))
+                Err(refuse(401, "unauthorized", "invalid_token"))
             }
         };
     }
@@ -63,7 +68,7 @@ fn authenticate<'e>(
             None,
         ));
     }
-    Err(refuse(401, "unauthorized"))
+    Err(refuse(401, "unauthorized", "no_credentials"))
 }
 
 /// Handles `$connect`: 200 accept, 401 no/invalid credentials, 403 forbidden identity,
@@ -72,7 +77,7 @@ pub async fn handle(
     mgr: &Manager,
     req: &ApiGatewayWebsocketProxyRequest,
     inv: &Invocation<'_>,
-) -> WsResponse {
+) -> Handled {
     let (principal, subprotocol) = match authenticate(mgr, req) {
         Ok(p) => p,
         Err(refusal) => return refusal,
@@ -82,7 +87,7 @@ pub async fn handle(
         Ok(u) => u.to_owned(),
         Err(e) => {
             tracing::info!(reason = %e, "identity refused");
-            return refuse(403, "forbidden");
+            return refuse(403, "forbidden", "invalid_user_id");
         }
     };
     let tenant_id = match principal
@@ -92,7 +97,7 @@ pub async fn handle(
     {
         Some(Err(e)) => {
             tracing::info!(reason = %e, "tenant refused");
-            return refuse(403, "forbidden");
+            return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
         }
         Some(Ok(t)) => Some(t.to_owned()),
         None => None,
@@ -110,23 +115,31 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "store unavailable");
-            return refuse(500, "internal error");
+            return refuse(500, "internal error", "init_failed").for_user(user_id);
         }
     };
     if let Err(e) = store.put_connection(&record).await {
         crate::run::driver::log_storage(&e);
-        return if e.is_retryable() {
-            refuse(503, "service unavailable, retry")
+        let refusal = if e.is_retryable() {
+            refuse(503, "service unavailable, retry", e.code())
         } else {
-            refuse(500, "internal error")
+            refuse(500, "internal error", e.code())
         };
+        return refusal.for_user(user_id);
     }
-    mgr.remember(inv.connection_id, Identity { user_id, tenant_id });
+    mgr.remember(
+        inv.connection_id,
+        Identity {
+            user_id: user_id.clone(),
+            tenant_id,
+        },
+    );
     metrics::connection_opened();
     let resp = WsResponse::status(200);
-    match subprotocol {
+    let response = match subprotocol {
         // Browsers drop the connection unless the chosen subprotocol is echoed.
         Some(p) => resp.with_header("Sec-WebSocket-Protocol", p),
         None => resp,
-    }
+    };
+    Handled::from(response).for_user(user_id)
 }

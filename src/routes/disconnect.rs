@@ -1,13 +1,14 @@
 //! `$disconnect`: remove the connection's record; best effort, always 200.
 
-use super::Invocation;
+use super::{Handled, Invocation};
 use crate::event::WsResponse;
 use crate::manager::Manager;
 
 /// Handles `$disconnect`. AWS does not guarantee its delivery, so the record also has a TTL;
 /// a failure here is logged, never returned (API Gateway ignores the response anyway).
-pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> WsResponse {
-    mgr.forget(inv.connection_id);
+/// The user is known only when this instance cached the connection's identity.
+pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> Handled {
+    let identity = mgr.forget(inv.connection_id);
     match mgr.store() {
         Ok(store) => {
             if let Err(e) = store.delete_connection(inv.connection_id).await {
@@ -16,5 +17,9 @@ pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> WsResponse {
         }
         Err(e) => tracing::error!(error = %e, "store unavailable"),
     }
-    WsResponse::status(200)
+    Handled {
+        response: WsResponse::status(200),
+        user_id: identity.map(|i| i.user_id),
+        error_code: None,
+    }
 }

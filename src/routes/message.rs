@@ -1,6 +1,6 @@
 //! `$default`: every client message; the direct reply is the two-way route's response body.
 
-use super::Invocation;
+use super::{Handled, Invocation};
 use crate::event::WsResponse;
 use crate::limits::DEFAULT_PAGE_SIZE;
 use crate::manager::{Identity, Manager};
@@ -20,18 +20,26 @@ pub async fn handle(
     body: Option<&str>,
     is_base64: bool,
     inv: &Invocation<'_>,
-) -> WsResponse {
-    match reply(mgr, body, is_base64, inv).await {
+) -> Handled {
+    let mut user_id = None;
+    let response = match reply(mgr, body, is_base64, inv, &mut user_id).await {
         Some(frame) => WsResponse::status(200).with_body(frame),
         None => WsResponse::status(200),
+    };
+    Handled {
+        response,
+        user_id,
+        error_code: None,
     }
 }
 
+/// The direct reply, if any; sets `user_id` once the connection's identity is resolved.
 async fn reply(
     mgr: &Manager,
     body: Option<&str>,
     is_base64: bool,
     inv: &Invocation<'_>,
+    user_id: &mut Option<String>,
 ) -> Option<String> {
     if is_base64 {
         let e = ClientError::new(ErrorCode::InvalidFrame, "binary frames are not supported");
@@ -65,6 +73,7 @@ async fn reply(
             Err(e) => return Some(error_frame(rid, &e)),
         },
     };
+    *user_id = Some(who.user_id.clone());
     match frame.message {
         Inbound::StartAgent(s) | Inbound::UserMessage(s) => {
             crate::run::start_run(mgr, inv, &who, s).await

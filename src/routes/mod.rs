@@ -4,6 +4,7 @@ pub mod connect;
 pub mod disconnect;
 pub mod message;
 
+use crate::event::WsResponse;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
 
 /// The route keys the function serves (the template must declare each).
@@ -35,6 +36,36 @@ impl Route {
             Route::Connect => "$connect",
             Route::Default => "$default",
             Route::Disconnect => "$disconnect",
+        }
+    }
+}
+
+/// A route's response, and what the route learned for the invocation's log line.
+#[derive(Clone, Debug)]
+pub struct Handled {
+    pub response: WsResponse,
+    /// The caller, once the route established it (absent for `ping` and refused connects).
+    pub user_id: Option<String>,
+    /// Why `$connect` refused or failed (`$default` replies carry their own code).
+    pub error_code: Option<&'static str>,
+}
+
+impl Handled {
+    /// The same outcome, attributed to `user_id`.
+    pub fn for_user(self, user_id: String) -> Self {
+        Handled {
+            user_id: Some(user_id),
+            ..self
+        }
+    }
+}
+
+impl From<WsResponse> for Handled {
+    fn from(response: WsResponse) -> Self {
+        Handled {
+            response,
+            user_id: None,
+            error_code: None,
         }
     }
 }

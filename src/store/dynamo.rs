@@ -38,6 +38,42 @@ pub const INDEX_BY_OWNER: &str = "by_owner";
 pub const INDEX_BY_THREAD: &str = "by_thread";
 /// The sparse index of alive runs.
 pub const INDEX_ALIVE: &str = "alive";
+/// The table's partition key (the template's `KeySchema` HASH).
+pub const PK: &str = "pk";
+/// The table's sort key (RANGE).
+pub const SK: &str = "sk";
+/// `by_owner`'s partition key: the owning user.
+pub const GSI1_PK: &str = "gsi1pk";
+/// `by_owner`'s sort key: connections, then runs by creation time.
+pub const GSI1_SK: &str = "gsi1sk";
+/// `by_thread`'s partition key: the user and thread.
+pub const GSI2_PK: &str = "gsi2pk";
+/// `by_thread`'s sort key: runs by creation time.
+pub const GSI2_SK: &str = "gsi2sk";
+/// `alive`'s partition key; present only while a run is alive, which keeps the index sparse.
+pub const ALIVE_SHARD: &str = "alive_shard";
+/// `alive`'s sort key: when the run is next due (epoch ms, a number).
+pub const ALIVE_DUE: &str = "alive_due";
+/// The TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Every key attribute with the scalar type the item builders write (the template's
+/// `AttributeDefinitions`).
+pub const KEY_ATTRIBUTES: [(&str, &str); 8] = [
+    (PK, "S"),
+    (SK, "S"),
+    (GSI1_PK, "S"),
+    (GSI1_SK, "S"),
+    (GSI2_PK, "S"),
+    (GSI2_SK, "S"),
+    (ALIVE_SHARD, "S"),
+    (ALIVE_DUE, "N"),
+];
+/// Every GSI with its partition and sort key.
+pub const INDEXES: [(&str, &str, &str); 3] = [
+    (INDEX_BY_OWNER, GSI1_PK, GSI1_SK),
+    (INDEX_BY_THREAD, GSI2_PK, GSI2_SK),
+    (INDEX_ALIVE, ALIVE_SHARD, ALIVE_DUE),
+];
 /// Every DynamoDB action the store calls (the template's IAM policy grants exactly these).
 pub const ACTIONS: [&str; 4] = ["GetItem", "PutItem", "DeleteItem", "Query"];
 
@@ -200,8 +236,8 @@ impl DynamoStore {
         self.client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s("WARMUP"))
-            .key("sk", s("WARMUP"))
+            .key(PK, s("WARMUP"))
+            .key(SK, s("WARMUP"))
             .send()
             .await
             .map_err(|e| classify("warm_up", &self.table, e))?;
@@ -344,10 +380,10 @@ fn get_n(op: &'static str, item: &Item, k: &str) -> Result<u64, StorageError> {
 
 fn connection_item(c: &ConnectionRecord) -> Item {
     let mut item = Item::new();
-    item.insert("pk".into(), s(keys::connection_pk(&c.connection_id)));
-    item.insert("sk".into(), s(keys::CONNECTION_SK));
-    item.insert("gsi1pk".into(), s(keys::user_pk(&c.user_id)));
-    item.insert("gsi1sk".into(), s(keys::owner_conn_sk(&c.connection_id)));
+    item.insert(PK.into(), s(keys::connection_pk(&c.connection_id)));
+    item.insert(SK.into(), s(keys::CONNECTION_SK));
+    item.insert(GSI1_PK.into(), s(keys::user_pk(&c.user_id)));
+    item.insert(GSI1_SK.into(), s(keys::owner_conn_sk(&c.connection_id)));
     item.insert("item_type".into(), s("connection"));
     item.insert("connection_id".into(), s(&c.connection_id));
     item.insert("user_id".into(), s(&c.user_id));
@@ -358,7 +394,7 @@ fn connection_item(c: &ConnectionRecord) -> Item {
         item.insert("endpoint".into(), s(e));
     }
     item.insert("connected_at".into(), n(c.connected_at));
-    item.insert("expires_at".into(), n(c.expires_at));
+    item.insert(TTL_ATTRIBUTE.into(), n(c.expires_at));
     item
 }
 
@@ -369,25 +405,22 @@ fn connection_from(op: &'static str, item: &Item) -> Result<ConnectionRecord, St
         tenant_id: opt_s(item, "tenant_id"),
         endpoint: opt_s(item, "endpoint"),
         connected_at: get_n(op, item, "connected_at")?,
-        expires_at: get_n(op, item, "expires_at")?,
+        expires_at: get_n(op, item, TTL_ATTRIBUTE)?,
     })
 }
 
 fn run_item(r: &RunRecord) -> Item {
     let mut item = Item::new();
     let owner_sk = keys::owner_run_sk(r.created_at, &r.run_id);
-    item.insert("pk".into(), s(keys::user_pk(&r.user_id)));
-    item.insert("sk".into(), s(keys::run_sk(&r.run_id)));
-    item.insert("gsi1pk".into(), s(keys::user_pk(&r.user_id)));
-    item.insert("gsi1sk".into(), s(&owner_sk));
-    item.insert(
-        "gsi2pk".into(),
-        s(keys::thread_pk(&r.user_id, &r.thread_id)),
-    );
-    item.insert("gsi2sk".into(), s(owner_sk));
+    item.insert(PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(SK.into(), s(keys::run_sk(&r.run_id)));
+    item.insert(GSI1_PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(GSI1_SK.into(), s(&owner_sk));
+    item.insert(GSI2_PK.into(), s(keys::thread_pk(&r.user_id, &r.thread_id)));
+    item.insert(GSI2_SK.into(), s(owner_sk));
     if let Some(due) = r.due_at() {
-        item.insert("alive_shard".into(), s(keys::alive_shard(r.shard())));
-        item.insert("alive_due".into(), n(due));
+        item.insert(ALIVE_SHARD.into(), s(keys::alive_shard(r.shard())));
+        item.insert(ALIVE_DUE.into(), n(due));
     }
     item.insert("item_type".into(), s("run"));
     for (k, v) in [
@@ -417,7 +450,7 @@ fn run_item(r: &RunRecord) -> Item {
         ("updated_at", r.updated_at),
         ("stale_at", r.stale_at),
         ("deadline_at", r.deadline_at),
-        ("expires_at", r.expires_at),
+        (TTL_ATTRIBUTE, r.expires_at),
     ] {
         item.insert(k.into(), n(v));
     }
@@ -464,12 +497,12 @@ fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError> {
         result,
         error,
         cancelled_by: opt_s(item, "cancelled_by"),
-        expires_at: get_n(op, item, "expires_at")?,
+        expires_at: get_n(op, item, TTL_ATTRIBUTE)?,
     })
 }
 
 fn live(item: &Item) -> bool {
-    matches!(item.get("expires_at"), Some(AttributeValue::N(v)) if v.parse::<u64>().map(|e| e > now_secs()).unwrap_or(false))
+    matches!(item.get(TTL_ATTRIBUTE), Some(AttributeValue::N(v)) if v.parse::<u64>().map(|e| e > now_secs()).unwrap_or(false))
 }
 
 /// Parses a `gsi1sk`/`gsi2sk` of a run back into a cursor.
@@ -506,8 +539,8 @@ impl Store for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(keys::connection_pk(connection_id)))
-            .key("sk", s(keys::CONNECTION_SK))
+            .key(PK, s(keys::connection_pk(connection_id)))
+            .key(SK, s(keys::CONNECTION_SK))
             .consistent_read(true)
             .send()
             .await
@@ -523,8 +556,8 @@ impl Store for DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(keys::connection_pk(connection_id)))
-            .key("sk", s(keys::CONNECTION_SK))
+            .key(PK, s(keys::connection_pk(connection_id)))
+            .key(SK, s(keys::CONNECTION_SK))
             .send()
             .await
             .map_err(|e| classify(OP, &self.table, e))?;
@@ -603,8 +636,8 @@ impl Store for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(keys::user_pk(user_id)))
-            .key("sk", s(keys::run_sk(run_id)))
+            .key(PK, s(keys::user_pk(user_id)))
+            .key(SK, s(keys::run_sk(run_id)))
             .consistent_read(true)
             .send()
             .await
@@ -637,11 +670,11 @@ impl Store for DynamoStore {
     ) -> Result<RunPage, StorageError> {
         const OP: &str = "list_runs";
         let (index, pk_attr, sk_attr, pk) = match thread_id {
-            None => (INDEX_BY_OWNER, "gsi1pk", "gsi1sk", keys::user_pk(user_id)),
+            None => (INDEX_BY_OWNER, GSI1_PK, GSI1_SK, keys::user_pk(user_id)),
             Some(t) => (
                 INDEX_BY_THREAD,
-                "gsi2pk",
-                "gsi2sk",
+                GSI2_PK,
+                GSI2_SK,
                 keys::thread_pk(user_id, t),
             ),
         };
@@ -660,8 +693,8 @@ impl Store for DynamoStore {
         if let Some(c) = cursor {
             // The partition comes from the caller, never from the cursor.
             q = q
-                .exclusive_start_key("pk", s(keys::user_pk(user_id)))
-                .exclusive_start_key("sk", s(keys::run_sk(&c.run_id)))
+                .exclusive_start_key(PK, s(keys::user_pk(user_id)))
+                .exclusive_start_key(SK, s(keys::run_sk(&c.run_id)))
                 .exclusive_start_key(pk_attr, s(&pk))
                 .exclusive_start_key(sk_attr, s(keys::owner_run_sk(c.created_at, &c.run_id)));
         }

@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod contract;
 pub mod dynamodb;
+pub mod runtime_api;
 
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -1,0 +1,69 @@
+//! `wsexec-local`: the local development tool, an API Gateway WebSocket emulator and `invoke`.
+//!
+//! The emulator runs the function's own handler, in process, on events built exactly as API
+//! Gateway builds them, and serves the `@connections` management API the function's SDK client
+//! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
+//!
+//! # Layout
+//! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
+//! - [`gateway`]: the server: one port for WebSocket upgrades (`$connect`) and `@connections`.
+//! - [`connection`]: one WebSocket connection's life: messages, pushes, limits, `$disconnect`.
+//! - [`management`]: the `@connections/{id}` API (`POST`, `GET`, `DELETE`).
+//! - [`events`]: AWS-exact `CONNECT` / `MESSAGE` / `DISCONNECT` events and route selection.
+//! - [`ids`]: API Gateway style ids (`connectionId`, `requestId`, `messageId`, `apiId`).
+//! - [`invoke`]: running event files through the handler, printing JSON lines.
+
+pub mod cli;
+pub mod connection;
+pub mod events;
+pub mod gateway;
+pub mod ids;
+pub mod invoke;
+pub mod management;
+
+pub use gateway::{Invoked, ServeOptions, run};
+
+use std::time::Duration;
+
+/// The port `serve` listens on by default (SAM's `sam local start-api` habit).
+pub const DEFAULT_PORT: u16 = 3001;
+
+/// The stage name in events and in the `@connections` endpoint's place of a deployed stage.
+pub const STAGE: &str = "local";
+
+/// API Gateway's idle connection timeout: a connection with no message in either direction
+/// for this long is closed with 1001.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// API Gateway's maximum connection duration: every connection is closed with 1001 after it.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 3600);
+
+/// API Gateway's frame size limit (32 KiB): a larger frame closes the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = crate::limits::MAX_FRAME_BYTES;
+
+/// API Gateway's message size limit (128 KiB, over all frames of a message): a larger message
+/// closes the connection with 1009, and a larger `@connections` POST answers 413.
+pub const MAX_MESSAGE_BYTES: usize = crate::limits::MAX_MESSAGE_BYTES;
+
+/// The Lambda function's timeout in `template.yaml`: every emulated invocation gets the
+/// deadline a deployed one would.
+pub const LAMBDA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the emulator runs the sweep, as `template.yaml`'s `rate(1 minute)` schedule does.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Messages one connection may have waiting while an earlier one is handled; beyond this the
+/// emulator stops reading that socket (TCP back-pressure) instead of buffering without bound.
+pub const MAX_QUEUED_MESSAGES: usize = 64;
+
+/// Pushes waiting to be written to one socket; a full queue makes `@connections` POSTs wait,
+/// slowing the pushing function down to the client's pace instead of buffering without bound.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+/// How long a closing socket waits for the client's close frame before dropping the TCP
+/// connection (RFC 6455 closing handshake).
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a graceful shutdown waits for connections to close and their `$disconnect`
+/// invocations (and in-flight messages) to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -1,0 +1,367 @@
+//! A loopback implementation of the Lambda Runtime API that runs a real function binary as
+//! Lambda does, feeds it events and measures it: init, first invocation, warm latencies, RSS.
+//!
+//! Shared by the end-to-end tests (`tests/lambda_binary.rs`) and the cold-start benchmark
+//! (`benches/coldstart.rs`).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, oneshot};
+
+/// How one invocation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// `/response` with this body.
+    Response(String),
+    /// `/error` with the `Lambda-Runtime-Function-Error-Type` header and this body.
+    Error { error_type: String, body: String },
+}
+
+impl Outcome {
+    /// The response body parsed as JSON (panics on errors: for tests).
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Outcome::Response(b) => serde_json::from_str(b).expect("response JSON"),
+            Outcome::Error { error_type, body } => {
+                panic!("invocation failed: {error_type}: {body}")
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<(String, String)>,
+    waiting: HashMap<String, oneshot::Sender<Outcome>>,
+    first_next: Option<Instant>,
+    init_error: Option<String>,
+    next_calls: u64,
+}
+
+/// The Runtime API server and the function process it serves.
+pub struct Runtime {
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    pub addr: String,
+    child: Option<Child>,
+    spawned_at: Option<Instant>,
+    counter: u64,
+}
+
+/// Lambda's usual environment for a function of `memory_mb`.
+pub fn lambda_env(api: &str, memory_mb: u32) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", api),
+        ("AWS_LAMBDA_FUNCTION_NAME", "wsexec-harness"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", &memory_mb.to_string()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wsexec-harness"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/28/[$LATEST]harness"),
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("TZ", ":UTC"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Runtime {
+    /// Starts the Runtime API on a loopback port.
+    pub async fn start() -> Runtime {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(Mutex::new(State::default()));
+        let notify = Arc::new(Notify::new());
+        let (s, n) = (state.clone(), notify.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = sock.set_nodelay(true);
+                tokio::spawn(serve(sock, s.clone(), n.clone()));
+            }
+        });
+        Runtime {
+            state,
+            notify,
+            addr,
+            child: None,
+            spawned_at: None,
+            counter: 0,
+        }
+    }
+
+    /// Spawns `program` (with `args`) as the function, with Lambda's environment plus `env`.
+    pub fn spawn(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        memory_mb: u32,
+    ) {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(lambda_env(&self.addr, memory_mb))
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(if std::env::var("HARNESS_VERBOSE").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if std::env::var("HARNESS_VERBOSE").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        self.spawned_at = Some(Instant::now());
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawn {program}: {e}")),
+        );
+    }
+
+    /// Time from spawn to the function's first `/next` (its init), waiting up to `limit`.
+    pub async fn wait_init(&self, limit: Duration) -> Duration {
+        let start = self.spawned_at.expect("spawned");
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(t) = self.state.lock().unwrap().first_next {
+                return t - start;
+            }
+            if let Some(e) = self.init_error() {
+                panic!("init error: {e}");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "function did not call /next within {limit:?}"
+            );
+            let _ = tokio::time::timeout(left, notified).await;
+        }
+    }
+
+    /// The body of a `/init/error` report, if any.
+    pub fn init_error(&self) -> Option<String> {
+        self.state.lock().unwrap().init_error.clone()
+    }
+
+    /// Invokes the function with `event`; returns the outcome and the latency from the event
+    /// being available to the outcome arriving.
+    pub async fn invoke(&mut self, event: &str, limit: Duration) -> (Outcome, Duration) {
+        self.counter += 1;
+        let id = format!("8f5c2a1e-0000-4000-8000-{:012}", self.counter);
+        let (tx, rx) = oneshot::channel();
+        let start = Instant::now();
+        {
+            let mut s = self.state.lock().unwrap();
+            s.waiting.insert(id.clone(), tx);
+            s.queue.push_back((id, event.to_owned()));
+        }
+        self.notify.notify_waiters();
+        let out = tokio::time::timeout(limit, rx)
+            .await
+            .expect("function did not answer in time")
+            .expect("runtime API closed");
+        (out, start.elapsed())
+    }
+
+    /// Peak resident memory (VmHWM) of the function process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("spawned").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Current resident memory (VmRSS) of the function process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("spawned").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the function process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Times the function has called `/next`.
+    pub fn next_calls(&self) -> u64 {
+        self.state.lock().unwrap().next_calls
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request: (method, path, headers lowercased, body).
+async fn read_request(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(String, String, HashMap<String, String>, Vec<u8>)> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let mut lines = head.lines();
+            let mut first = lines.next()?.split_whitespace();
+            let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+            let headers: HashMap<String, String> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = sock.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + len].to_vec();
+            buf.drain(..end + 4 + len);
+            return Some((method, path, headers, body));
+        }
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn respond(
+    sock: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> bool {
+    let mut head = format!("HTTP/1.1 {status} OK\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    sock.write_all(head.as_bytes()).await.is_ok() && sock.write_all(body).await.is_ok()
+}
+
+async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify>) {
+    let mut buf = Vec::new();
+    while let Some((method, path, headers, body)) = read_request(&mut sock, &mut buf).await {
+        let path = path.trim_start_matches("/2018-06-01");
+        if method == "GET" && path == "/runtime/invocation/next" {
+            {
+                let mut s = state.lock().unwrap();
+                s.next_calls += 1;
+                s.first_next.get_or_insert_with(Instant::now);
+            }
+            notify.notify_waiters();
+            // Long-poll, as Lambda does, until an invocation is queued.
+            let (id, event) = loop {
+                let notified = notify.notified();
+                if let Some(item) = state.lock().unwrap().queue.pop_front() {
+                    break item;
+                }
+                notified.await;
+            };
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 30_000;
+            let hdrs = [
+                ("Content-Type", "application/json".to_owned()),
+                ("Lambda-Runtime-Aws-Request-Id", id),
+                ("Lambda-Runtime-Deadline-Ms", deadline.to_string()),
+                (
+                    "Lambda-Runtime-Invoked-Function-Arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:wsexec-harness".to_owned(),
+                ),
+                (
+                    "Lambda-Runtime-Trace-Id",
+                    "Root=1-6748a1b0-0123456789abcdef01234567;Sampled=0".to_owned(),
+                ),
+            ];
+            if !respond(&mut sock, 200, &hdrs, event.as_bytes()).await {
+                return;
+            }
+        } else if method == "POST" && path == "/runtime/init/error" {
+            state.lock().unwrap().init_error = Some(String::from_utf8_lossy(&body).into_owned());
+            notify.notify_waiters();
+            respond(&mut sock, 202, &[], b"{}").await;
+        } else if method == "POST" && path.starts_with("/runtime/invocation/") {
+            let rest = &path["/runtime/invocation/".len()..];
+            let (id, kind) = rest.split_once('/').unwrap_or((rest, ""));
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let outcome = match kind {
+                "response" => Outcome::Response(body),
+                _ => Outcome::Error {
+                    error_type: headers
+                        .get("lambda-runtime-function-error-type")
+                        .cloned()
+                        .unwrap_or_default(),
+                    body,
+                },
+            };
+            if let Some(tx) = state.lock().unwrap().waiting.remove(id) {
+                let _ = tx.send(outcome);
+            }
+            if !respond(&mut sock, 202, &[], b"{}").await {
+                return;
+            }
+        } else {
+            respond(&mut sock, 404, &[], b"{}").await;
+        }
+    }
+}
+
+/// The median of `xs` (sorted in place).
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `xs` (sorted in place), nearest rank.
+pub fn percentile(xs: &mut [f64], p: f64) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
