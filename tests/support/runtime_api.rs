@@ -63,6 +63,8 @@ pub fn lambda_env(api: &str, memory_mb: u32) -> Vec<(String, String)> {
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wsexec-harness"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/28/[$LATEST]harness"),
         ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
         ("LAMBDA_TASK_ROOT", "/var/task"),
         ("TZ", ":UTC"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
@@ -113,6 +115,11 @@ impl Runtime {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(lambda_env(&self.addr, memory_mb))
             .envs(env.iter().cloned())
+            .envs(
+                std::env::var("HARNESS_SSL_CERT_FILE")
+                    .ok()
+                    .map(|f| ("SSL_CERT_FILE".to_owned(), f)),
+            )
             .stdin(Stdio::null())
             .stdout(if std::env::var("HARNESS_VERBOSE").is_ok() {
                 Stdio::inherit()
@@ -132,7 +139,7 @@ impl Runtime {
     }
 
     /// Time from spawn to the function's first `/next` (its init), waiting up to `limit`.
-    pub async fn wait_init(&self, limit: Duration) -> Duration {
+    pub async fn wait_init(&mut self, limit: Duration) -> Duration {
         let start = self.spawned_at.expect("spawned");
         let deadline = Instant::now() + limit;
         loop {
@@ -143,12 +150,15 @@ impl Runtime {
             if let Some(e) = self.init_error() {
                 panic!("init error: {e}");
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("function exited during init: {status}");
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
                 "function did not call /next within {limit:?}"
             );
-            let _ = tokio::time::timeout(left, notified).await;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
     }
 
