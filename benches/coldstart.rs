@@ -48,6 +48,7 @@ struct Contender {
     name: &'static str,
     program: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -71,11 +72,72 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Instruction counts (callgrind) of a fixed script on each binary in `CALLGRIND_BINS`
+/// (`label=path,label=path`): init, one `$connect`, 20 pings and 5 echo runs. Repeatable where
+/// wall-clock time is too noisy to compare builds.
+async fn callgrind(base_env: &[(String, String)]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bins = env_or(
+        "CALLGRIND_BINS",
+        &format!("release={root}/target/release/wsexec"),
+    );
+    let mut md = String::from("| binary | instructions (Ir) |\n|---|---|\n");
+    for entry in bins.split(',') {
+        let (label, bin) = entry.split_once('=').unwrap_or(("wsexec", entry));
+        let out = format!("{root}/target/callgrind.{label}.out");
+        let mut rt = Runtime::start().await;
+        let args = [
+            "--tool=callgrind",
+            &format!("--callgrind-out-file={out}"),
+            bin,
+        ];
+        rt.spawn("valgrind", &args, base_env, 128);
+        rt.wait_init(Duration::from_secs(120)).await;
+        let slow = Duration::from_secs(120);
+        rt.invoke(&connect_event("G000000000001="), slow)
+            .await
+            .0
+            .json();
+        for i in 0..20 {
+            rt.invoke(
+                &message_event("G000000000001=", r#"{"type":"ping"}"#, i),
+                slow,
+            )
+            .await
+            .0
+            .json();
+        }
+        for i in 0..5 {
+            let body = format!(
+                r#"{{"type":"start_agent","request_id":"cg{label}{i}","payload":{{"user_request":"hi"}}}}"#
+            );
+            rt.invoke(&message_event("G000000000001=", &body, 100 + i), slow)
+                .await
+                .0
+                .json();
+        }
+        rt.terminate();
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let ir = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .map(|v| v.split_whitespace().next().unwrap_or("0").to_owned())
+            .unwrap_or_default();
+        md.push_str(&format!("| {label} | {ir} |\n"));
+    }
+    println!("{md}");
+    std::fs::write(format!("{root}/target/callgrind.md"), md).unwrap();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let callgrind_mode = std::env::args().any(|a| a == "--callgrind");
     let root = env!("CARGO_MANIFEST_DIR");
     let rounds: usize = env_or("COLDSTART_ROUNDS", "10").parse().unwrap();
     let wsexec = env_or("WSEXEC_BIN", &format!("{root}/target/release/wsexec"));
@@ -103,27 +165,40 @@ async fn main() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
+    if callgrind_mode {
+        callgrind(&base_env).await;
+        return;
+    }
+    let contender = |name, program: &str, args: Vec<String>, env: &[(&str, &str)]| Contender {
+        name,
+        program: program.to_owned(),
+        args,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
     let contenders = [
-        Contender {
-            name: "floor",
-            program: floor.clone(),
-            args: vec![],
-        },
-        Contender {
-            name: "wsexec",
-            program: wsexec.clone(),
-            args: vec![],
-        },
-        Contender {
-            name: "node",
-            program: "node".into(),
-            args: vec![format!("{root}/tools/coldstart/node/index.mjs")],
-        },
-        Contender {
-            name: "python",
-            program: python.clone(),
-            args: vec![format!("{root}/tools/coldstart/python/bootstrap.py")],
-        },
+        contender("floor", &floor, vec![], &[]),
+        contender("wsexec", &wsexec, vec![], &[]),
+        contender(
+            "wsexec_warmup",
+            &wsexec,
+            vec![],
+            &[("DYNAMODB_WARMUP", "1")],
+        ),
+        contender(
+            "node",
+            "node",
+            vec![format!("{root}/tools/coldstart/node/index.mjs")],
+            &[],
+        ),
+        contender(
+            "python",
+            &python,
+            vec![format!("{root}/tools/coldstart/python/bootstrap.py")],
+            &[],
+        ),
     ];
 
     let mut s = Samples::default();
@@ -136,7 +211,12 @@ async fn main() {
             n += 1;
             let mut rt = Runtime::start().await;
             let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-            rt.spawn(&c.program, &args, &base_env, 128);
+            let env: Vec<_> = base_env
+                .iter()
+                .cloned()
+                .chain(c.env.iter().cloned())
+                .collect();
+            rt.spawn(&c.program, &args, &env, 128);
             let init = rt.wait_init(LIMIT).await;
             let conn = format!("C{round:03}{n:011}=");
             let (out, first) = rt.invoke(&connect_event(&conn), LIMIT).await;
@@ -246,7 +326,7 @@ async fn main() {
         );
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    for c in ["floor", "wsexec", "node", "python"] {
+    for c in ["floor", "wsexec", "wsexec_warmup", "node", "python"] {
         let (a, b) = (s.med(&format!("{c}.rss_kib")), s.med("floor.rss_kib"));
         s.add(&format!("ratio.{c}_rss_over_floor"), a / b);
     }

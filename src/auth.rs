@@ -1,6 +1,6 @@
 //! Identity on `$connect`: the authorizer's principal, or a verified JWT.
 
-use crate::limits::MAX_TOKEN_BYTES;
+use crate::limits::{JWT_LEEWAY, MAX_TOKEN_BYTES};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -71,15 +71,23 @@ fn validation(alg: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> V
     v.algorithms = vec![alg];
     v.validate_exp = true;
     v.validate_nbf = true;
-    v.leeway = 5;
-    v.set_required_spec_claims(&["exp", "sub"]);
+    v.leeway = JWT_LEEWAY.as_secs();
+    // `jsonwebtoken` checks `iss` and `aud` only when the token carries them (and parse as
+    // strings): a configured issuer or audience must also make the claim required, or a token
+    // that simply leaves it out (or sends `"iss": 5`) would pass.
+    let mut required = vec!["exp", "sub"];
     if let Some(iss) = issuer {
         v.set_issuer(&[iss]);
+        required.push("iss");
     }
     match audience {
-        Some(aud) => v.set_audience(&[aud]),
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
         None => v.validate_aud = false,
     }
+    v.set_required_spec_claims(&required);
     v
 }
 

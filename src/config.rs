@@ -6,7 +6,7 @@ use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT};
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 10] = [
+pub const ENV_VARS: [&str; 11] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -17,6 +17,7 @@ pub const ENV_VARS: [&str; 10] = [
     "HEARTBEAT_DEADLINE_MS",
     "WSEXEC_MODE",
     "DYNAMODB_WARMUP",
+    "TLS_NATIVE_ROOTS",
 ];
 
 /// A setting that is missing or malformed; the manager reports it and retries next invocation.

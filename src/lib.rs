@@ -20,6 +20,8 @@
 //! - [`manager`]: the lazily built, per-instance shared state.
 //! - [`handler`]: the Lambda entry point tying it all together.
 //! - [`telemetry`]: structured logs and CloudWatch metrics.
+//! - [`tls`]: the HTTPS client of every SDK client, with compiled-in AWS roots.
+//! - [`time`]: wall-clock helpers.
 
 pub mod auth;
 pub mod config;
@@ -37,6 +39,7 @@ pub mod store;
 pub mod sweep;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 #[cfg(feature = "local")]
 pub mod local;

@@ -16,11 +16,24 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest id (`user_id`, `run_id`, ...), inherited from the original platform's validation.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Largest raw id field (`run_id`, `request_id`, `thread_id`, `agent`) the frame parser keeps:
+/// a larger one is refused as `field_too_large` before any id rule runs, while an id a little
+/// over [`MAX_ID_LEN`] still reaches the id rules and gets their precise `invalid_id`.
+pub const MAX_ID_FIELD_BYTES: usize = 4 * MAX_ID_LEN;
+
+/// Characters of an unknown message `type` echoed back in its `error`: enough to recognise a
+/// typo, never enough to turn the reply into an amplifier of the client's frame.
+pub const MAX_ECHOED_TYPE_CHARS: usize = 64;
+
 /// Placeholder prefixes only apply to values shorter than this (the original platform's rule).
 pub const PLACEHOLDER_PREFIX_MAX_LEN: usize = 20;
 
 /// Largest JWT accepted: real tokens are a few hundred bytes; this bounds parsing work.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Clock skew tolerated on a token's `exp` and `nbf`: small enough that an expired token is
+/// refused within seconds, large enough for an issuer whose clock is slightly off.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(5);
 
 /// Default page size of `list_executions`.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -47,6 +60,15 @@ pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 /// A connection record outlives API Gateway's 2 h maximum connection time by this margin, then
 /// TTL removes it even if `$disconnect` was never delivered (AWS does not guarantee it).
 pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);
+
+/// Attempts of `cancel_agent`'s read-then-conditional-write: a heartbeat landing between the
+/// read and the write costs one more attempt; more than this means the run is changing too fast
+/// and the client is told `conflict` rather than looping.
+pub const CANCEL_ATTEMPTS: usize = 3;
+
+/// Attempts of a run's terminal write: a second is needed only when the run's own last
+/// heartbeat landed although its answer was lost, so the stored version is one ahead.
+pub const TERMINAL_WRITE_ATTEMPTS: usize = 2;
 
 /// Runs stay readable this long, then TTL removes them.
 pub const RUN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

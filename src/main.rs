@@ -14,9 +14,27 @@ async fn invoke(event: LambdaEvent<Box<RawValue>>) -> Result<Output, HandlerErro
     handle_with(event.payload.get(), mgr.as_ref().map(|m| *m), lambda).await
 }
 
+/// With `DYNAMODB_WARMUP=1`, builds the manager and opens the DynamoDB connection during init,
+/// trading init time for first-request latency. Failures are left for the first invocation
+/// to report.
+async fn warm_up() {
+    let Ok(mgr) = Manager::global() else { return };
+    if !mgr.config().dynamodb_warmup {
+        return;
+    }
+    if let Ok(store) = mgr.store()
+        && let Err(e) = store.warm_up().await
+    {
+        tracing::warn!(error = %e, "DynamoDB warm-up failed");
+    }
+}
+
 // One invocation at a time per instance: a current-thread runtime is all Lambda can use.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     wsexec::telemetry::init();
+    if std::env::var_os("DYNAMODB_WARMUP").is_some() {
+        warm_up().await;
+    }
     lambda_runtime::run(service_fn(invoke)).await
 }

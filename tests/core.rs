@@ -5,6 +5,7 @@ mod support;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use support::jwt::{b64, token};
 use support::*;
 use wsexec::config::Config;
 use wsexec::handler::handle;
@@ -138,32 +139,6 @@ async fn other_users_run_is_indistinguishable_from_unknown() {
         .await
         .unwrap();
     assert_eq!(mine["payload"]["state"], "completed");
-}
-
-fn token(claims: Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 async fn connect_status(h: &Harness, query: &[(&str, &str)], headers: &[(&str, &str)]) -> Value {

@@ -506,3 +506,23 @@ fn env_child() {
     assert_eq!(e.kind(), StorageErrorKind::Invalid);
     assert!(e.to_string().contains("AWS_REGION"));
 }
+
+/// The init-time warm-up is one real request (a `GetItem` of a key that never exists).
+#[tokio::test]
+async fn warm_up_sends_one_get_item() {
+    let table = fresh_store("warm").await;
+    let store = store_at(table.table(), &endpoint(), Default::default());
+    let counter = store.requests();
+    store.warm_up().await.unwrap();
+    assert_eq!(counter.operations(), [("GetItem".to_owned(), 1)].into());
+    let (url, hits) = fault_endpoint(Fault::Error {
+        status: 500,
+        code: "InternalServerError",
+        extra: "",
+    })
+    .await;
+    let failing = store_at("t", &url, fast_settings(1));
+    let e = failing.warm_up().await.unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Unavailable);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -18,6 +18,11 @@ fn binary() -> String {
 
 /// Spawns the binary against a fresh table and a loopback `@connections` endpoint.
 async fn spawn(table: Option<&str>, connections: &str) -> Runtime {
+    spawn_with(table, connections, &[]).await
+}
+
+/// As [`spawn`], with extra environment variables.
+async fn spawn_with(table: Option<&str>, connections: &str, extra: &[(&str, &str)]) -> Runtime {
     let mut env = vec![
         ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
@@ -30,6 +35,7 @@ async fn spawn(table: Option<&str>, connections: &str) -> Runtime {
     if let Some(t) = table {
         env.push(("TABLE_NAME".to_owned(), t.to_owned()));
     }
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut rt = Runtime::start().await;
     rt.spawn(&binary(), &[], &env, 128);
     rt.wait_init(LIMIT).await;
@@ -123,4 +129,48 @@ async fn failed_initialisation_is_an_error_reply() {
     let b: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(b["errorType"], "Retryable.Initialisation");
     assert!(rt.alive());
+}
+
+/// `DYNAMODB_WARMUP=1` opens the connection during init; a warm-up that fails (missing
+/// table) never breaks init, and the first invocation reports the failure as usual.
+#[tokio::test]
+async fn dynamodb_warm_up_is_optional_and_never_breaks_init() {
+    let ep = support::connections::start().await;
+    let store = fresh_store("bin-warm").await;
+    let mut rt = spawn_with(Some(store.table()), &ep.url, &[("DYNAMODB_WARMUP", "1")]).await;
+    assert_eq!(
+        call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
+        200
+    );
+    // The warm-up reaches DynamoDB during init, before any invocation.
+    let (url, hits) = fault_endpoint(Fault::Error {
+        status: 400,
+        code: "ResourceNotFoundException",
+        extra: "",
+    })
+    .await;
+    let env = [
+        ("DYNAMODB_WARMUP", "1"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", url.as_str()),
+    ];
+    let mut broken = spawn_with(Some("no-such-table"), &ep.url, &env).await;
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "warm-up ran during init"
+    );
+    assert!(broken.init_error().is_none());
+    assert_eq!(
+        call(&mut broken, &sample("connect-jwt-query.json")).await["statusCode"],
+        500
+    );
+    assert!(broken.alive());
+    // Without the flag, init touches no storage.
+    let (url, hits) = fault_endpoint(Fault::Silent).await;
+    let _lazy = spawn_with(
+        Some("t"),
+        &ep.url,
+        &[("AWS_ENDPOINT_URL_DYNAMODB", url.as_str())],
+    )
+    .await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -73,7 +73,7 @@ fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
             "test",
         ))
         .endpoint_url(format!("http://{}", gw.addr))
-        .http_client(wsexec::notify::apigw::https_client())
+        .http_client(wsexec::tls::https_client(false))
         .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)

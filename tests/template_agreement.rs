@@ -9,7 +9,7 @@ use wsexec::store::dynamo;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Variables the code reads that the template deliberately does not set, each with the reason.
-const NOT_SET_BY_TEMPLATE: [(&str, &str); 3] = [
+const NOT_SET_BY_TEMPLATE: [(&str, &str); 4] = [
     (
         "CONNECTIONS_ENDPOINT",
         "derived from each event as https://{domainName}/{stage}; set only behind a custom domain or the local gateway",
@@ -21,6 +21,10 @@ const NOT_SET_BY_TEMPLATE: [(&str, &str); 3] = [
     (
         "DYNAMODB_WARMUP",
         "an opt-in init-time warm-up of the DynamoDB connection, off by default",
+    ),
+    (
+        "TLS_NATIVE_ROOTS",
+        "an escape hatch for TLS-intercepting networks; deployments trust the compiled-in AWS roots",
     ),
 ];
 

@@ -10,8 +10,6 @@ use aws_sdk_apigatewaymanagement::config::{
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,20 +19,10 @@ const PUSH_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Push whole-operation timeout: a slow push must not eat the run's time limit.
 const PUSH_OPERATION_TIMEOUT: Duration = Duration::from_millis(3000);
 
-/// An HTTPS client for one SDK client: rustls with ring. Not shared process-wide: a connection
-/// pool belongs to the tokio runtime that opened its connections, and the local tool and tests
-/// run several runtimes.
-pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 /// Pushes through API Gateway's `PostToConnection`.
 pub struct ApiGatewayNotifier {
     region: String,
+    native_roots: bool,
     credentials: Credentials,
     clients: Mutex<HashMap<String, Client>>,
 }
@@ -62,6 +50,7 @@ impl ApiGatewayNotifier {
     pub fn new(region: &str, credentials: Credentials) -> ApiGatewayNotifier {
         ApiGatewayNotifier {
             region: region.to_owned(),
+            native_roots: crate::tls::native_roots_requested(),
             credentials,
             clients: Mutex::new(HashMap::new()),
         }
@@ -77,7 +66,7 @@ impl ApiGatewayNotifier {
                     .region(Region::new(self.region.clone()))
                     .credentials_provider(self.credentials.clone())
                     .endpoint_url(endpoint)
-                    .http_client(https_client())
+                    .http_client(crate::tls::https_client(self.native_roots))
                     .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
                     .timeout_config(
                         TimeoutConfig::builder()

@@ -1,7 +1,10 @@
 //! Inbound frames: one flat, borrowing parse, then dispatch on `type` into [`Inbound`].
 
 use super::error::{ClientError, ErrorCode};
-use crate::limits::{MAX_CURSOR_LEN, MAX_MESSAGE_BYTES, MAX_PAGE_SIZE, MAX_TEXT_BYTES};
+use crate::limits::{
+    MAX_CURSOR_LEN, MAX_ID_FIELD_BYTES, MAX_ID_LEN, MAX_MESSAGE_BYTES, MAX_PAGE_SIZE,
+    MAX_TEXT_BYTES,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -145,10 +148,7 @@ pub fn parse_frame(body: &str) -> Result<Frame<'_>, FrameError> {
             request_id: None,
         }
     })?;
-    let request_id = raw
-        .request_id
-        .clone()
-        .filter(|r| r.len() <= crate::limits::MAX_ID_LEN);
+    let request_id = raw.request_id.clone().filter(|r| r.len() <= MAX_ID_LEN);
     build(raw).map_err(|error| FrameError {
         error,
         request_id: request_id.as_deref().map(str::to_owned),
@@ -159,7 +159,7 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
     let kind = raw
         .kind
         .ok_or_else(|| err(ErrorCode::MissingField, "type is required"))?;
-    let request_id = text_field("request_id", raw.request_id, crate::limits::MAX_ID_LEN * 4)?;
+    let request_id = text_field("request_id", raw.request_id, MAX_ID_FIELD_BYTES)?;
     let message = match kind.as_ref() {
         "ping" => Inbound::Ping,
         "heartbeat" => Inbound::Heartbeat,
@@ -173,8 +173,8 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
             let start = StartRequest {
                 text: required(name, text, MAX_TEXT_BYTES)?,
                 request_id: request_id.clone(),
-                thread_id: text_field("thread_id", raw.thread_id, MAX_CURSOR_LEN)?,
-                agent: text_field("agent", raw.agent, MAX_CURSOR_LEN)?,
+                thread_id: text_field("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
+                agent: text_field("agent", raw.agent, MAX_ID_FIELD_BYTES)?,
                 metadata: p.metadata,
                 delay_ms: p.delay_ms,
             };
@@ -185,13 +185,13 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
             }
         }
         "get_execution" => Inbound::GetExecution {
-            run_id: required("run_id", raw.run_id, MAX_CURSOR_LEN)?,
+            run_id: required("run_id", raw.run_id, MAX_ID_FIELD_BYTES)?,
         },
         "cancel_agent" => Inbound::CancelAgent {
-            run_id: required("run_id", raw.run_id, MAX_CURSOR_LEN)?,
+            run_id: required("run_id", raw.run_id, MAX_ID_FIELD_BYTES)?,
         },
         "list_executions" => Inbound::ListExecutions(ListRequest {
-            thread_id: text_field("thread_id", raw.thread_id, MAX_CURSOR_LEN)?,
+            thread_id: text_field("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
             limit: match raw.limit {
                 None => None,
                 Some(n @ 1..) if n as usize <= MAX_PAGE_SIZE => Some(n as usize),

@@ -117,6 +117,10 @@ pub struct AgentDeath<'a> {
     pub cause: &'a str,
 }
 
+/// A truncated event keeps this fraction of the limit as its payload preview: escaping can
+/// grow the preview up to 6x (`\u00XX`), which still leaves room for the envelope.
+const PREVIEW_DIVISOR: usize = 8;
+
 /// A message that fits API Gateway's limit: `message` itself when it fits, else the same
 /// envelope (type and run fields kept) whose payload is replaced by
 /// `{"truncated": true, "original_bytes": N, "preview": "<start of the payload JSON>"}`.
@@ -126,8 +130,7 @@ pub fn fit_to_limit(message: &str, limit: usize) -> std::borrow::Cow<'_, str> {
     }
     let v: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
     let payload = v.get("payload").map(|p| p.to_string()).unwrap_or_default();
-    // Escaping can grow the preview up to 6x (\u00XX); a quarter of the limit leaves room.
-    let mut cut = (limit / 8).min(payload.len());
+    let mut cut = (limit / PREVIEW_DIVISOR).min(payload.len());
     while !payload.is_char_boundary(cut) {
         cut -= 1;
     }

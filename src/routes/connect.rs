@@ -83,24 +83,32 @@ pub async fn handle(
         Err(refusal) => return refusal,
     };
     let mode = mgr.config().mode;
+    // An identity is used exactly as issued: trimming " alice" into "alice" would hand one
+    // principal another's runs, so an id that validation would trim is refused.
     let user_id = match validate_id("user_id", &principal.user_id, mode) {
-        Ok(u) => u.to_owned(),
+        Ok(u) if u == principal.user_id => u.to_owned(),
+        Ok(_) => {
+            tracing::info!("identity refused: surrounding whitespace");
+            return refuse(403, "forbidden", "invalid_user_id");
+        }
         Err(e) => {
             tracing::info!(reason = %e, "identity refused");
             return refuse(403, "forbidden", "invalid_user_id");
         }
     };
-    let tenant_id = match principal
-        .tenant_id
-        .as_deref()
-        .map(|t| validate_id("tenant_id", t, mode))
-    {
-        Some(Err(e)) => {
-            tracing::info!(reason = %e, "tenant refused");
-            return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
-        }
-        Some(Ok(t)) => Some(t.to_owned()),
+    let tenant_id = match principal.tenant_id.as_deref() {
         None => None,
+        Some(raw) => match validate_id("tenant_id", raw, mode) {
+            Ok(t) if t == raw => Some(t.to_owned()),
+            Ok(_) => {
+                tracing::info!("tenant refused: surrounding whitespace");
+                return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "tenant refused");
+                return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
+            }
+        },
     };
     let now = now_ms();
     let record = ConnectionRecord {

@@ -2,7 +2,7 @@
 
 use super::{Handled, Invocation};
 use crate::event::WsResponse;
-use crate::limits::DEFAULT_PAGE_SIZE;
+use crate::limits::{DEFAULT_PAGE_SIZE, MAX_ECHOED_TYPE_CHARS};
 use crate::manager::{Identity, Manager};
 use crate::protocol::inbound::parse_frame;
 use crate::protocol::outbound::{Empty, RunRef};
@@ -61,7 +61,7 @@ async fn reply(
         Inbound::Ping => return simple(EventType::Pong),
         Inbound::Heartbeat => return simple(EventType::HeartbeatAck),
         Inbound::Unknown(t) => {
-            let shown: String = t.chars().take(64).collect();
+            let shown: String = t.chars().take(MAX_ECHOED_TYPE_CHARS).collect();
             let e = ClientError::new(
                 ErrorCode::UnknownType,
                 format!("unknown message type {shown:?}"),

@@ -10,7 +10,10 @@ use super::channel::Channel;
 use super::executor::{AgentFailure, DEFAULT_AGENT, RunInput, RunSink};
 use super::view::ExecutionView;
 use crate::context::{ContextParts, UserExecutionContext};
-use crate::limits::{HEARTBEAT_DIVISOR, LAMBDA_DEADLINE_MARGIN, MAX_ECHO_DELAY, RUN_RETENTION};
+use crate::limits::{
+    CANCEL_ATTEMPTS, HEARTBEAT_DIVISOR, LAMBDA_DEADLINE_MARGIN, MAX_ECHO_DELAY, RUN_RETENTION,
+    TERMINAL_WRITE_ATTEMPTS,
+};
 use crate::manager::{Identity, Manager};
 use crate::protocol::outbound::{
     AgentCancelled, AgentCompleted, AgentStarted, AgentThinking, RunRef, ToolCompleted,
@@ -28,6 +31,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+/// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (user, key) pairs ever
+/// share an id in practice, in a 36-character id well under `MAX_ID_LEN`.
+const RUN_ID_DIGEST_BYTES: usize = 16;
+
 /// A run's id: derived from (user, idempotency key), so a retried request maps to the same
 /// item and the idempotent create is one conditional write with no separate idempotency item.
 pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
@@ -36,9 +43,9 @@ pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
     h.update([0u8]);
     h.update(idempotency_key.as_bytes());
     let digest = h.finalize();
-    let mut id = String::with_capacity(36);
+    let mut id = String::with_capacity(4 + 2 * RUN_ID_DIGEST_BYTES);
     id.push_str("run_");
-    for b in &digest[..16] {
+    for b in &digest[..RUN_ID_DIGEST_BYTES] {
         id.push_str(&format!("{b:02x}"));
     }
     id
@@ -250,71 +257,98 @@ impl Driver<'_> {
         started_ms: u64,
     ) {
         let now = now_ms();
-        let Some(mut next) = next_version(&self.run, target, now) else {
-            return;
-        };
-        next.result = result;
-        next.error = error.as_ref().map(|e| RunError {
-            code: e.code.to_owned(),
-            message: e.message.to_string(),
-        });
-        let write = match self.mgr.store() {
-            Ok(store) => store.update_run(&next, Expected::of(&self.run)).await,
-            Err(e) => Err(StorageError::new(
-                StorageErrorKind::Unavailable,
-                "update_run",
-                e.to_string(),
-            )),
-        };
-        match write {
-            Ok(()) => {
-                metrics::run_finished(next.state, now.saturating_sub(started_ms));
-                self.run = next;
-                let frame = match &error {
-                    None => run_event(
-                        EventType::AgentCompleted,
-                        &self.run,
-                        AgentCompleted {
-                            agent_name: &self.run.agent,
-                            result: self.run.result.as_ref().unwrap_or(&Value::Null),
-                            execution_time_ms: now.saturating_sub(started_ms),
-                        },
-                    ),
-                    Some(e) => agent_error(&self.run, e),
-                };
-                self.channel.send(&frame).await;
+        let mut attempts = 0;
+        let next = loop {
+            attempts += 1;
+            let Some(mut next) = next_version(&self.run, target, now) else {
+                return;
+            };
+            next.result = result.clone();
+            next.error = error.as_ref().map(|e| RunError {
+                code: e.code.to_owned(),
+                message: e.message.to_string(),
+            });
+            let store = match self.mgr.store() {
+                Ok(store) => store,
+                Err(e) => {
+                    let e = StorageError::new(
+                        StorageErrorKind::Unavailable,
+                        "update_run",
+                        e.to_string(),
+                    );
+                    return self.left_to_sweep(&e).await;
+                }
+            };
+            let Err(e) = store.update_run(&next, Expected::of(&self.run)).await else {
+                break next;
+            };
+            // A failed write may still have landed (its answer lost; the SDK's retry of such an
+            // attempt reports Conflict), and a Conflict may come from this run's own heartbeat
+            // whose answer was lost: the stored run says which.
+            match store.get_run(&self.run.user_id, &self.run.run_id).await {
+                Ok(Some(current)) if current == next => break next,
+                Ok(Some(current)) if current.state.is_terminal() => {
+                    return self.tell_ended(&current).await;
+                }
+                Ok(Some(current))
+                    if e.kind() == StorageErrorKind::Conflict
+                        && attempts < TERMINAL_WRITE_ATTEMPTS =>
+                {
+                    self.run = current;
+                }
+                _ => return self.left_to_sweep(&e).await,
             }
-            Err(e) if e.kind() == StorageErrorKind::Conflict => self.ended_elsewhere().await,
-            Err(e) => {
-                // The run stays alive in storage; the sweep will end it. The client hears now.
-                log_storage(&e);
-                let frame = agent_error(&self.run, &ClientError::storage(&e));
-                self.channel.send(&frame).await;
-            }
-        }
+        };
+        metrics::run_finished(next.state, now.saturating_sub(started_ms));
+        self.run = next;
+        let frame = match &error {
+            None => run_event(
+                EventType::AgentCompleted,
+                &self.run,
+                AgentCompleted {
+                    agent_name: &self.run.agent,
+                    result: self.run.result.as_ref().unwrap_or(&Value::Null),
+                    execution_time_ms: now.saturating_sub(started_ms),
+                },
+            ),
+            Some(e) => agent_error(&self.run, e),
+        };
+        self.channel.send(&frame).await;
     }
 
-    /// Another writer ended the run (cancel, sweep): tell this connection about a cancel it
-    /// did not ask for; the sweep already told the owner about deaths and timeouts.
+    /// The terminal write failed and the run stays alive in storage; the sweep will end it.
+    /// The client hears now.
+    async fn left_to_sweep(&mut self, e: &StorageError) {
+        log_storage(e);
+        let frame = agent_error(&self.run, &ClientError::storage(e));
+        self.channel.send(&frame).await;
+    }
+
+    /// Another writer ended the run (cancel, sweep): read how, and tell this connection.
     async fn ended_elsewhere(&mut self) {
         let current = match self.mgr.store() {
             Ok(store) => store.get_run(&self.run.user_id, &self.run.run_id).await,
             Err(_) => return,
         };
         match current {
-            Ok(Some(run))
-                if run.state == ExecutionState::Cancelled
-                    && run.cancelled_by.as_deref() != Some(self.channel.connection_id()) =>
-            {
-                let frame = run_event(
-                    EventType::AgentCancelled,
-                    &run,
-                    AgentCancelled { state: "cancelled" },
-                );
-                self.channel.send(&frame).await;
-            }
-            Ok(_) => {}
+            Ok(Some(run)) => self.tell_ended(&run).await,
+            Ok(None) => {}
             Err(e) => log_storage(&e),
+        }
+    }
+
+    /// Tells this connection about a cancel it did not ask for; the sweep already told the
+    /// owner about deaths and timeouts.
+    async fn tell_ended(&mut self, run: &RunRecord) {
+        if run.state == ExecutionState::Cancelled
+            && run.cancelled_by.as_deref() != Some(self.channel.connection_id())
+        {
+            let frame = run_event(
+                EventType::AgentCancelled,
+                run,
+                AgentCancelled { state: "cancelled" },
+            );
+            self.channel.send(&frame).await;
         }
     }
 }
@@ -428,8 +462,19 @@ pub async fn cancel_run(
         Ok(s) => s,
         Err(e) => return fail(e.client_error()),
     };
-    // A heartbeat may bump the version between our read and write: re-read and retry.
-    for _ in 0..3 {
+    let cancelled = |run: &RunRecord| {
+        metrics::run_finished(run.state, run.updated_at.saturating_sub(run.created_at));
+        run_event(
+            EventType::AgentCancelled,
+            run,
+            AgentCancelled { state: "cancelled" },
+        )
+    };
+    // A heartbeat may bump the version between our read and write: re-read and retry. A
+    // Conflict may also be our own write, landed by an attempt whose answer was lost and found
+    // by the SDK's retry: the re-read shows it.
+    let mut ours: Option<RunRecord> = None;
+    for _ in 0..CANCEL_ATTEMPTS {
         let run = match store.get_run(&who.user_id, run_id).await {
             Ok(Some(r)) => r,
             Ok(None) => return fail(ClientError::not_found()),
@@ -438,6 +483,9 @@ pub async fn cancel_run(
                 return fail(ClientError::storage(&e));
             }
         };
+        if ours.as_ref() == Some(&run) {
+            return cancelled(&run);
+        }
         let Some(mut next) = next_version(&run, ExecutionState::Cancelled, now_ms()) else {
             return fail(ClientError::new(
                 ErrorCode::RunFinished,
@@ -446,16 +494,15 @@ pub async fn cancel_run(
         };
         next.cancelled_by = Some(inv.connection_id.to_owned());
         match store.update_run(&next, Expected::of(&run)).await {
-            Ok(()) => {
-                metrics::run_finished(next.state, next.updated_at.saturating_sub(next.created_at));
-                return run_event(
-                    EventType::AgentCancelled,
-                    &next,
-                    AgentCancelled { state: "cancelled" },
-                );
-            }
-            Err(e) if e.kind() == StorageErrorKind::Conflict => continue,
+            Ok(()) => return cancelled(&next),
+            Err(e) if e.kind() == StorageErrorKind::Conflict => ours = Some(next),
             Err(e) => {
+                // The write may have landed although its answer was lost.
+                if let Ok(Some(current)) = store.get_run(&who.user_id, run_id).await
+                    && current == next
+                {
+                    return cancelled(&current);
+                }
                 log_storage(&e);
                 return fail(ClientError::storage(&e));
             }

@@ -99,11 +99,12 @@ impl Default for DynamoSettings {
     }
 }
 
-/// Counts HTTP requests (attempts) sent to DynamoDB, and remembers which operations they were.
+/// Counts HTTP requests (attempts) sent to DynamoDB, in total and per operation. Bounded: one
+/// counter per operation name the store uses, however long the instance lives.
 #[derive(Debug, Default, Clone)]
 pub struct RequestCounter {
     count: Arc<AtomicU64>,
-    operations: Arc<std::sync::Mutex<Vec<String>>>,
+    operations: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl RequestCounter {
@@ -112,8 +113,8 @@ impl RequestCounter {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The operation name of every request sent so far, in order (`PutItem`, `Query`, ...).
-    pub fn operations(&self) -> Vec<String> {
+    /// Requests sent so far per operation (`PutItem`, `Query`, ...).
+    pub fn operations(&self) -> std::collections::BTreeMap<String, u64> {
         self.operations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -135,7 +136,12 @@ impl Intercept for RequestCounter {
         self.count.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
             let mut ops = self.operations.lock().unwrap_or_else(|p| p.into_inner());
-            ops.push(m.name().to_owned());
+            match ops.get_mut(m.name()) {
+                Some(n) => *n += 1,
+                None => {
+                    ops.insert(m.name().to_owned(), 1);
+                }
+            }
         }
         Ok(())
     }
@@ -194,7 +200,9 @@ impl DynamoStore {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .credentials_provider(credentials)
-            .http_client(crate::notify::apigw::https_client())
+            .http_client(crate::tls::https_client(
+                crate::tls::native_roots_requested(),
+            ))
             .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -228,20 +236,6 @@ impl DynamoStore {
     /// The request counter (every HTTP attempt to DynamoDB).
     pub fn requests(&self) -> RequestCounter {
         self.requests.clone()
-    }
-
-    /// Opens the connection pool (TCP + TLS) ahead of the first real request: a `GetItem` of
-    /// a key that never exists. Used by the optional init-time warm-up.
-    pub async fn warm_up(&self) -> Result<(), StorageError> {
-        self.client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s("WARMUP"))
-            .key(SK, s("WARMUP"))
-            .send()
-            .await
-            .map_err(|e| classify("warm_up", &self.table, e))?;
-        Ok(())
     }
 }
 
@@ -714,6 +708,20 @@ impl Store for DynamoStore {
                 _ => None,
             });
         Ok(RunPage { items, cursor })
+    }
+
+    /// Opens the connection pool (TCP + TLS) and the SDK's lazily built state ahead of the
+    /// first real request: a `GetItem` of a key that never exists.
+    async fn warm_up(&self) -> Result<(), StorageError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s("WARMUP"))
+            .key(SK, s("WARMUP"))
+            .send()
+            .await
+            .map_err(|e| classify("warm_up", &self.table, e))?;
+        Ok(())
     }
 
     async fn due_runs(

@@ -70,7 +70,7 @@ impl ListCursor {
     /// Parses a client's cursor; `None` when it is malformed.
     pub fn parse(s: &str) -> Option<ListCursor> {
         let (ts, id) = s.split_once('.')?;
-        if ts.len() != 13 || !ts.bytes().all(|b| b.is_ascii_digit()) {
+        if ts.len() != keys::TIME_DIGITS || !ts.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         crate::context::validate_id("cursor", id, crate::context::Mode::Test).ok()?;
@@ -83,7 +83,8 @@ impl ListCursor {
 
 impl std::fmt::Display for ListCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:013}.{}", self.created_at, self.run_id)
+        let width = keys::TIME_DIGITS;
+        write!(f, "{:0width$}.{}", self.created_at, self.run_id)
     }
 }
 
@@ -135,10 +136,19 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StorageError>;
+
+    /// Opens connections ahead of the first real request (init-time warm-up); a no-op for
+    /// stores without connections.
+    async fn warm_up(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Key formats shared by every backend (and documented in the README's storage layout).
 pub mod keys {
+    /// Epoch milliseconds in sort keys and cursors are zero-padded to this width, so that text
+    /// order is time order (13 digits last until the year 2286).
+    pub const TIME_DIGITS: usize = 13;
     /// Partition key of a connection item.
     pub fn connection_pk(connection_id: &str) -> String {
         format!("CONN#{connection_id}")
@@ -155,7 +165,7 @@ pub mod keys {
     }
     /// `by_owner` sort key of a run: creation time, then id, so pages run newest first.
     pub fn owner_run_sk(created_at: u64, run_id: &str) -> String {
-        format!("RUN#{created_at:013}#{run_id}")
+        format!("RUN#{created_at:0w$}#{run_id}", w = TIME_DIGITS)
     }
     /// `by_owner` sort key of a connection.
     pub fn owner_conn_sk(connection_id: &str) -> String {

@@ -7,9 +7,10 @@ pub mod metrics;
 
 use std::time::Duration;
 use tracing::Subscriber;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 /// Every environment variable telemetry reads: `RUST_LOG` (the template sets it from its
 /// `LogLevel` parameter), and Lambda's own `AWS_LAMBDA_LOG_LEVEL` and `AWS_LAMBDA_FUNCTION_NAME`.
@@ -41,8 +42,12 @@ pub fn log_filter(get: impl Fn(&str) -> Option<String>) -> String {
     }
 }
 
-/// The subscriber: JSON log lines filtered by `filter` (an `EnvFilter` directive string), and
-/// EMF documents unfiltered, both written to `make_writer`.
+/// The subscriber: JSON log lines filtered by `filter` (`target=level` directives as in
+/// `RUST_LOG`, e.g. `info,wsexec=debug`; a malformed filter falls back to `info`), and EMF
+/// documents unfiltered, both written to `make_writer`.
+///
+/// `Targets` rather than `EnvFilter`: the same directives wsexec needs without span and field
+/// filters, and without the regex engine (measured: a smaller binary; see BENCHMARKS.md).
 ///
 /// Log lines carry an RFC 3339 `timestamp` and a `level`: with the function's JSON log format,
 /// Lambda filters application logs on `level`, and honours it only when the line also has a
@@ -51,7 +56,10 @@ pub fn subscriber<W>(filter: &str, make_writer: W) -> impl Subscriber + Send + S
 where
     W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
-    let filter = EnvFilter::new(format!("{filter},{EMF_TARGET}=off"));
+    let filter = filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+        .with_target(EMF_TARGET, LevelFilter::OFF);
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)

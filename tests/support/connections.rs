@@ -13,11 +13,15 @@ pub struct Book {
     pub delivered: HashMap<String, Vec<String>>,
     /// Every POST per connection id, delivered or not.
     pub attempts: HashMap<String, usize>,
-    /// Scripted statuses per connection id; 200 when the script is empty.
+    /// Scripted statuses per connection id; 200 when the script is empty; [`STALL`] never
+    /// answers that request.
     pub script: HashMap<String, VecDeque<u16>>,
     /// Connection ids that answer 410 from now on.
     pub gone: std::collections::HashSet<String>,
 }
+
+/// A scripted status that makes the endpoint never answer the request (a push timeout).
+pub const STALL: u16 = 0;
 
 /// A running endpoint.
 #[derive(Clone)]
@@ -135,6 +139,10 @@ pub async fn start() -> ConnectionsEndpoint {
                         }
                         status
                     };
+                    if status == STALL {
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        return;
+                    }
                     let resp = if status == 200 {
                         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
                     } else {

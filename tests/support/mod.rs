@@ -4,6 +4,9 @@
 pub mod connections;
 pub mod contract;
 pub mod dynamodb;
+pub mod jwt;
+pub mod logs;
+pub mod proxy;
 pub mod runtime_api;
 
 use serde_json::{Value, json};
@@ -14,7 +17,7 @@ use wsexec::context::Mode;
 use wsexec::handler::{Output, handle};
 use wsexec::manager::Manager;
 use wsexec::notify::memory::MemoryNotifier;
-use wsexec::store::Store;
+use wsexec::store::{ConnectionRecord, RunRecord, Store};
 
 /// The secret the sample JWTs in `events/` are signed with.
 pub const SAMPLE_SECRET: &str = "wsexec-sample-secret";
@@ -183,3 +186,50 @@ pub const FIVE_EVENTS: [&str; 5] = [
     "tool_completed",
     "agent_completed",
 ];
+
+/// What a store holds for some users and connections: every run of each user (all pages) and
+/// each user's connections, and each named connection's record.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub runs: Vec<RunRecord>,
+    pub user_connections: Vec<Vec<ConnectionRecord>>,
+    pub connections: Vec<Option<ConnectionRecord>>,
+}
+
+/// Reads a [`Snapshot`] of `users` and `connections` from `store`.
+pub async fn snapshot(store: &dyn Store, users: &[&str], connections: &[&str]) -> Snapshot {
+    let mut runs = Vec::new();
+    let mut user_connections = Vec::new();
+    for user in users {
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_runs(user, None, wsexec::limits::MAX_PAGE_SIZE, cursor.as_ref())
+                .await
+                .unwrap();
+            runs.extend(page.items);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        user_connections.push(store.user_connections(user).await.unwrap());
+    }
+    let mut conns = Vec::new();
+    for c in connections {
+        conns.push(store.get_connection(c).await.unwrap());
+    }
+    Snapshot {
+        runs,
+        user_connections,
+        connections: conns,
+    }
+}
+
+/// A reply with its `timestamp` removed, to compare two replies whole.
+pub fn untimed(mut frame: Value) -> Value {
+    if let Some(o) = frame.as_object_mut() {
+        o.remove("timestamp");
+    }
+    frame
+}

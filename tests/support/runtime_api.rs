@@ -209,6 +209,18 @@ impl Runtime {
             .unwrap_or(0)
     }
 
+    /// Stops the function with SIGTERM (as Lambda does at shutdown) and waits for it, so tools
+    /// like valgrind write their output.
+    pub fn terminate(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
     /// Whether the function process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

@@ -1,0 +1,602 @@
+//! Faults during runs, on DynamoDB Local: DynamoDB failing at every step of a run in turn
+//! (throttled, 5xx, timeout, reset, an applied write whose answer is lost), injected by a proxy
+//! in front of DynamoDB Local, and the `@connections` endpoint failing at every push (410, 403,
+//! 429, 5xx, timeout, refused). The client always hears a classified outcome or the run's
+//! events, no accepted run is lost, and no record is corrupted or moved backwards.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::connections::STALL;
+use support::dynamodb::*;
+use support::proxy::{self, Injected, Proxy};
+use support::*;
+use wsexec::config::Config;
+use wsexec::manager::Manager;
+use wsexec::notify::apigw::ApiGatewayNotifier;
+use wsexec::state::ExecutionState;
+use wsexec::store::Store;
+use wsexec::store::dynamo::{DynamoSettings, DynamoStore};
+use wsexec::time::now_ms;
+
+/// Every code a storage failure may reach a client with.
+const STORAGE_CODES: [&str; 10] = [
+    "conflict",
+    "transaction_cancelled",
+    "contention",
+    "throttled",
+    "storage_connection",
+    "storage_timeout",
+    "storage_unavailable",
+    "storage_permission",
+    "storage_schema",
+    "storage_invalid",
+];
+
+/// A heartbeat deadline short enough that a 500 ms echo step renews it twice.
+fn config() -> Config {
+    let mut c = test_config();
+    c.heartbeat_deadline = Duration::from_millis(450);
+    c
+}
+
+fn start_frame() -> Value {
+    json!({"type": "start_agent", "request_id": "faulted", "payload": {"user_request": "x", "delay_ms": 500}})
+}
+
+/// The fault kinds of the matrix: a name, what the proxy does, and the SDK's attempts.
+const KINDS: [(&str, Injected, u32); 7] = [
+    (
+        "throttled",
+        Injected::Error {
+            status: 400,
+            code: "ThrottlingException",
+        },
+        1,
+    ),
+    (
+        "capacity",
+        Injected::Error {
+            status: 400,
+            code: "ProvisionedThroughputExceededException",
+        },
+        1,
+    ),
+    (
+        "unavailable",
+        Injected::Error {
+            status: 500,
+            code: "InternalServerError",
+        },
+        1,
+    ),
+    ("timeout", Injected::Stall, 1),
+    ("reset", Injected::Reset, 1),
+    ("lost", Injected::LoseAnswer, 1),
+    // The SDK retries the attempt whose answer was lost: the retry meets the applied write.
+    ("lost-retried", Injected::LoseAnswer, 2),
+];
+
+/// Client settings behind the proxy: short enough that a stalled request costs under a second,
+/// long enough that DynamoDB Local under this test's load never times out by itself.
+fn settings(max_attempts: u32) -> DynamoSettings {
+    DynamoSettings {
+        connect_timeout: Duration::from_millis(500),
+        attempt_timeout: Duration::from_millis(800),
+        operation_timeout: Duration::from_millis(2_500),
+        max_attempts,
+    }
+}
+
+/// Faulted runs in flight at once: enough to keep the test short on two cores, few enough that
+/// DynamoDB Local answers every unfaulted request well within the attempt timeout.
+const IN_FLIGHT: usize = 6;
+
+/// One faulted run: what the client heard and what the proxy saw.
+struct Faulted {
+    label: String,
+    user: String,
+    conn: String,
+    reply: Option<Value>,
+    pushed: Vec<Value>,
+    proxy: Proxy,
+}
+
+/// Runs one `start_agent` on a cold instance whose DynamoDB requests go through a proxy that
+/// injects `fault` on request `step` (1-based); the connection is made beforehand, directly.
+async fn faulted_run(
+    table: &str,
+    label: String,
+    fault: Option<(usize, Injected)>,
+    attempts: u32,
+) -> Faulted {
+    let user = format!("u-{label}");
+    let direct = Harness::on(
+        config(),
+        Arc::new(store_at(table, &endpoint(), Default::default())),
+    );
+    let conn = direct.connect(&user).await;
+    let proxy = proxy::start(&endpoint()).await;
+    let store = Arc::new(store_at(table, &proxy.url, settings(attempts)));
+    let h = Harness::on(config(), store);
+    if let Some((step, f)) = fault {
+        proxy.inject(step, f);
+    }
+    let reply = h.send_json(&conn, start_frame()).await;
+    let pushed = h.pushed(&conn);
+    Faulted {
+        label,
+        user,
+        conn,
+        reply,
+        pushed,
+        proxy,
+    }
+}
+
+/// Whether the run's create reached DynamoDB and its answer was lost.
+fn create_answer_lost(f: &Faulted) -> bool {
+    f.proxy.seen().iter().any(|s| {
+        s.injected == Some(Injected::LoseAnswer) && s.run_write().is_some_and(|(_, v, _)| v == 1)
+    })
+}
+
+/// What the client heard: the error reply's code, or the last pushed event's type and code.
+fn heard(f: &Faulted) -> (String, String) {
+    match &f.reply {
+        Some(r) => (
+            r["type"].as_str().unwrap_or("").to_owned(),
+            r["payload"]["code"].as_str().unwrap_or("").to_owned(),
+        ),
+        None => {
+            let last = f
+                .pushed
+                .last()
+                .unwrap_or_else(|| panic!("{}: silence", f.label));
+            (
+                last["type"].as_str().unwrap().to_owned(),
+                last["payload"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    }
+}
+
+/// DynamoDB failing at each step of a run, for every fault kind: the client always hears a
+/// classified error or the run's terminal event; every run DynamoDB accepted is findable by its
+/// owner and terminal after the sweep, in the state the client was told; and the run's applied
+/// writes go version 1, 2, 3, ... with none after a terminal state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_failing_at_every_step_of_a_run() {
+    let table_store = fresh_store("faults").await;
+    let table = table_store.table().to_owned();
+    let direct = Arc::new(store_at(&table, &endpoint(), Default::default()));
+
+    let baseline = faulted_run(&table, "baseline".into(), None, 1).await;
+    assert_eq!(types(&baseline.pushed), FIVE_EVENTS);
+    let ops: Vec<String> = baseline.proxy.seen().iter().map(|s| s.op.clone()).collect();
+    assert_eq!(
+        ops[..2],
+        ["GetItem", "PutItem"],
+        "identity, then the create"
+    );
+    assert!(
+        ops.len() >= 4,
+        "create, at least one heartbeat, terminal: {ops:?}"
+    );
+    let steps = ops.len();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut runs = vec![baseline];
+    for (name, fault, attempts) in KINDS {
+        for step in 1..=steps {
+            if tasks.len() >= IN_FLIGHT {
+                runs.push(tasks.join_next().await.unwrap().unwrap());
+            }
+            let table = table.clone();
+            tasks.spawn(async move {
+                faulted_run(
+                    &table,
+                    format!("{name}-{step}"),
+                    Some((step, fault)),
+                    attempts,
+                )
+                .await
+            });
+        }
+    }
+    while let Some(t) = tasks.join_next().await {
+        runs.push(t.unwrap());
+    }
+
+    // Before the sweep: what the client heard, and whether DynamoDB has the run.
+    let mut before = Vec::new();
+    for f in &runs {
+        let (kind, code) = heard(f);
+        let stored = direct
+            .list_runs(&f.user, None, 10, None)
+            .await
+            .unwrap()
+            .items;
+        assert!(stored.len() <= 1, "{}: one request, one run", f.label);
+        let created = f
+            .proxy
+            .seen()
+            .iter()
+            .any(|s| s.run_write().is_some_and(|(_, v, _)| v == 1));
+        assert_eq!(
+            stored.len() == 1,
+            created,
+            "{}: the run exists iff DynamoDB took its create",
+            f.label
+        );
+        match kind.as_str() {
+            "error" => assert!(
+                STORAGE_CODES.contains(&code.as_str()),
+                "{}: {code}",
+                f.label
+            ),
+            "agent_completed" => {
+                assert_eq!(types(&f.pushed), FIVE_EVENTS, "{}", f.label);
+                assert_eq!(stored[0].state, ExecutionState::Completed, "{}", f.label);
+            }
+            // The create landed but its answer was lost, and the SDK's retry found the item:
+            // the client is told of a deduplicated run that nothing drives (SECURITY.md, known
+            // limitations). The sweep ends it and tells the owner, checked below.
+            "execution" => {
+                assert_eq!(f.reply.as_ref().unwrap()["payload"]["deduplicated"], true);
+                assert!(
+                    create_answer_lost(f),
+                    "{}: execution without a lost create",
+                    f.label
+                );
+            }
+            "agent_error" => {
+                assert!(
+                    STORAGE_CODES.contains(&code.as_str()),
+                    "{}: {code}",
+                    f.label
+                );
+                assert!(
+                    stored[0].state.is_alive(),
+                    "{}: told {code}, stored {:?}",
+                    f.label,
+                    stored[0].state
+                );
+            }
+            other => panic!("{}: heard {other}", f.label),
+        }
+        if f.reply.is_none() {
+            assert_eq!(f.pushed[0]["type"], "agent_started", "{}", f.label);
+            assert_eq!(stored.len(), 1, "{}: a started run is stored", f.label);
+        }
+        before.push((kind, stored.into_iter().next()));
+    }
+
+    // The scheduled sweep, run as if a minute had passed, ends every run left alive.
+    let notifier = Arc::new(wsexec::notify::memory::MemoryNotifier::new());
+    let mgr = Manager::new(config(), direct.clone(), notifier.clone());
+    let later = now_ms() + 60_000;
+    while wsexec::sweep::sweep(&mgr, later).await.examined > 0 {}
+    // Whoever was told of an orphaned run hears its end from the sweep.
+    for f in runs.iter().filter(|f| heard(f).0 == "execution") {
+        let told = types(
+            &notifier
+                .messages(&f.conn)
+                .iter()
+                .map(|m| serde_json::from_str(m).unwrap())
+                .collect::<Vec<Value>>(),
+        );
+        assert_eq!(
+            told,
+            ["agent_error"],
+            "{}: the sweep's timeout notice",
+            f.label
+        );
+    }
+
+    let mut injected = 0;
+    let mut lost_answers_applied = 0;
+    for (f, (kind, was)) in runs.iter().zip(before) {
+        injected += f.proxy.injected();
+        let Some(was) = was else { continue };
+        let now = direct
+            .get_run(&f.user, &was.run_id)
+            .await
+            .unwrap()
+            .expect("run kept");
+        assert!(now.state.is_terminal(), "{}: {:?}", f.label, now.state);
+        match kind.as_str() {
+            "agent_completed" => assert_eq!(now, was, "{}: never moved backwards", f.label),
+            _ if was.state.is_terminal() => assert_eq!(now, was, "{}", f.label),
+            _ => {
+                assert!(
+                    matches!(now.state, ExecutionState::Timeout | ExecutionState::Dead),
+                    "{}: the sweep ended it: {:?}",
+                    f.label,
+                    now.state
+                );
+                assert_eq!(now.version, was.version + 1, "{}", f.label);
+            }
+        }
+        // On the wire: consecutive versions, nothing after a terminal write.
+        let writes: Vec<(u64, String)> = f
+            .proxy
+            .seen()
+            .iter()
+            .filter_map(|s| s.run_write())
+            .filter(|(id, _, _)| *id == was.run_id)
+            .map(|(_, v, s)| (v, s))
+            .collect();
+        for (i, (v, _)) in writes.iter().enumerate() {
+            assert_eq!(*v, i as u64 + 1, "{}: versions {writes:?}", f.label);
+        }
+        let terminal = writes
+            .iter()
+            .position(|(_, s)| ExecutionState::parse(s).is_some_and(|s| s.is_terminal()));
+        if let Some(t) = terminal {
+            assert_eq!(
+                t,
+                writes.len() - 1,
+                "{}: a write after terminal {writes:?}",
+                f.label
+            );
+        }
+        assert_eq!(writes.last().map(|w| w.0), Some(was.version), "{}", f.label);
+        lost_answers_applied += f
+            .proxy
+            .seen()
+            .iter()
+            .filter(|s| s.injected == Some(Injected::LoseAnswer) && s.applied())
+            .count();
+    }
+    assert_eq!(injected, KINDS.len() * steps, "one fault per faulted run");
+    assert!(lost_answers_applied > 0);
+    println!(
+        "dynamodb faults: {} runs, {injected} faults injected, {lost_answers_applied} applied writes whose answer was lost, {steps} steps per run",
+        runs.len()
+    );
+}
+
+/// One faulted cancel: the canceller's reply, the run's own events, the run as stored.
+struct FaultedCancel {
+    label: String,
+    reply: Value,
+    runner: Vec<Value>,
+    canceller: String,
+    run: wsexec::store::RunRecord,
+    proxy: Proxy,
+}
+
+/// Starts a long run directly, then cancels it from another connection on a cold instance whose
+/// DynamoDB requests go through a proxy injecting `fault` on request `step`.
+async fn faulted_cancel(
+    table: &str,
+    label: String,
+    fault: Option<(usize, Injected)>,
+    attempts: u32,
+) -> FaultedCancel {
+    let user = format!("c-{label}");
+    let direct = Arc::new(Harness::on(
+        config(),
+        Arc::new(store_at(table, &endpoint(), Default::default())),
+    ));
+    let runner = direct.connect(&user).await;
+    let canceller = direct.connect(&user).await;
+    let task = {
+        let (direct, runner) = (direct.clone(), runner.clone());
+        let body = json!({"type": "start_agent", "request_id": "long", "payload": {"user_request": "x", "delay_ms": 1500}});
+        tokio::spawn(async move { direct.send_json(&runner, body).await })
+    };
+    let run_id = loop {
+        if let Some(e) = direct.pushed(&runner).first() {
+            break e["run_id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let proxy = proxy::start(&endpoint()).await;
+    let h = Harness::on(
+        config(),
+        Arc::new(store_at(table, &proxy.url, settings(attempts))),
+    );
+    if let Some((step, f)) = fault {
+        proxy.inject(step, f);
+    }
+    let reply = h
+        .send_json(
+            &canceller,
+            json!({"type": "cancel_agent", "run_id": run_id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.await.unwrap(), None);
+    let run = direct
+        .mgr
+        .store()
+        .unwrap()
+        .get_run(&user, &run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    FaultedCancel {
+        label,
+        reply,
+        runner: direct.pushed(&runner),
+        canceller,
+        run,
+        proxy,
+    }
+}
+
+/// DynamoDB failing at each step of a `cancel_agent` (identity, read, conditional write), for
+/// every fault kind: the canceller hears `agent_cancelled` exactly when the cancel landed, else
+/// a classified storage error (never `run_finished` for its own cancel), and the run's own
+/// connection hears the outcome that is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_failing_at_every_step_of_a_cancel() {
+    let table = fresh_store("cancelfaults").await.table().to_owned();
+    let baseline = faulted_cancel(&table, "baseline".into(), None, 1).await;
+    assert_eq!(baseline.reply["type"], "agent_cancelled");
+    let steps = baseline.proxy.count();
+    assert_eq!(steps, 3, "identity, read, conditional write");
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut cancels = vec![baseline];
+    for (name, fault, attempts) in KINDS {
+        for step in 1..=steps {
+            if tasks.len() >= IN_FLIGHT {
+                cancels.push(tasks.join_next().await.unwrap().unwrap());
+            }
+            let table = table.clone();
+            tasks.spawn(async move {
+                faulted_cancel(
+                    &table,
+                    format!("{name}-{step}"),
+                    Some((step, fault)),
+                    attempts,
+                )
+                .await
+            });
+        }
+    }
+    while let Some(t) = tasks.join_next().await {
+        cancels.push(t.unwrap());
+    }
+    let (mut landed, mut injected) = (0, 0);
+    for c in &cancels {
+        injected += c.proxy.injected();
+        let runner = types(&c.runner);
+        match c.reply["type"].as_str() {
+            Some("agent_cancelled") => {
+                landed += 1;
+                assert_eq!(c.run.state, ExecutionState::Cancelled, "{}", c.label);
+                assert_eq!(
+                    c.run.cancelled_by.as_deref(),
+                    Some(c.canceller.as_str()),
+                    "{}",
+                    c.label
+                );
+                assert_eq!(
+                    runner.last().map(String::as_str),
+                    Some("agent_cancelled"),
+                    "{}",
+                    c.label
+                );
+                assert!(
+                    !runner.contains(&"agent_completed".to_owned()),
+                    "{}",
+                    c.label
+                );
+            }
+            Some("error") => {
+                let code = c.reply["payload"]["code"].as_str().unwrap();
+                assert!(STORAGE_CODES.contains(&code), "{}: {code}", c.label);
+                assert_eq!(
+                    c.run.state,
+                    ExecutionState::Completed,
+                    "{}: the cancel did not land",
+                    c.label
+                );
+                assert_eq!(runner, FIVE_EVENTS, "{}", c.label);
+            }
+            other => panic!("{}: {other:?} {}", c.label, c.reply),
+        }
+    }
+    assert_eq!(injected, KINDS.len() * steps);
+    println!(
+        "cancel faults: {} cancels, {injected} faults injected, {landed} landed",
+        cancels.len()
+    );
+}
+
+/// A manager on `table` pushing through a loopback `@connections` endpoint at `endpoint_url`.
+fn push_manager(store: Arc<DynamoStore>, endpoint_url: &str) -> Manager {
+    let mut cfg = test_config();
+    cfg.connections_endpoint = Some(endpoint_url.to_owned());
+    let notifier = Arc::new(ApiGatewayNotifier::new("us-east-1", credentials()));
+    Manager::new(cfg, store, notifier)
+}
+
+async fn invoke(mgr: &Manager, event: &Value) -> Value {
+    let out = wsexec::handler::handle(&event.to_string(), Ok(mgr), None)
+        .await
+        .unwrap();
+    serde_json::to_value(out).unwrap()
+}
+
+/// The `@connections` endpoint failing at each push of a run (410, 403, 429, 5xx, a stall) and
+/// refusing every push: the run always completes in storage; the client receives every event
+/// but the failed one (none after a 410, which removes its record), and reads the outcome with
+/// `get_execution` when the terminal event was the one lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_endpoint_failing_at_every_push() {
+    let ep = support::connections::start().await;
+    let store = Arc::new(fresh_store("pushfaults").await);
+    let mgr = Arc::new(push_manager(store.clone(), &ep.url));
+    // Statuses the SDK retries are scripted for every attempt (3), so the push really fails.
+    let kinds: [(u16, usize); 5] = [(410, 1), (403, 1), (429, 3), (500, 3), (STALL, 1)];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (status, repeat) in kinds {
+        for step in 1..=FIVE_EVENTS.len() {
+            let (mgr, ep, store) = (mgr.clone(), ep.clone(), store.clone());
+            tasks.spawn(async move {
+                let user = format!("p-{status}-{step}");
+                let conn = aws_id();
+                let r = invoke(&mgr, &connect_event(&conn, &[("user_id", &user)], &[])).await;
+                assert_eq!(r["statusCode"], 200);
+                let mut script = vec![200; step - 1];
+                script.extend(std::iter::repeat_n(status, repeat));
+                ep.script(&conn, &script);
+                let reply = invoke(&mgr, &message_event(&conn, &start_frame().to_string())).await;
+                assert!(reply.get("body").is_none(), "{reply}");
+                let runs = store.list_runs(&user, None, 10, None).await.unwrap().items;
+                assert_eq!(runs.len(), 1, "{status}@{step}");
+                assert_eq!(runs[0].state, ExecutionState::Completed, "{status}@{step}");
+                let delivered = types(&ep.delivered(&conn));
+                let mut expected: Vec<String> = FIVE_EVENTS.iter().map(|s| s.to_string()).collect();
+                if status == 410 {
+                    expected.truncate(step - 1);
+                    assert_eq!(store.get_connection(&conn).await.unwrap(), None);
+                    assert_eq!(ep.attempts(&conn), step, "no push after a 410");
+                } else {
+                    expected.remove(step - 1);
+                    assert!(store.get_connection(&conn).await.unwrap().is_some());
+                }
+                assert_eq!(delivered, expected, "{status}@{step}");
+                if status != 410 && step == FIVE_EVENTS.len() {
+                    // The terminal event was lost: the client reads the outcome instead.
+                    let body = json!({"type": "get_execution", "run_id": runs[0].run_id});
+                    let got = invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+                    let got: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+                    assert_eq!(got["payload"]["state"], "completed");
+                    assert_eq!(got["payload"]["result"]["reply"], "echo: x");
+                }
+                ep.attempts(&conn) - ep.delivered(&conn).len()
+            });
+        }
+    }
+    let mut failed_pushes = 0;
+    let mut runs = 0;
+    while let Some(t) = tasks.join_next().await {
+        failed_pushes += t.unwrap();
+        runs += 1;
+    }
+    // Every push refused: the run still completes and is readable.
+    let refused = push_manager(store.clone(), &refused_endpoint());
+    let conn = aws_id();
+    invoke(
+        &refused,
+        &connect_event(&conn, &[("user_id", "p-refused")], &[]),
+    )
+    .await;
+    invoke(&refused, &message_event(&conn, &start_frame().to_string())).await;
+    let done = store
+        .list_runs("p-refused", None, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(done[0].state, ExecutionState::Completed);
+    failed_pushes += FIVE_EVENTS.len();
+    runs += 1;
+    println!("push faults: {runs} runs, {failed_pushes} failed push attempts, every run completed");
+}
