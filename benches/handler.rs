@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wsexec::handler::handle;
 use wsexec::manager::Manager;
 use wsexec::notify::memory::MemoryNotifier;
-use wsexec::store::embedded::EmbeddedStore;
+use wsexec::store::memory::MemoryStore;
 
 const CONNECTION: &str = "L0SM9cOFvHcCIhw=";
 
@@ -25,7 +25,7 @@ fn manager() -> Manager {
     config.dev_auth = true;
     Manager::new(
         config,
-        Arc::new(EmbeddedStore::in_memory().unwrap()),
+        Arc::new(MemoryStore::new()),
         Arc::new(MemoryNotifier::new()),
     )
 }

@@ -21,6 +21,13 @@ mod embedded_contract {
     store_contract!(async { Arc::new(EmbeddedStore::in_memory().unwrap()) as Arc<dyn Store> });
 }
 
+mod memory_contract {
+    use super::*;
+    store_contract!(async {
+        Arc::new(wsexec::store::memory::MemoryStore::new()) as Arc<dyn Store>
+    });
+}
+
 fn start(request_id: &str, text: &str) -> Value {
     json!({"type": "start_agent", "request_id": request_id, "payload": {"user_request": text}})
 }

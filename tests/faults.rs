@@ -1,8 +1,5 @@
-//! Faults during runs, on DynamoDB Local: DynamoDB failing at every step of a run in turn
-//! (throttled, 5xx, timeout, reset, an applied write whose answer is lost), injected by a proxy
-//! in front of DynamoDB Local, and the `@connections` endpoint failing at every push (410, 403,
-//! 429, 5xx, timeout, refused). The client always hears a classified outcome or the run's
-//! events, no accepted run is lost, and no record is corrupted or moved backwards.
+//! Faults injected into DynamoDB (through a proxy) and `@connections` at every step of a run
+//! or cancel, on DynamoDB Local.
 
 mod support;
 
@@ -163,10 +160,7 @@ fn heard(f: &Faulted) -> (String, String) {
     }
 }
 
-/// DynamoDB failing at each step of a run, for every fault kind: the client always hears a
-/// classified error or the run's terminal event; every run DynamoDB accepted is findable by its
-/// owner and terminal after the sweep, in the state the client was told; and the run's applied
-/// writes go version 1, 2, 3, ... with none after a terminal state.
+/// DynamoDB failing at each step of a run: the client always hears, no accepted run is lost, no write moves a run backwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_failing_at_every_step_of_a_run() {
     let table_store = fresh_store("faults").await;
@@ -429,10 +423,7 @@ async fn faulted_cancel(
     }
 }
 
-/// DynamoDB failing at each step of a `cancel_agent` (identity, read, conditional write), for
-/// every fault kind: the canceller hears `agent_cancelled` exactly when the cancel landed, else
-/// a classified storage error (never `run_finished` for its own cancel), and the run's own
-/// connection hears the outcome that is stored.
+/// DynamoDB failing at each step of a cancel: `agent_cancelled` exactly when it landed, else a classified error; events agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_failing_at_every_step_of_a_cancel() {
     let table = fresh_store("cancelfaults").await.table().to_owned();
@@ -524,10 +515,7 @@ async fn invoke(mgr: &Manager, event: &Value) -> Value {
     serde_json::to_value(out).unwrap()
 }
 
-/// The `@connections` endpoint failing at each push of a run (410, 403, 429, 5xx, a stall) and
-/// refusing every push: the run always completes in storage; the client receives every event
-/// but the failed one (none after a 410, which removes its record), and reads the outcome with
-/// `get_execution` when the terminal event was the one lost.
+/// `@connections` failing at each push: the run always completes, every other event arrives, the outcome stays readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_endpoint_failing_at_every_push() {
     let ep = support::connections::start().await;

@@ -1,7 +1,4 @@
-//! The fuzz targets' properties as proptest properties, so CI checks them on every change:
-//! arbitrary input into frame parsing, event decoding, id validation and token verification
-//! never panics and always gives a typed result; arbitrary frames through the real handler
-//! always get a 200 with no body or a well-formed reply, and invalid frames change nothing.
+//! The fuzz targets' properties as proptest properties, so that CI checks them on every change.
 
 mod support;
 
@@ -226,8 +223,7 @@ proptest! {
         check_frame(&body)?;
     }
 
-    /// Any string, and any sample event with a field replaced by any JSON value, decodes to a
-    /// WebSocket or scheduled event or a typed `EventError`; decoding never panics.
+    /// Any string, and sample events with any field replaced, decode to an event or a typed `EventError`.
     #[test]
     fn events_decode_or_fail_typed(
         raw in any::<String>(),
@@ -255,8 +251,7 @@ proptest! {
         }
     }
 
-    /// An accepted id is the trimmed input, within the charset and length, and never a
-    /// placeholder; every refusal is typed and names its field; same for whole contexts.
+    /// An accepted id is trimmed, in the charset, within length and no placeholder; contexts fail typed.
     #[test]
     fn ids_are_accepted_only_within_the_rules(
         ids in prop::collection::vec(text(), 6),
@@ -290,8 +285,7 @@ proptest! {
         }
     }
 
-    /// Any query token and subprotocol header: extraction finds a non-empty token or none, and
-    /// no such token ever verifies.
+    /// No arbitrary token, from any query parameter or subprotocol header, ever verifies.
     #[test]
     fn arbitrary_tokens_never_verify(query in prop::option::of(any::<String>()), protocols in prop::option::of(any::<String>()), raw in any::<String>()) {
         let v = verifier();
@@ -302,9 +296,7 @@ proptest! {
         }
     }
 
-    /// Correctly signed tokens with arbitrary claims verify only when `sub` is a non-empty
-    /// string, `exp` is current and `iss`/`aud` are the configured ones; an HS256 token signed
-    /// with the public key's PEM never verifies.
+    /// Signed tokens verify only with a non-empty `sub`, a current `exp` and the configured `iss`/`aud`; HS256 with the PEM never does.
     #[test]
     fn signed_claims_verify_only_when_valid(
         sub in prop::option::of(prop_oneof![Just(json!("alice-01")), Just(json!("")), value()]),
@@ -369,10 +361,7 @@ static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 proptest! {
     #![proptest_config(cases(300))]
 
-    /// Arbitrary frames through the real handler on an in-memory store: always a 200 with no
-    /// body or a reply of a known type (errors with a known code); a frame the parser refuses
-    /// gets that very error and changes nothing stored; a frame with no reply started a run
-    /// whose events end in a terminal event.
+    /// Arbitrary frames through the handler: always 200 with no body or a known reply; refused frames change nothing.
     #[test]
     fn arbitrary_frames_through_the_handler(body in frame_text()) {
         RT.block_on(async {

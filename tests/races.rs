@@ -1,6 +1,5 @@
-//! Races on DynamoDB Local, each repeated for many rounds: concurrent starts with one
-//! request_id, cancel against completion, two connections of one user on one run, and the sweep
-//! against a run renewing its heartbeat.
+//! Races on DynamoDB Local (starts, cancels, two connections, sweep against heartbeat), each
+//! repeated for many rounds.
 
 mod support;
 
@@ -40,9 +39,7 @@ fn count(frames: &[Value], kind: &str) -> usize {
     frames.iter().filter(|f| f["type"] == kind).count()
 }
 
-/// 100 concurrent `start_agent` with one request_id, spread over two connections of the user,
-/// make exactly one run with one `agent_started`, and 99 `execution` replies naming it; for
-/// 10 rounds.
+/// 100 concurrent starts with one request_id over two connections make exactly one run, in each of 10 rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_starts_with_one_request_id_make_one_run() {
     const ROUNDS: usize = 10;
@@ -94,9 +91,7 @@ async fn a_hundred_concurrent_starts_with_one_request_id_make_one_run() {
     println!("start races: {ROUNDS} rounds x {STARTS} concurrent starts, one run each");
 }
 
-/// `cancel_agent` from a second connection racing the run's completion: exactly one terminal
-/// state, and the events agree with it (the run's connection never hears `agent_completed` for
-/// a cancelled run nor `agent_cancelled` for a completed one); both outcomes occur; 40 rounds.
+/// Cancel racing completion ends in one terminal state whose events agree with it, both outcomes occurring, over 40 rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_racing_completion_has_one_outcome_and_consistent_events() {
     const ROUNDS: u64 = 40;
@@ -166,9 +161,7 @@ async fn cancel_racing_completion_has_one_outcome_and_consistent_events() {
     println!("cancel races: {ROUNDS} rounds, {cancelled} cancelled, {completed} completed");
 }
 
-/// Two connections of one user act on one running run at once (both cancel, both read): exactly
-/// one cancel wins, the other hears `run_finished`, both read the same final state, and the
-/// run's own connection hears the cancellation exactly once; 20 rounds.
+/// Two connections of one user cancelling one run: one wins, the other hears `run_finished`, the run's connection hears it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_of_one_user_on_one_run() {
     const ROUNDS: usize = 20;
@@ -229,9 +222,7 @@ async fn two_connections_of_one_user_on_one_run() {
     println!("twin races: {ROUNDS} rounds, the run's own connection won {own_wins}");
 }
 
-/// The sweep racing runs that renew their heartbeat: sweeps every 10 ms during 20 concurrent
-/// 1.5 s runs never mark one dead, and a sweep acting on a read taken before a renewal loses
-/// its conditional write (`Raced`) and leaves the run alive; every run completes.
+/// The sweep, every 10 ms and acting on stale reads, never ends a run that renews its heartbeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
     const ROUNDS: usize = 20;

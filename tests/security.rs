@@ -1,6 +1,5 @@
-//! The attack catalogue (SECURITY.md): each test is one row. Every attack gets its documented
-//! answer, changes nothing stored (store snapshots before and after), and no token or secret
-//! ever reaches a log line (every test captures the logs at `trace` and scans them).
+//! The attack catalogue of SECURITY.md, one test per row, each checking the answer, the store
+//! snapshot and the captured logs.
 
 mod support;
 
@@ -68,8 +67,7 @@ async fn two_users(h: &Harness) -> (String, String, String) {
     (alice, bob, run_id)
 }
 
-/// Another user's run id on get, cancel and list (by thread, by cursor) gets a reply identical,
-/// timestamp aside, to an unknown id's; a start with their request_id makes a separate run.
+/// Another user's run id, thread or cursor gets the same reply as an unknown one; their request_id starts the caller's own run.
 #[tokio::test]
 async fn another_users_run_answers_exactly_like_an_unknown_one() {
     let (logs, _guard) = Logs::capture();
@@ -117,9 +115,7 @@ async fn another_users_run_answers_exactly_like_an_unknown_one() {
     logs.assert_free_of(&[]);
 }
 
-/// Values that try to address other keys (`USER#…`, `#`, `/`, look-alikes, control characters,
-/// 10 KB) in every id a client controls are refused with their documented code, nothing stored
-/// changes, and refused connections leave no record.
+/// Ids that try to address other keys (`USER#…`, `#`, `/`, look-alikes, control characters, 10 KB) are refused everywhere and change nothing.
 #[tokio::test]
 async fn ids_that_address_other_keys_are_refused_and_change_nothing() {
     let (logs, _guard) = Logs::capture();
@@ -215,9 +211,7 @@ async fn ids_that_address_other_keys_are_refused_and_change_nothing() {
     logs.assert_free_of(&[]);
 }
 
-/// With `JWT_PUBLIC_KEY` an RSA or EC key: HS256 tokens signed with the PEM text (algorithm
-/// confusion), `alg: none`, the other key type, another key, a stripped or altered signature
-/// and unknown algorithms all get 401; tokens signed with the right private key get 200.
+/// HS/RS and HS/ES confusion, `alg: none`, foreign keys and forged signatures get 401; the real RSA and EC keys get 200.
 #[tokio::test]
 async fn algorithm_confusion_and_forged_signatures_get_401() {
     let (logs, _guard) = Logs::capture();
@@ -330,8 +324,7 @@ async fn algorithm_confusion_and_forged_signatures_get_401() {
     logs.assert_free_of(&used);
 }
 
-/// With `JWT_ISSUER` / `JWT_AUDIENCE` set, a token that leaves `iss` or `aud` out, or sends
-/// them as another type or value, gets 401 (the library only checks claims that are present).
+/// With an issuer and audience configured, tokens lacking or mistyping `iss`, `aud`, `sub` or `exp` get 401.
 #[tokio::test]
 async fn tokens_without_the_configured_issuer_or_audience_get_401() {
     let (logs, _guard) = Logs::capture();
@@ -372,8 +365,7 @@ async fn tokens_without_the_configured_issuer_or_audience_get_401() {
     logs.assert_free_of(&used);
 }
 
-/// An identity is used exactly as issued: a subject, principal or tenant with surrounding
-/// whitespace (which trimming would merge into another user) and placeholder tenants get 403.
+/// Identities and tenants with surrounding whitespace, and placeholder tenants, get 403 and leave no record.
 #[tokio::test]
 async fn padded_identities_and_placeholder_tenants_get_403() {
     let (logs, _guard) = Logs::capture();
@@ -420,8 +412,7 @@ async fn padded_identities_and_placeholder_tenants_get_403() {
     logs.assert_free_of(&used);
 }
 
-/// Huge, deeply nested, smuggling (duplicate keys), out-of-range, not-an-object and binary
-/// frames each get their documented error; nothing stored changes; the connection stays usable.
+/// Huge, nested, duplicate-key, mistyped, non-object, binary and non-UTF-8 input gets its documented error and changes nothing.
 #[tokio::test]
 async fn hostile_frames_get_their_documented_error() {
     let (logs, _guard) = Logs::capture();
@@ -521,9 +512,7 @@ async fn hostile_frames_get_their_documented_error() {
     logs.assert_free_of(&[]);
 }
 
-/// 2,000 messages, good and bad, sent concurrently on one connection are all answered (a reply,
-/// or the run's five events), make exactly one run per distinct request_id, and leave every
-/// other record as it was.
+/// 2,000 concurrent mixed messages on one connection are all answered, make one run per request_id, and change nothing else.
 #[tokio::test]
 async fn a_flood_of_mixed_messages_is_all_answered_and_state_stays_intact() {
     let (logs, _guard) = Logs::capture();
@@ -612,9 +601,7 @@ async fn a_flood_of_mixed_messages_is_all_answered_and_state_stays_intact() {
     logs.assert_free_of(&[]);
 }
 
-/// Tokens (valid and refused, by query and subprotocol, with and without a configured key, and
-/// pasted into a message) and the secrets themselves never appear in any log line, even at
-/// `trace` level.
+/// No token (valid, refused, unkeyed, pasted into a message) and no secret ever reaches a log line, even at `trace`.
 #[tokio::test]
 async fn tokens_and_secrets_never_reach_the_logs() {
     let (logs, _guard) = Logs::capture();

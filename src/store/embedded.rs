@@ -25,6 +25,8 @@ pub const DB_FILE: &str = "wsexec.redb";
 /// A redb-backed [`Store`].
 pub struct EmbeddedStore {
     db: Database,
+    /// Whether commits must reach the disk: false for the in-memory backend, which has none.
+    durable: bool,
 }
 
 fn db_err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StorageError {
@@ -67,7 +69,7 @@ impl EmbeddedStore {
             .with_source(e)
         })?;
         let db = Database::create(dir.join(DB_FILE)).map_err(db_err("open"))?;
-        EmbeddedStore::init(db)
+        EmbeddedStore::init(db, true)
     }
 
     /// A store that lives in memory only (tests, benchmarks).
@@ -75,11 +77,11 @@ impl EmbeddedStore {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(db_err("open"))?;
-        EmbeddedStore::init(db)
+        EmbeddedStore::init(db, false)
     }
 
-    fn init(db: Database) -> Result<EmbeddedStore, StorageError> {
-        let store = EmbeddedStore { db };
+    fn init(db: Database, durable: bool) -> Result<EmbeddedStore, StorageError> {
+        let store = EmbeddedStore { db, durable };
         store.write("open", |tx| {
             tx.open_table(CONNS).map_err(db_err("open"))?;
             tx.open_table(USER_CONNS).map_err(db_err("open"))?;
@@ -98,7 +100,13 @@ impl EmbeddedStore {
         op: &'static str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let tx = self.db.begin_write().map_err(db_err(op))?;
+        let mut tx = self.db.begin_write().map_err(db_err(op))?;
+        if !self.durable {
+            tx.set_durability(redb::Durability::None).map_err(|e| {
+                StorageError::new(StorageErrorKind::Unavailable, op, "cannot set durability")
+                    .with_source(e)
+            })?;
+        }
         let out = f(&tx)?;
         tx.commit().map_err(db_err(op))?;
         Ok(out)

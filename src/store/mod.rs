@@ -1,12 +1,13 @@
 //! The `Store` trait: durable connections and runs, with conditional writes and TTL on read.
 //!
-//! Both backends ([`dynamo`] in production, [`embedded`] locally and in tests) pass one shared
-//! contract suite (`tests/support/contract.rs`).
+//! Every backend ([`dynamo`] in production, [`embedded`] for the local tool, [`memory`] for tests
+//! and benchmarks) passes one shared contract suite (`tests/support/contract.rs`).
 
 pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod memory;
 pub mod record;
 
 pub use error::{StorageError, StorageErrorKind};

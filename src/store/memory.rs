@@ -1,0 +1,216 @@
+//! The in-memory store: maps and ordered index sets under one lock, for tests and benchmarks.
+//!
+//! Same semantics as the other backends (the shared contract suite runs on it): conditional
+//! updates on (state, version), TTL honoured on read, the same index orderings.
+
+use super::{
+    CreateOutcome, Expected, ListCursor, RunPage, StorageError, Store,
+    record::{ConnectionRecord, RunRecord},
+};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+struct Inner {
+    conns: HashMap<String, ConnectionRecord>,
+    runs: HashMap<(String, String), RunRecord>,
+    by_owner: BTreeSet<(String, u64, String)>,
+    by_thread: BTreeSet<(String, String, u64, String)>,
+    alive: BTreeSet<(u8, u64, String, String)>,
+}
+
+impl Inner {
+    fn unindex(&mut self, r: &RunRecord) {
+        let (u, id) = (r.user_id.clone(), r.run_id.clone());
+        self.by_owner.remove(&(u.clone(), r.created_at, id.clone()));
+        self.by_thread
+            .remove(&(u.clone(), r.thread_id.clone(), r.created_at, id.clone()));
+        if let Some(due) = r.due_at() {
+            self.alive.remove(&(r.shard(), due, u, id));
+        }
+    }
+
+    fn put(&mut self, r: &RunRecord) {
+        let (u, id) = (r.user_id.clone(), r.run_id.clone());
+        if let Some(old) = self.runs.insert((u.clone(), id.clone()), r.clone()) {
+            self.unindex(&old);
+        }
+        self.by_owner.insert((u.clone(), r.created_at, id.clone()));
+        self.by_thread
+            .insert((u.clone(), r.thread_id.clone(), r.created_at, id.clone()));
+        if let Some(due) = r.due_at() {
+            self.alive.insert((r.shard(), due, u, id));
+        }
+    }
+}
+
+/// An in-memory [`Store`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn now_secs() -> u64 {
+    crate::time::now_ms() / 1000
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_connection(&self, conn: &ConnectionRecord) -> Result<(), StorageError> {
+        self.lock()
+            .conns
+            .insert(conn.connection_id.clone(), conn.clone());
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StorageError> {
+        let now = now_secs();
+        Ok(self
+            .lock()
+            .conns
+            .get(connection_id)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError> {
+        self.lock().conns.remove(connection_id);
+        Ok(())
+    }
+
+    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+        let now = now_secs();
+        let mut out: Vec<_> = self
+            .lock()
+            .conns
+            .values()
+            .filter(|c| c.user_id == user_id && c.expires_at > now)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        Ok(out)
+    }
+
+    async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
+        let mut inner = self.lock();
+        let key = (run.user_id.clone(), run.run_id.clone());
+        if let Some(existing) = inner.runs.get(&key).filter(|r| r.expires_at > now_secs()) {
+            return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
+        }
+        inner.put(run);
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get_run(
+        &self,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError> {
+        let now = now_secs();
+        Ok(self
+            .lock()
+            .runs
+            .get(&(user_id.to_owned(), run_id.to_owned()))
+            .filter(|r| r.expires_at > now)
+            .cloned())
+    }
+
+    async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let key = (run.user_id.clone(), run.run_id.clone());
+        match inner.runs.get(&key) {
+            Some(c) if c.state == expected.state && c.version == expected.version => {
+                inner.put(run);
+                Ok(())
+            }
+            _ => Err(StorageError::conflict("update_run")),
+        }
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        thread_id: Option<&str>,
+        limit: usize,
+        cursor: Option<&ListCursor>,
+    ) -> Result<RunPage, StorageError> {
+        let limit = limit.max(1);
+        let inner = self.lock();
+        let u = user_id.to_owned();
+        let (end_ts, end_id) = cursor
+            .map(|c| (c.created_at, c.run_id.clone()))
+            .unwrap_or((u64::MAX, String::new()));
+        // Index rows newest first, before the cursor; one beyond the page tells whether
+        // another page exists.
+        let rows: Vec<(u64, String)> = match thread_id {
+            None => inner
+                .by_owner
+                .range((u.clone(), 0, String::new())..(u.clone(), end_ts, end_id))
+                .rev()
+                .take(limit + 1)
+                .map(|(_, ts, id)| (*ts, id.clone()))
+                .collect(),
+            Some(t) => {
+                let t = t.to_owned();
+                inner
+                    .by_thread
+                    .range((u.clone(), t.clone(), 0, String::new())..(u.clone(), t, end_ts, end_id))
+                    .rev()
+                    .take(limit + 1)
+                    .map(|(_, _, ts, id)| (*ts, id.clone()))
+                    .collect()
+            }
+        };
+        let cursor = (rows.len() > limit).then(|| ListCursor {
+            created_at: rows[limit - 1].0,
+            run_id: rows[limit - 1].1.clone(),
+        });
+        let now = now_secs();
+        let items = rows
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| inner.runs.get(&(u.clone(), id.clone())))
+            .filter(|r| r.expires_at > now)
+            .cloned()
+            .collect();
+        Ok(RunPage { items, cursor })
+    }
+
+    async fn due_runs(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StorageError> {
+        let inner = self.lock();
+        let from = (shard, 0, String::new(), String::new());
+        let to = (
+            shard,
+            now_ms.saturating_add(1),
+            String::new(),
+            String::new(),
+        );
+        Ok(inner
+            .alive
+            .range(from..to)
+            .take(limit)
+            .filter_map(|(_, _, u, id)| inner.runs.get(&(u.clone(), id.clone())))
+            .cloned()
+            .collect())
+    }
+}
