@@ -33,6 +33,7 @@ async fn warm_up() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     wsexec::telemetry::init();
+    // Only a configured warm-up builds the manager during init; otherwise it stays lazy.
     if std::env::var_os("DYNAMODB_WARMUP").is_some() {
         warm_up().await;
     }

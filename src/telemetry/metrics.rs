@@ -295,7 +295,7 @@ pub fn flush() {
         return;
     }
     for doc in take_emf(crate::time::now_ms()) {
-        if TO_STDERR.load(Ordering::Relaxed) {
+        if to_stderr {
             eprintln!("{doc}");
         } else {
             tracing::info!(target: super::EMF_TARGET, emf = doc.as_str());
