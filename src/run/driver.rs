@@ -483,7 +483,9 @@ pub async fn cancel_run(
                 return fail(ClientError::storage(&e));
             }
         };
-        let _ = &ours;
+        if ours.as_ref() == Some(&run) {
+            return cancelled(&run);
+        }
         let Some(mut next) = next_version(&run, ExecutionState::Cancelled, now_ms()) else {
             return fail(ClientError::new(
                 ErrorCode::RunFinished,
@@ -496,7 +498,11 @@ pub async fn cancel_run(
             Err(e) if e.kind() == StorageErrorKind::Conflict => ours = Some(next),
             Err(e) => {
                 // The write may have landed although its answer was lost.
-
+                if let Ok(Some(current)) = store.get_run(&who.user_id, run_id).await
+                    && current == next
+                {
+                    return cancelled(&current);
+                }
                 log_storage(&e);
                 return fail(ClientError::storage(&e));
             }
