@@ -10,6 +10,8 @@
 mod connections;
 #[path = "../tests/support/dynamodb.rs"]
 mod dynamodb;
+#[path = "../tests/support/http.rs"]
+mod http;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
 

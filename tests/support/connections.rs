@@ -1,9 +1,10 @@
 //! A loopback `@connections` endpoint answering like API Gateway's management API.
 #![allow(dead_code)]
 
+use super::http::read_message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// What the endpoint received and what it should answer next.
@@ -96,31 +97,9 @@ pub async fn start() -> ConnectionsEndpoint {
             let book = shared.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            let l = l.to_ascii_lowercase();
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    buf.drain(..end + 4 + len);
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                while let Some(req) = read_message(&mut sock, &mut buf).await {
+                    let body = String::from_utf8_lossy(req.body()).into_owned();
+                    let path = req.path().to_owned();
                     let id = percent_decode(path.rsplit('/').next().unwrap_or(""));
                     let status = {
                         let mut b = book.lock().unwrap();

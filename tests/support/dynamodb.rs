@@ -2,6 +2,7 @@
 //! one table per test created from `template.yaml`, and a wire-fault endpoint.
 #![allow(dead_code)]
 
+use super::http::read_message;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -10,7 +11,7 @@ use once_cell::sync::OnceCell;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use wsexec::store::dynamo::{DynamoSettings, DynamoStore};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -208,31 +209,9 @@ pub async fn fault_endpoint(fault: Fault) -> (String, std::sync::Arc<AtomicU32>)
             let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request: headers, then Content-Length bytes of body.
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    buf.drain(..end + 4 + len);
+                while read_message(&mut sock, &mut buf).await.is_some() {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    match &fault {
+                    let resp = match &fault {
                         Fault::Silent => {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
                             return;
@@ -241,24 +220,33 @@ pub async fn fault_endpoint(fault: Fault) -> (String, std::sync::Arc<AtomicU32>)
                             status,
                             code,
                             extra,
-                        } => {
-                            let body = format!(
-                                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected {code}"{extra}}}"#
-                            );
-                            let resp = format!(
-                                "HTTP/1.1 {status} Fault\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: FAULT\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if sock.write_all(resp.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
+                        } => error_response_with(*status, code, extra),
+                    };
+                    if sock.write_all(&resp).await.is_err() {
+                        return;
                     }
                 }
             });
         }
     });
     (format!("http://{addr}"), hits)
+}
+
+/// DynamoDB's JSON error response (`{"__type": "...#<code>", "message": ...}`) with `status`.
+pub fn error_response(status: u16, code: &str) -> Vec<u8> {
+    error_response_with(status, code, "")
+}
+
+/// [`error_response`] with extra members (`,"CancellationReasons":[...]`) in the body.
+pub fn error_response_with(status: u16, code: &str, extra: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected {code}"{extra}}}"#
+    );
+    format!(
+        "HTTP/1.1 {status} Fault\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: FAULT\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A loopback port with nothing listening.

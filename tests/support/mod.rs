@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod contract;
 pub mod dynamodb;
+pub mod http;
 pub mod jwt;
 pub mod logs;
 pub mod proxy;

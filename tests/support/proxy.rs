@@ -3,11 +3,12 @@
 //! answer), and keeps a log of every request and what became of it.
 #![allow(dead_code)]
 
+use super::http::read_message;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the proxy does with a scripted request instead of forwarding it.
@@ -111,109 +112,6 @@ pub async fn start(upstream: &str) -> Proxy {
     Proxy { url, book }
 }
 
-/// One HTTP/1.1 message read off a stream: its raw bytes and its parsed head.
-struct Message {
-    raw: Vec<u8>,
-    head: String,
-    body_start: usize,
-}
-
-impl Message {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-
-    fn body(&self) -> &[u8] {
-        &self.raw[self.body_start..]
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.head.split_whitespace().nth(1)?.parse().ok()
-    }
-}
-
-/// Reads one message (head, then a `Content-Length` or chunked body); `None` at end of stream.
-async fn read_message<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Option<Message> {
-    let mut chunk = [0u8; 16 * 1024];
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        let n = r.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let body_start = end + 4;
-    let probe = Message {
-        raw: Vec::new(),
-        head,
-        body_start,
-    };
-    let chunked = probe
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let total = if chunked {
-        loop {
-            if let Some(len) = chunked_len(&buf[body_start..]) {
-                break body_start + len;
-            }
-            let n = r.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    } else {
-        let len: usize = probe
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < body_start + len {
-            let n = r.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        body_start + len
-    };
-    let raw: Vec<u8> = buf.drain(..total).collect();
-    Some(Message { raw, ..probe })
-}
-
-/// The length of a complete chunked body at the start of `b`, if it is all there.
-fn chunked_len(b: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    loop {
-        let line_end = at + b[at..].windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[at..line_end])
-                .split(';')
-                .next()?
-                .trim(),
-            16,
-        )
-        .ok()?;
-        at = line_end + 2 + size + 2;
-        if b.len() < at {
-            return None;
-        }
-        if size == 0 {
-            return Some(at);
-        }
-    }
-}
-
-fn error_response(status: u16, code: &str) -> Vec<u8> {
-    let body = format!(
-        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected {code}"}}"#
-    );
-    format!(
-        "HTTP/1.1 {status} Fault\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: FAULT\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 async fn serve(mut client: TcpStream, upstream: String, book: Arc<Mutex<Book>>) {
     let mut from_client = Vec::new();
     let mut up: Option<(TcpStream, Vec<u8>)> = None;
@@ -239,7 +137,7 @@ async fn serve(mut client: TcpStream, upstream: String, book: Arc<Mutex<Book>>) 
         match fault {
             Some(Injected::Error { status, code }) => {
                 if client
-                    .write_all(&error_response(status, code))
+                    .write_all(&super::dynamodb::error_response(status, code))
                     .await
                     .is_err()
                 {

@@ -5,11 +5,12 @@
 //! (`benches/coldstart.rs`).
 #![allow(dead_code)]
 
+use super::http::read_message;
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
@@ -241,45 +242,6 @@ impl Drop for Runtime {
     }
 }
 
-/// Reads one HTTP/1.1 request: (method, path, headers lowercased, body).
-async fn read_request(
-    sock: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Option<(String, String, HashMap<String, String>, Vec<u8>)> {
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let mut lines = head.lines();
-            let mut first = lines.next()?.split_whitespace();
-            let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
-            let headers: HashMap<String, String> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            let len: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = sock.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = buf[end + 4..end + 4 + len].to_vec();
-            buf.drain(..end + 4 + len);
-            return Some((method, path, headers, body));
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 async fn respond(
     sock: &mut TcpStream,
     status: u16,
@@ -296,8 +258,9 @@ async fn respond(
 
 async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify>) {
     let mut buf = Vec::new();
-    while let Some((method, path, headers, body)) = read_request(&mut sock, &mut buf).await {
-        let path = path.trim_start_matches("/2018-06-01");
+    while let Some(req) = read_message(&mut sock, &mut buf).await {
+        let (method, body) = (req.method(), req.body());
+        let path = req.path().trim_start_matches("/2018-06-01");
         if method == "GET" && path == "/runtime/invocation/next" {
             {
                 let mut s = state.lock().unwrap();
@@ -335,19 +298,18 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 return;
             }
         } else if method == "POST" && path == "/runtime/init/error" {
-            state.lock().unwrap().init_error = Some(String::from_utf8_lossy(&body).into_owned());
+            state.lock().unwrap().init_error = Some(String::from_utf8_lossy(body).into_owned());
             notify.notify_waiters();
             respond(&mut sock, 202, &[], b"{}").await;
         } else if method == "POST" && path.starts_with("/runtime/invocation/") {
             let rest = &path["/runtime/invocation/".len()..];
             let (id, kind) = rest.split_once('/').unwrap_or((rest, ""));
-            let body = String::from_utf8_lossy(&body).into_owned();
+            let body = String::from_utf8_lossy(body).into_owned();
             let outcome = match kind {
                 "response" => Outcome::Response(body),
                 _ => Outcome::Error {
-                    error_type: headers
-                        .get("lambda-runtime-function-error-type")
-                        .cloned()
+                    error_type: req
+                        .header("lambda-runtime-function-error-type")
                         .unwrap_or_default(),
                     body,
                 },
