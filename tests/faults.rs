@@ -18,19 +18,12 @@ use wsexec::store::Store;
 use wsexec::store::dynamo::{DynamoSettings, DynamoStore};
 use wsexec::time::now_ms;
 
-/// Every code a storage failure may reach a client with.
-const STORAGE_CODES: [&str; 10] = [
-    "conflict",
-    "transaction_cancelled",
-    "contention",
-    "throttled",
-    "storage_connection",
-    "storage_timeout",
-    "storage_unavailable",
-    "storage_permission",
-    "storage_schema",
-    "storage_invalid",
-];
+/// Whether `code` is one a storage failure reaches a client with.
+fn is_storage_code(code: &str) -> bool {
+    wsexec::store::StorageErrorKind::ALL
+        .iter()
+        .any(|k| k.code() == code)
+}
 
 /// A heartbeat deadline short enough that a 500 ms echo step renews it twice.
 fn config() -> Config {
@@ -90,6 +83,30 @@ fn settings(max_attempts: u32) -> DynamoSettings {
 /// Faulted runs in flight at once: enough to keep the test short on two cores, few enough that
 /// DynamoDB Local answers every unfaulted request well within the attempt timeout.
 const IN_FLIGHT: usize = 6;
+
+/// Runs `one(label, fault, attempts)` for every fault kind injected at every step in turn, at
+/// most `IN_FLIGHT` at once.
+async fn at_every_step<T, F, Fut>(steps: usize, one: F) -> Vec<T>
+where
+    F: Fn(String, Option<(usize, Injected)>, u32) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out = Vec::new();
+    for (name, fault, attempts) in KINDS {
+        for step in 1..=steps {
+            if tasks.len() >= IN_FLIGHT {
+                out.push(tasks.join_next().await.unwrap().unwrap());
+            }
+            tasks.spawn(one(format!("{name}-{step}"), Some((step, fault)), attempts));
+        }
+    }
+    while let Some(t) = tasks.join_next().await {
+        out.push(t.unwrap());
+    }
+    out
+}
 
 /// One faulted run: what the client heard and what the proxy saw.
 struct Faulted {
@@ -181,28 +198,14 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
     );
     let steps = ops.len();
 
-    let mut tasks = tokio::task::JoinSet::new();
     let mut runs = vec![baseline];
-    for (name, fault, attempts) in KINDS {
-        for step in 1..=steps {
-            if tasks.len() >= IN_FLIGHT {
-                runs.push(tasks.join_next().await.unwrap().unwrap());
-            }
+    runs.extend(
+        at_every_step(steps, |label, fault, attempts| {
             let table = table.clone();
-            tasks.spawn(async move {
-                faulted_run(
-                    &table,
-                    format!("{name}-{step}"),
-                    Some((step, fault)),
-                    attempts,
-                )
-                .await
-            });
-        }
-    }
-    while let Some(t) = tasks.join_next().await {
-        runs.push(t.unwrap());
-    }
+            async move { faulted_run(&table, label, fault, attempts).await }
+        })
+        .await,
+    );
 
     // Before the sweep: what the client heard, and whether DynamoDB has the run.
     let mut before = Vec::new();
@@ -226,11 +229,7 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
             f.label
         );
         match kind.as_str() {
-            "error" => assert!(
-                STORAGE_CODES.contains(&code.as_str()),
-                "{}: {code}",
-                f.label
-            ),
+            "error" => assert!(is_storage_code(&code), "{}: {code}", f.label),
             "agent_completed" => {
                 assert_eq!(types(&f.pushed), FIVE_EVENTS, "{}", f.label);
                 assert_eq!(stored[0].state, ExecutionState::Completed, "{}", f.label);
@@ -247,11 +246,7 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
                 );
             }
             "agent_error" => {
-                assert!(
-                    STORAGE_CODES.contains(&code.as_str()),
-                    "{}: {code}",
-                    f.label
-                );
+                assert!(is_storage_code(&code), "{}: {code}", f.label);
                 assert!(
                     stored[0].state.is_alive(),
                     "{}: told {code}, stored {:?}",
@@ -431,28 +426,14 @@ async fn dynamodb_failing_at_every_step_of_a_cancel() {
     assert_eq!(baseline.reply["type"], "agent_cancelled");
     let steps = baseline.proxy.count();
     assert_eq!(steps, 3, "identity, read, conditional write");
-    let mut tasks = tokio::task::JoinSet::new();
     let mut cancels = vec![baseline];
-    for (name, fault, attempts) in KINDS {
-        for step in 1..=steps {
-            if tasks.len() >= IN_FLIGHT {
-                cancels.push(tasks.join_next().await.unwrap().unwrap());
-            }
+    cancels.extend(
+        at_every_step(steps, |label, fault, attempts| {
             let table = table.clone();
-            tasks.spawn(async move {
-                faulted_cancel(
-                    &table,
-                    format!("{name}-{step}"),
-                    Some((step, fault)),
-                    attempts,
-                )
-                .await
-            });
-        }
-    }
-    while let Some(t) = tasks.join_next().await {
-        cancels.push(t.unwrap());
-    }
+            async move { faulted_cancel(&table, label, fault, attempts).await }
+        })
+        .await,
+    );
     let (mut landed, mut injected) = (0, 0);
     for c in &cancels {
         injected += c.proxy.injected();
@@ -481,7 +462,7 @@ async fn dynamodb_failing_at_every_step_of_a_cancel() {
             }
             Some("error") => {
                 let code = c.reply["payload"]["code"].as_str().unwrap();
-                assert!(STORAGE_CODES.contains(&code), "{}: {code}", c.label);
+                assert!(is_storage_code(code), "{}: {code}", c.label);
                 assert_eq!(
                     c.run.state,
                     ExecutionState::Completed,
