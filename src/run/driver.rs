@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (user, key) pairs ever
@@ -46,7 +47,8 @@ pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
     let mut id = String::with_capacity(4 + 2 * RUN_ID_DIGEST_BYTES);
     id.push_str("run_");
     for b in &digest[..RUN_ID_DIGEST_BYTES] {
-        id.push_str(&format!("{b:02x}"));
+        // Writing into a String cannot fail.
+        let _ = write!(id, "{b:02x}");
     }
     id
 }

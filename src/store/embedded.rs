@@ -321,10 +321,7 @@ impl Store for EmbeddedStore {
                 }
             }
         }
-        let cursor = (rows.len() > limit).then(|| ListCursor {
-            created_at: rows[limit - 1].0,
-            run_id: rows[limit - 1].1.clone(),
-        });
+        let cursor = ListCursor::after_rows(&rows, limit);
         let now = now_secs();
         let mut items = Vec::with_capacity(limit);
         for (_, id) in rows.iter().take(limit) {

@@ -176,10 +176,7 @@ impl Store for MemoryStore {
                     .collect()
             }
         };
-        let cursor = (rows.len() > limit).then(|| ListCursor {
-            created_at: rows[limit - 1].0,
-            run_id: rows[limit - 1].1.clone(),
-        });
+        let cursor = ListCursor::after_rows(&rows, limit);
         let now = now_secs();
         let items = rows
             .iter()

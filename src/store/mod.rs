@@ -68,6 +68,15 @@ impl ListCursor {
         }
     }
 
+    /// The cursor of a page read as index rows `(created_at, run_id)`, newest first, with one
+    /// row beyond `limit` fetched to tell whether another page exists (`limit` ≥ 1).
+    pub fn after_rows(rows: &[(u64, String)], limit: usize) -> Option<ListCursor> {
+        (rows.len() > limit).then(|| ListCursor {
+            created_at: rows[limit - 1].0,
+            run_id: rows[limit - 1].1.clone(),
+        })
+    }
+
     /// Parses a client's cursor; `None` when it is malformed.
     pub fn parse(s: &str) -> Option<ListCursor> {
         let (ts, id) = s.split_once('.')?;
