@@ -2,11 +2,12 @@
 
 use crate::auth::{JwtError, JwtVerifier};
 use crate::context::Mode;
-use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT};
+use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH};
+use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 11] = [
+pub const ENV_VARS: [&str; 13] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -18,6 +19,8 @@ pub const ENV_VARS: [&str; 11] = [
     "WSEXEC_MODE",
     "DYNAMODB_WARMUP",
     "TLS_NATIVE_ROOTS",
+    "STREAM_FLUSH_MS",
+    "DEFAULT_AGENT",
 ];
 
 /// A setting that is missing or malformed; the manager reports it and retries next invocation.
@@ -51,6 +54,10 @@ pub struct Config {
     pub dev_auth: bool,
     /// Open the DynamoDB connection during init (`DYNAMODB_WARMUP=1`).
     pub dynamodb_warmup: bool,
+    /// Coalescing window of a run's `agent_delta` pushes (`STREAM_FLUSH_MS`).
+    pub stream_flush: Duration,
+    /// The agent a request without `agent` gets (`DEFAULT_AGENT`); `None`: the registry's.
+    pub default_agent: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +71,8 @@ impl Default for Config {
             mode: Mode::Production,
             dev_auth: false,
             dynamodb_warmup: false,
+            stream_flush: DEFAULT_STREAM_FLUSH,
+            default_agent: None,
         }
     }
 }
@@ -116,7 +125,18 @@ impl Config {
             mode,
             dev_auth: false,
             dynamodb_warmup: matches!(get("DYNAMODB_WARMUP").as_deref(), Some("1" | "true")),
+            stream_flush: ms("STREAM_FLUSH_MS", DEFAULT_STREAM_FLUSH)?,
+            default_agent: get("DEFAULT_AGENT").map(|a| a.trim().to_owned()),
         })
+    }
+
+    /// The time limits runs live by.
+    pub fn run_limits(&self) -> RunLimits {
+        RunLimits {
+            run_time_limit: self.run_time_limit,
+            heartbeat_deadline: self.heartbeat_deadline,
+            stream_flush: self.stream_flush,
+        }
     }
 
     /// `TABLE_NAME`, or a typed error when it is missing.

@@ -119,14 +119,16 @@ fn id_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')
 }
 
-/// Validates one id under every rule; returns the trimmed id.
+/// The one id rule, for every id wherever it arrives: `[A-Za-z0-9._:@-]{1,128}`, then the
+/// placeholder rules. Nothing is trimmed: an id with surrounding whitespace is refused, never
+/// silently merged with the id without it. Returns the id itself.
 pub fn validate_id<'a>(
     field: &'static str,
     value: &'a str,
     mode: Mode,
 ) -> Result<&'a str, ContextError> {
-    let v = value.trim();
-    if v.is_empty() {
+    let v = value;
+    if v.trim().is_empty() {
         return Err(ContextError::Empty { field });
     }
     // Byte length bounds char count too: the charset is ASCII-only.
@@ -157,7 +159,7 @@ pub fn validate_id<'a>(
 /// Validates an id that API Gateway issued (`connectionId`): base64-like, so `=` padding is
 /// allowed besides the usual charset; no placeholder rules (AWS never sends placeholders).
 pub fn validate_aws_id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ContextError> {
-    let v = value.trim();
+    let v = value;
     if v.is_empty() {
         return Err(ContextError::Empty { field });
     }
@@ -174,7 +176,6 @@ pub fn validate_aws_id<'a>(field: &'static str, value: &'a str) -> Result<&'a st
 /// base64's `+` and `/` mapped to their URL-safe forms `-` and `_`.
 pub fn request_id_from_message_id(message_id: &str) -> String {
     message_id
-        .trim()
         .trim_end_matches('=')
         .replace('+', "-")
         .replace('/', "_")
@@ -295,14 +296,24 @@ mod tests {
         assert!(validate_id("user_id", "test_alice", Mode::Test).is_ok());
     }
 
-    /// Charset, emptiness and length are enforced after trimming.
+    /// Charset, emptiness and length are enforced on the id as sent: whitespace is refused.
     #[test]
     fn charset_and_length_enforced() {
         assert_eq!(
             validate_id("run_id", "  ", Mode::Test),
             Err(ContextError::Empty { field: "run_id" })
         );
-        for bad in ["USER#other", "a/b", "a b", "é", "a\u{0}b", "ａlice"] {
+        for bad in [
+            "USER#other",
+            "a/b",
+            "a b",
+            "é",
+            "a\u{0}b",
+            "ａlice",
+            " r1 ",
+            "th\n",
+            "x\t",
+        ] {
             assert_eq!(
                 validate_id("run_id", bad, Mode::Test),
                 Err(ContextError::InvalidCharacters { field: "run_id" }),
@@ -356,11 +367,16 @@ mod tests {
         );
     }
 
-    /// A valid context keeps trimmed ids; an invalid part names its field.
+    /// A valid context keeps its ids as given, refuses padded ones; a bad part names its field.
     #[test]
     fn context_validates_every_part() {
-        let ctx = UserExecutionContext::new(parts(" alice "), Mode::Production).unwrap();
+        let ctx = UserExecutionContext::new(parts("alice"), Mode::Production).unwrap();
         assert_eq!(ctx.user_id, "alice");
+        let padded = UserExecutionContext::new(parts(" alice "), Mode::Production);
+        assert_eq!(
+            padded,
+            Err(ContextError::InvalidCharacters { field: "user_id" })
+        );
         let mut p = parts("alice");
         p.thread_id = "null";
         let err = UserExecutionContext::new(p, Mode::Production).unwrap_err();

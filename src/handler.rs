@@ -2,13 +2,12 @@
 
 use crate::event::{EventError, Incoming, WsResponse, decode};
 use crate::manager::{InitError, Manager};
-use crate::protocol::ClientError;
+use crate::protocol::{ClientError, Reply};
 use crate::routes::{Handled, Invocation, Route, connect, disconnect, message};
 use crate::sweep::{SweepReport, sweep};
 use crate::telemetry::{InvocationLog, metrics};
 use crate::time::now_ms;
-use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
+use serde::Serialize;
 use std::time::Instant;
 
 /// What an invocation returns to Lambda.
@@ -94,8 +93,15 @@ async fn invoke(
         Ok(Incoming::WebSocket(req)) => req,
         Ok(Incoming::Scheduled) => {
             log.route = Some(SWEEP_ROUTE);
-            let result = match mgr {
-                Ok(mgr) => Ok(Output::Sweep(sweep(mgr, now_ms()).await)),
+            let result = match mgr.map(Manager::run_deps) {
+                Ok(Ok(deps)) => Ok(Output::Sweep(sweep(&deps, now_ms()).await)),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "sweep: store unavailable");
+                    Ok(Output::Sweep(SweepReport {
+                        errors: 1,
+                        ..Default::default()
+                    }))
+                }
                 Err(e) => Err(HandlerError {
                     error_type: "Retryable.Initialisation",
                     message: e.to_string(),
@@ -130,20 +136,15 @@ async fn invoke(
             Route::Disconnect => disconnect::handle(mgr, &inv).await,
         },
     };
-    let resp = &handled.response;
-    let reply = match route {
-        Route::Default => resp.body.as_deref().map(ReplyProbe::of),
-        _ => None,
-    };
     log.route = Some(route.key());
     log.apigw_request_id = inv.aws_request_id;
     log.connection_id = Some(inv.connection_id);
     log.user_id = handled.user_id.as_deref();
-    log.status = Some(resp.status_code);
-    log.reply = reply.as_ref().and_then(ReplyProbe::kind);
+    log.status = Some(handled.response.status_code);
+    log.reply = handled.reply.map(|(kind, _)| kind.as_str());
     log.error_code = handled
         .error_code
-        .or_else(|| reply.as_ref().and_then(ReplyProbe::code));
+        .or_else(|| handled.reply.and_then(|(_, code)| code).map(|c| c.as_str()));
     finish(log, started, None);
     Ok(Output::WebSocket(handled.response))
 }
@@ -174,36 +175,6 @@ fn failed(
     Err(e)
 }
 
-/// The `type` and error `code` of a direct reply, read back from the frame the client gets, so
-/// the log says exactly what the client saw.
-#[derive(Default, Deserialize)]
-struct ReplyProbe<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    payload: Option<PayloadProbe<'a>>,
-}
-
-#[derive(Deserialize)]
-struct PayloadProbe<'a> {
-    #[serde(borrow)]
-    code: Option<Cow<'a, str>>,
-}
-
-impl<'a> ReplyProbe<'a> {
-    fn of(frame: &'a str) -> Self {
-        serde_json::from_str(frame).unwrap_or_default()
-    }
-
-    fn kind(&self) -> Option<&str> {
-        self.kind.as_deref()
-    }
-
-    fn code(&self) -> Option<&str> {
-        self.payload.as_ref()?.code.as_deref()
-    }
-}
-
 /// The reply when the manager could not be built: never internals, and retried next time.
 fn init_failure(route: Route, e: &InitError) -> Handled {
     tracing::error!(error = %e, "initialisation failed");
@@ -212,15 +183,11 @@ fn init_failure(route: Route, e: &InitError) -> Handled {
             WsResponse::status(500).with_body(r#"{"message":"internal error"}"#.into())
         }
         Route::Disconnect => WsResponse::status(200),
-        Route::Default => {
-            let frame = crate::run::driver::error_frame(None, &e.client_error());
-            return WsResponse::status(200).with_body(frame).into();
-        }
+        Route::Default => return Handled::from(Some(Reply::error(None, &e.client_error()))),
     };
     Handled {
-        response,
-        user_id: None,
         error_code: Some("init_failed"),
+        ..Handled::from(response)
     }
 }
 

@@ -5,29 +5,35 @@
 //! failure is classified, and every user sees only their own runs.
 //!
 //! # Layout
+//! Modules point one way: the leaves first, then `run`, `manager`, the commands and the sweep,
+//! the routes, the handler, and last the binaries and the local tool.
 //! - [`limits`]: every size, length and time limit, each with its reason.
-//! - [`config`]: settings read from the environment.
+//! - [`time`]: wall-clock helpers.
 //! - [`state`]: the 9-state run machine and its transition table.
-//! - [`context`]: the validated per-user execution context.
+//! - [`context`]: the validated per-user execution context and the one id rule.
+//! - [`identity`]: who is behind a connection, and the warm identity cache.
 //! - [`auth`]: identity on `$connect` (authorizer, JWT).
-//! - [`protocol`]: inbound frames and outbound events.
+//! - [`protocol`]: inbound frames, typed outbound events, client-facing errors.
 //! - [`store`]: the `Store` trait, its records, error classification and backends.
 //! - [`notify`]: pushing events to connections (`@connections` API, in-memory).
-//! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
-//! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
-//! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
-//! - [`event`]: decoding Lambda events and encoding responses.
-//! - [`manager`]: the lazily built, per-instance shared state.
-//! - [`handler`]: the Lambda entry point tying it all together.
 //! - [`telemetry`]: structured logs and CloudWatch metrics.
 //! - [`tls`]: the HTTPS client of every SDK client, with compiled-in AWS roots.
-//! - [`time`]: wall-clock helpers.
+//! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
+//! - [`config`]: settings read from the environment.
+//! - [`manager`]: the lazily built, per-instance shared state.
+//! - [`cmd`]: one file per inbound command (start, cancel, get, list).
+//! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
+//! - [`event`]: decoding Lambda events and encoding responses.
+//! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
+//! - [`handler`]: the Lambda entry point tying it all together.
 
 pub mod auth;
+pub mod cmd;
 pub mod config;
 pub mod context;
 pub mod event;
 pub mod handler;
+pub mod identity;
 pub mod limits;
 pub mod manager;
 pub mod notify;

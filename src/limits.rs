@@ -101,3 +101,23 @@ pub const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_millis(5000);
 /// DynamoDB attempts per operation (the SDK's standard retry with backoff): bounded, and the
 /// only retry loop there is.
 pub const DYNAMODB_MAX_ATTEMPTS: u32 = 3;
+
+/// Default coalescing window of `agent_delta` pushes (`STREAM_FLUSH_MS`): a 1,000-token answer
+/// costs tens of `@connections` posts, not a thousand, while text still appears live.
+pub const DEFAULT_STREAM_FLUSH: Duration = Duration::from_millis(100);
+
+/// Earlier turns of a thread handed to an agent: enough context for a conversation, bounded so
+/// one query (of at most this many runs plus one) reads them.
+pub const MAX_HISTORY_TURNS: usize = 20;
+
+/// Characters of earlier turns handed to an agent: keeps a long thread's prompt within small
+/// models' context; the oldest turns are dropped first.
+pub const MAX_HISTORY_CHARS: usize = 32 * 1024;
+
+/// Owner connections told of one run that ended elsewhere (died, timed out): a user has a few
+/// tabs and devices; more records than this are stale ones TTL will remove.
+pub const MAX_NOTICE_TARGETS: usize = 16;
+
+/// Time all the notices of one read or sweep may take together: notices must never hold up
+/// the reply that caused them, whatever state the connection records are in.
+pub const NOTICE_BUDGET: Duration = Duration::from_millis(1500);

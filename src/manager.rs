@@ -5,23 +5,16 @@
 //! only when a route first needs it. A failed build is an error reply and is retried.
 
 use crate::config::{Config, ConfigError};
-use crate::limits::IDENTITY_CACHE_CAPACITY;
+pub use crate::identity::Identity;
+use crate::identity::IdentityCache;
 use crate::notify::Notifier;
 use crate::notify::apigw::ApiGatewayNotifier;
-use crate::run::Agents;
+use crate::run::{Agents, Executor, RunDeps};
 use crate::store::StorageError;
 use crate::store::Store;
 use crate::store::dynamo::{DynamoSettings, DynamoStore};
 use once_cell::sync::OnceCell;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// The identity behind a connection (it never changes during the connection's life).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub tenant_id: Option<String>,
-}
+use std::sync::Arc;
 
 /// Why the manager or its store could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +34,25 @@ pub struct Manager {
     store: OnceCell<Arc<dyn Store>>,
     store_factory: StoreFactory,
     notifier: Arc<dyn Notifier>,
-    identities: Mutex<HashMap<String, Identity>>,
+    identities: IdentityCache,
     agents: Agents,
 }
+
+static GLOBAL: OnceCell<Manager> = OnceCell::new();
 
 impl Manager {
     /// The instance's manager, built from the environment on first call. An error is not
     /// cached: the next call tries again.
     pub fn global() -> Result<&'static Manager, InitError> {
-        static GLOBAL: OnceCell<Manager> = OnceCell::new();
-        GLOBAL.get_or_try_init(Manager::from_env)
+        Manager::global_with(Manager::from_env)
+    }
+
+    /// The instance's manager, built by `init` on first call (a binary of your own that adds
+    /// agents: `Manager::global_with(|| Ok(Manager::from_env()?.with_agent("mine", agent)))`).
+    pub fn global_with(
+        init: impl FnOnce() -> Result<Manager, InitError>,
+    ) -> Result<&'static Manager, InitError> {
+        GLOBAL.get_or_try_init(init)
     }
 
     /// The production manager: DynamoDB store (built on first use) and `@connections` pushes.
@@ -62,11 +64,10 @@ impl Manager {
             let store = DynamoStore::from_env(table, DynamoSettings::default())?;
             Ok(Arc::new(store) as Arc<dyn Store>)
         });
-        Ok(Manager::with_store_factory(
-            config,
-            factory,
-            Arc::new(ApiGatewayNotifier::from_env()),
-        ))
+        let mgr =
+            Manager::with_store_factory(config, factory, Arc::new(ApiGatewayNotifier::from_env()));
+        mgr.check_default_agent()?;
+        Ok(mgr)
     }
 
     /// A manager over an existing store.
@@ -86,13 +87,35 @@ impl Manager {
         factory: StoreFactory,
         notifier: Arc<dyn Notifier>,
     ) -> Manager {
+        let mut agents = Agents::default();
+        if let Some(name) = &config.default_agent {
+            agents.set_default(name);
+        }
         Manager {
             config,
             store: OnceCell::new(),
             store_factory: factory,
             notifier,
-            identities: Mutex::new(HashMap::new()),
-            agents: Agents::default(),
+            identities: IdentityCache::default(),
+            agents,
+        }
+    }
+
+    /// The same manager with `agent` registered as `name` (replacing a built-in of that name).
+    pub fn with_agent(mut self, name: &str, agent: Arc<dyn Executor>) -> Manager {
+        self.agents.insert(name, agent);
+        self
+    }
+
+    /// `DEFAULT_AGENT` must name a registered agent.
+    fn check_default_agent(&self) -> Result<(), ConfigError> {
+        let name = self.agents.default_name();
+        match self.agents.get(name) {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::Invalid {
+                var: "DEFAULT_AGENT",
+                reason: format!("no agent is registered as {name:?}"),
+            }),
         }
     }
 
@@ -128,10 +151,21 @@ impl Manager {
         &mut self.agents
     }
 
+    /// What runs need from this instance (builds the store on first call).
+    pub fn run_deps(&self) -> Result<RunDeps<'_>, InitError> {
+        Ok(RunDeps {
+            store: self.store()?,
+            notifier: self.notifier(),
+            agents: &self.agents,
+            identities: &self.identities,
+            limits: self.config.run_limits(),
+        })
+    }
+
     /// The identity behind a connection: from the warm cache, else its stored record.
     pub async fn identity(&self, connection_id: &str) -> Result<Option<Identity>, InitError> {
-        if let Some(hit) = self.lock_identities().get(connection_id) {
-            return Ok(Some(hit.clone()));
+        if let Some(hit) = self.identities.get(connection_id) {
+            return Ok(Some(hit));
         }
         let rec = self.store()?.get_connection(connection_id).await?;
         Ok(rec.map(|c| {
@@ -146,19 +180,11 @@ impl Manager {
 
     /// Caches a connection's identity.
     pub fn remember(&self, connection_id: &str, identity: Identity) {
-        let mut ids = self.lock_identities();
-        if ids.len() >= IDENTITY_CACHE_CAPACITY {
-            ids.clear();
-        }
-        ids.insert(connection_id.to_owned(), identity);
+        self.identities.remember(connection_id, identity);
     }
 
     /// Drops a connection's cached identity; returns it, if it was cached.
     pub fn forget(&self, connection_id: &str) -> Option<Identity> {
-        self.lock_identities().remove(connection_id)
-    }
-
-    fn lock_identities(&self) -> std::sync::MutexGuard<'_, HashMap<String, Identity>> {
-        self.identities.lock().unwrap_or_else(|p| p.into_inner())
+        self.identities.forget(connection_id)
     }
 }

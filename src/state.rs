@@ -17,6 +17,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The events that take a freshly created run to `running` (persisted in one create).
+pub const START: [RunEvent; 2] = [RunEvent::Advance, RunEvent::Advance];
+
+/// The events that take a `running` run to `completed` (persisted in one write).
+pub const COMPLETE: [RunEvent; 2] = [RunEvent::Advance, RunEvent::Advance];
+
 /// What happens to a run; the table in the module doc gives the resulting state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunEvent {
@@ -47,9 +53,11 @@ impl RunEvent {
 }
 
 /// The nine states of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionState {
+    /// Where every run begins.
+    #[default]
     Pending,
     Starting,
     Running,
@@ -83,25 +91,23 @@ impl ExecutionState {
         ExecutionState::Cancelled,
     ];
 
-    /// The transition table of the module doc.
+    /// The transition table of the module doc. Every (state, event) pair is spelled out: a new
+    /// state cannot fall into another state's row by accident.
     pub fn apply(self, event: RunEvent) -> Result<ExecutionState, TransitionError> {
         use ExecutionState::*;
-        if self.is_terminal() {
-            return Err(TransitionError { from: self, event });
+        let undefined = Err(TransitionError { from: self, event });
+        match (self, event) {
+            (Completed | Failed | Timeout | Dead | Cancelled, _) => undefined,
+            (Pending, RunEvent::Advance) => Ok(Starting),
+            (Starting, RunEvent::Advance) => Ok(Running),
+            (Running, RunEvent::Advance) => Ok(Completing),
+            (Completing, RunEvent::Advance) => Ok(Completed),
+            (Pending | Starting | Running | Completing, RunEvent::Heartbeat) => Ok(self),
+            (Pending | Starting | Running | Completing, RunEvent::Fail) => Ok(Failed),
+            (Pending | Starting | Running | Completing, RunEvent::TimeOut) => Ok(Timeout),
+            (Pending | Starting | Running | Completing, RunEvent::Die) => Ok(Dead),
+            (Pending | Starting | Running | Completing, RunEvent::Cancel) => Ok(Cancelled),
         }
-        Ok(match event {
-            RunEvent::Advance => match self {
-                Pending => Starting,
-                Starting => Running,
-                Running => Completing,
-                _ => Completed,
-            },
-            RunEvent::Heartbeat => self,
-            RunEvent::Fail => Failed,
-            RunEvent::TimeOut => Timeout,
-            RunEvent::Die => Dead,
-            RunEvent::Cancel => Cancelled,
-        })
     }
 
     /// Applies events in order, stopping at the first undefined one.

@@ -1,19 +1,15 @@
 //! The sweep: alive runs past their heartbeat deadline become `dead`, past their time limit
-//! `timeout`; the owner's connections are told. Runs on a schedule and on every read of a run.
+//! `timeout`; the owner's connections are told, within a bounded notice budget. Runs on a
+//! schedule and on every read of a run.
 
 use crate::limits::{ALIVE_SHARDS, SWEEP_BATCH};
-use crate::manager::Manager;
-use crate::protocol::ClientError;
-use crate::protocol::ErrorCode;
-use crate::protocol::EventType;
-use crate::protocol::outbound::AgentDeath;
-use crate::run::channel::push_to_connections;
-use crate::run::driver::{agent_error, log_storage, next_version, run_event};
-use crate::state::ExecutionState;
-use crate::store::{
-    ConnectionRecord, Expected, RunError, RunRecord, StorageError, StorageErrorKind,
-};
-use crate::telemetry::metrics;
+use crate::protocol::outbound::DEATH_HEARTBEAT_MISSED;
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, RunRef};
+use crate::run::channel::notify;
+use crate::run::{RunDeps, WriteOutcome, next_version, write_run};
+use crate::state::{ExecutionState, RunEvent};
+use crate::store::{Expected, RunError, RunRecord, StorageError};
+use crate::telemetry::{log_storage, metrics};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -34,19 +30,11 @@ pub struct SweepReport {
 
 /// One bounded sweep: at most `SWEEP_BATCH` due runs per shard, through the sparse index.
 /// Owners are told once per ended run, with one connections query per owner per sweep.
-pub async fn sweep(mgr: &Manager, now_ms: u64) -> SweepReport {
+pub async fn sweep(deps: &RunDeps<'_>, now_ms: u64) -> SweepReport {
     let mut report = SweepReport::default();
-    let store = match mgr.store() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "sweep: store unavailable");
-            report.errors += 1;
-            return report;
-        }
-    };
     let mut ended: HashMap<String, Vec<RunRecord>> = HashMap::new();
     for shard in 0..ALIVE_SHARDS {
-        let due = match store.due_runs(shard, now_ms, SWEEP_BATCH).await {
+        let due = match deps.store.due_runs(shard, now_ms, SWEEP_BATCH).await {
             Ok(d) => d,
             Err(e) => {
                 log_storage(&e);
@@ -56,7 +44,7 @@ pub async fn sweep(mgr: &Manager, now_ms: u64) -> SweepReport {
         };
         report.examined += due.len();
         for run in due {
-            match end_if_overdue(mgr, &run, now_ms).await {
+            match end_if_overdue(deps, &run, now_ms).await {
                 Ok(Reaped::Ended(r)) => {
                     if r.state == ExecutionState::Dead {
                         report.dead += 1;
@@ -74,14 +62,7 @@ pub async fn sweep(mgr: &Manager, now_ms: u64) -> SweepReport {
         }
     }
     for (user, runs) in ended {
-        match store.user_connections(&user).await {
-            Ok(conns) => {
-                for run in &runs {
-                    tell_owner(mgr, run, &conns).await;
-                }
-            }
-            Err(e) => log_storage(&e),
-        }
+        tell_owner(deps, &user, &runs).await;
     }
     tracing::info!(?report, "sweep finished");
     report
@@ -109,82 +90,105 @@ impl Reaped {
 
 /// Ends `run` if it is overdue at `now_ms`, and tells the owner's live connections exactly
 /// once (only the writer that wins the condition tells them).
-pub async fn reap(mgr: &Manager, run: &RunRecord, now_ms: u64) -> Result<Reaped, StorageError> {
-    let reaped = end_if_overdue(mgr, run, now_ms).await?;
+pub async fn reap(
+    deps: &RunDeps<'_>,
+    run: &RunRecord,
+    now_ms: u64,
+) -> Result<Reaped, StorageError> {
+    let reaped = end_if_overdue(deps, run, now_ms).await?;
     if let Reaped::Ended(r) = &reaped {
-        match mgr
-            .store()
-            .map_err(init_to_storage)?
-            .user_connections(&r.user_id)
-            .await
-        {
-            Ok(conns) => tell_owner(mgr, r, &conns).await,
-            Err(e) => log_storage(&e),
-        }
+        tell_owner(deps, &r.user_id, std::slice::from_ref(r)).await;
     }
     Ok(reaped)
 }
 
-fn init_to_storage(e: crate::manager::InitError) -> StorageError {
-    StorageError::new(StorageErrorKind::Unavailable, "reap", e.to_string())
+/// [`reap`] for a page of one user's runs: each overdue run is ended, and the owner is told of
+/// all of them with one connections query. Runs that cannot be written stay as read.
+pub async fn reap_page(deps: &RunDeps<'_>, runs: Vec<RunRecord>, now_ms: u64) -> Vec<RunRecord> {
+    let mut out = Vec::with_capacity(runs.len());
+    let mut ended = Vec::new();
+    for run in runs {
+        out.push(match end_if_overdue(deps, &run, now_ms).await {
+            Ok(Reaped::Ended(r)) => {
+                ended.push(r.clone());
+                r
+            }
+            Ok(reaped) => reaped.into_run(),
+            Err(e) => {
+                log_storage(&e);
+                run
+            }
+        });
+    }
+    if let Some(first) = ended.first() {
+        tell_owner(deps, &first.user_id.clone(), &ended).await;
+    }
+    out
 }
 
 /// The conditional write that ends an overdue run (`timeout` past its time limit, `dead` past
 /// its heartbeat deadline). A run changed meanwhile is left as the other writer left it.
 async fn end_if_overdue(
-    mgr: &Manager,
+    deps: &RunDeps<'_>,
     run: &RunRecord,
     now_ms: u64,
 ) -> Result<Reaped, StorageError> {
-    let Some(target) = run.overdue(now_ms) else {
+    let Some(event) = run.overdue(now_ms) else {
         return Ok(Reaped::NotDue(run.clone()));
     };
-    let Some(mut next) = next_version(run, target, now_ms) else {
+    let Some(mut next) = next_version(run, &[event], now_ms) else {
         return Ok(Reaped::NotDue(run.clone()));
     };
-    let (code, message) = match target {
-        ExecutionState::Timeout => (ErrorCode::RunTimeout.as_str(), TIMEOUT_MESSAGE),
-        _ => ("run_dead", "the run's process stopped sending heartbeats"),
-    };
+    let error = ended_error(event);
     next.error = Some(RunError {
-        code: code.to_owned(),
-        message: message.to_owned(),
+        code: error.code.as_str().to_owned(),
+        message: error.message.into_owned(),
     });
-    let store = mgr.store().map_err(init_to_storage)?;
-    match store.update_run(&next, Expected::of(run)).await {
-        Ok(()) => {
-            metrics::run_finished(next.state, now_ms.saturating_sub(next.created_at));
-            Ok(Reaped::Ended(next))
+    match write_run(deps.store, next, Expected::of(run)).await {
+        WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
+            metrics::run_finished(r.state, now_ms.saturating_sub(r.created_at));
+            Ok(Reaped::Ended(r))
         }
-        Err(e) if e.kind() == StorageErrorKind::Conflict => Ok(Reaped::Raced(
-            store
-                .get_run(&run.user_id, &run.run_id)
-                .await?
-                .unwrap_or_else(|| run.clone()),
-        )),
-        Err(e) => Err(e),
+        WriteOutcome::Conflict(current) => Ok(Reaped::Raced(current)),
+        WriteOutcome::Failed(e) => Err(e),
     }
 }
 
-const TIMEOUT_MESSAGE: &str = "the run exceeded its time limit";
+/// What the owner is told, and the run records, when `event` ends a run.
+fn ended_error(event: RunEvent) -> ClientError {
+    match event {
+        RunEvent::TimeOut => ClientError::run_timeout(),
+        _ => ClientError::new(
+            ErrorCode::RunDead,
+            "the run's process stopped sending heartbeats",
+        ),
+    }
+}
 
-/// Tells the owner's live connections that `run` died (`agent_death`) or timed out
-/// (`agent_error run_timeout`).
-async fn tell_owner(mgr: &Manager, run: &RunRecord, conns: &[ConnectionRecord]) {
-    let frame = if run.state == ExecutionState::Dead {
-        run_event(
-            EventType::AgentDeath,
-            run,
-            AgentDeath {
-                cause: "heartbeat_missed",
-            },
-        )
-    } else {
-        agent_error(
-            run,
-            &ClientError::new(ErrorCode::RunTimeout, TIMEOUT_MESSAGE).retryable(true),
-        )
+/// Tells `user`'s live connections that `runs` died (`agent_death`) or timed out
+/// (`agent_error run_timeout`): one connections query, then bounded, concurrent pushes.
+async fn tell_owner(deps: &RunDeps<'_>, user: &str, runs: &[RunRecord]) {
+    let conns = match deps.store.user_connections(user).await {
+        Ok(c) => c,
+        Err(e) => return log_storage(&e),
     };
-    let fallback = run.endpoint.clone().unwrap_or_default();
-    push_to_connections(mgr, conns, &fallback, &frame).await;
+    let timeout = ClientError::run_timeout();
+    let frames: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            let event = if run.state == ExecutionState::Dead {
+                Event::AgentDeath {
+                    cause: DEATH_HEARTBEAT_MISSED,
+                }
+            } else {
+                Event::AgentError(&timeout)
+            };
+            Envelope::new(event, RunRef::of(run), crate::time::now_ms()).to_json()
+        })
+        .collect();
+    let fallback = runs
+        .first()
+        .and_then(|r| r.endpoint.clone())
+        .unwrap_or_default();
+    notify(deps, &conns, &fallback, &frames).await;
 }

@@ -28,10 +28,6 @@ mod memory_contract {
     });
 }
 
-fn start(request_id: &str, text: &str) -> Value {
-    json!({"type": "start_agent", "request_id": request_id, "payload": {"user_request": text}})
-}
-
 /// connect → start_agent → the five events in order → get_execution completed → disconnect.
 #[tokio::test]
 async fn golden_path_on_embedded_store() {
@@ -39,7 +35,10 @@ async fn golden_path_on_embedded_store() {
     let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
     let h = Harness::on(test_config(), store.clone());
     let conn = h.connect("alice-01").await;
-    assert_eq!(h.send_json(&conn, start("r-1", "hello")).await, None);
+    assert_eq!(
+        h.send_json(&conn, start_frame("r-1", "hello", None)).await,
+        None
+    );
     let events = h.pushed(&conn);
     assert_eq!(types(&events), FIVE_EVENTS);
     let run_id = events[0]["run_id"].as_str().unwrap().to_owned();
@@ -77,9 +76,15 @@ async fn golden_path_on_embedded_store() {
 async fn retried_request_id_returns_the_existing_run() {
     let h = Harness::memory();
     let conn = h.connect("alice-01").await;
-    assert_eq!(h.send_json(&conn, start("same", "one")).await, None);
+    assert_eq!(
+        h.send_json(&conn, start_frame("same", "one", None)).await,
+        None
+    );
     let first = h.pushed(&conn);
-    let retry = h.send_json(&conn, start("same", "two")).await.unwrap();
+    let retry = h
+        .send_json(&conn, start_frame("same", "two", None))
+        .await
+        .unwrap();
     assert_eq!(retry["type"], "execution");
     assert_eq!(retry["payload"]["deduplicated"], true);
     assert_eq!(retry["run_id"], first[0]["run_id"]);
@@ -112,7 +117,8 @@ async fn other_users_run_is_indistinguishable_from_unknown() {
     let h = Harness::memory();
     let alice = h.connect("alice-01").await;
     let bob = h.connect("bob-02").await;
-    h.send_json(&alice, start("r-1", "secret")).await;
+    h.send_json(&alice, start_frame("r-1", "secret", None))
+        .await;
     let run_id = h.pushed(&alice)[0]["run_id"].as_str().unwrap().to_owned();
     for kind in ["get_execution", "cancel_agent"] {
         let theirs = h
@@ -349,7 +355,8 @@ async fn bad_frames_get_typed_errors_and_connection_stays_usable() {
             ),
             "message_too_large",
         ),
-        ("[".repeat(100_000), "invalid_frame"),
+        // An unclosed `[` is broken JSON, not a JSON value of the wrong kind (issue 17).
+        ("[".repeat(100_000), "invalid_json"),
         (
             format!(r#"{{"type":"ping","x":{}}}"#, "[".repeat(100_000)),
             "invalid_json",
@@ -376,7 +383,8 @@ async fn bad_frames_get_typed_errors_and_connection_stays_usable() {
     let r = h.invoke(&binary).await;
     assert!(r["body"].as_str().unwrap().contains("invalid_frame"));
     assert!(h.pushed(&conn).is_empty(), "no bad frame started a run");
-    h.send_json(&conn, start("ok", "still works")).await;
+    h.send_json(&conn, start_frame("ok", "still works", None))
+        .await;
     assert_eq!(types(&h.pushed(&conn)), FIVE_EVENTS);
 }
 
@@ -591,7 +599,9 @@ async fn sweep_leaves_runs_finished_meanwhile() {
     done.version = 2;
     store.update_run(&done, Expected::of(&r)).await.unwrap();
     // The sweep still holds the stale read `r`.
-    let out = wsexec::sweep::reap(&h.mgr, &r, now_ms()).await.unwrap();
+    let out = wsexec::sweep::reap(&h.mgr.run_deps().unwrap(), &r, now_ms())
+        .await
+        .unwrap();
     assert_eq!(out, wsexec::sweep::Reaped::Raced(done.clone()));
     assert_eq!(
         store.get_run("alice-01", "run_race").await.unwrap(),
@@ -650,7 +660,8 @@ async fn embedded_store_survives_reopen() {
     {
         let h = Harness::on(test_config(), Arc::new(EmbeddedStore::open(&dir).unwrap()));
         let conn = h.connect("alice-01").await;
-        h.send_json(&conn, start("persist", "keep me")).await;
+        h.send_json(&conn, start_frame("persist", "keep me", None))
+            .await;
         run_id = h.pushed(&conn)[0]["run_id"].as_str().unwrap().to_owned();
     }
     let store = EmbeddedStore::open(&dir).unwrap();

@@ -17,17 +17,17 @@ mod dynamodb_contract {
     store_contract!(async { Arc::new(fresh_store("contract").await) as Arc<dyn Store> });
 }
 
-fn start(request_id: &str) -> Value {
-    json!({"type": "start_agent", "request_id": request_id, "payload": {"user_request": "hello dynamo"}})
-}
-
 /// The golden path on DynamoDB Local, then the raw items have the documented layout.
 #[tokio::test]
 async fn golden_path_and_item_layout() {
     let store = Arc::new(fresh_store("golden").await);
     let h = Harness::on(test_config(), store.clone());
     let conn = h.connect("alice-01").await;
-    assert_eq!(h.send_json(&conn, start("g-1")).await, None);
+    assert_eq!(
+        h.send_json(&conn, start_frame("g-1", "hello dynamo", None))
+            .await,
+        None
+    );
     let events = h.pushed(&conn);
     assert_eq!(types(&events), FIVE_EVENTS);
     let run_id = events[0]["run_id"].as_str().unwrap().to_owned();
@@ -128,7 +128,8 @@ async fn requests_per_route_are_counted() {
     let run = measure(
         "run",
         Box::pin(async {
-            h.send_json(&conn_id, start("c-1")).await;
+            h.send_json(&conn_id, start_frame("c-1", "hello dynamo", None))
+                .await;
         }),
     )
     .await;
@@ -220,7 +221,8 @@ async fn concurrent_starts_with_one_request_id_make_one_run() {
         let h = h.clone();
         let conn = conn.clone();
         tasks.push(tokio::spawn(async move {
-            h.send_json(&conn, start("same-request")).await
+            h.send_json(&conn, start_frame("same-request", "hello dynamo", None))
+                .await
         }));
     }
     let mut deduplicated = 0;
@@ -486,11 +488,11 @@ fn store_from_env_requires_region_and_credentials() {
         .env("WSEXEC_ENV_CHILD", "1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // A renamed or filtered-out child would pass vacuously: it must have run, once.
+    assert!(stdout.contains("test env_child ... ok"), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
 /// Child of `store_from_env_requires_region_and_credentials`.
@@ -505,6 +507,13 @@ fn env_child() {
         .expect("no region");
     assert_eq!(e.kind(), StorageErrorKind::Invalid);
     assert!(e.to_string().contains("AWS_REGION"));
+    // SAFETY: this child process is single-threaded test code with nothing else reading env.
+    unsafe { std::env::set_var("AWS_REGION", "us-east-1") };
+    let e = DynamoStore::from_env("t", Default::default())
+        .err()
+        .expect("no credentials");
+    assert_eq!(e.kind(), StorageErrorKind::Permission);
+    assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"));
 }
 
 /// The init-time warm-up is one real request (a `GetItem` of a key that never exists).

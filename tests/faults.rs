@@ -32,10 +32,6 @@ fn config() -> Config {
     c
 }
 
-fn start_frame() -> Value {
-    json!({"type": "start_agent", "request_id": "faulted", "payload": {"user_request": "x", "delay_ms": 500}})
-}
-
 /// The fault kinds of the matrix: a name, what the proxy does, and the SDK's attempts.
 const KINDS: [(&str, Injected, u32); 7] = [
     (
@@ -138,7 +134,9 @@ async fn faulted_run(
     if let Some((step, f)) = fault {
         proxy.inject(step, f);
     }
-    let reply = h.send_json(&conn, start_frame()).await;
+    let reply = h
+        .send_json(&conn, start_frame("faulted", "x", Some(500)))
+        .await;
     let pushed = h.pushed(&conn);
     Faulted {
         label,
@@ -267,7 +265,12 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
     let notifier = Arc::new(wsexec::notify::memory::MemoryNotifier::new());
     let mgr = Manager::new(config(), direct.clone(), notifier.clone());
     let later = now_ms() + 60_000;
-    while wsexec::sweep::sweep(&mgr, later).await.examined > 0 {}
+    let deps = mgr.run_deps().unwrap();
+    let mut sweeps = 0;
+    while wsexec::sweep::sweep(&deps, later).await.examined > 0 {
+        sweeps += 1;
+        assert!(sweeps < 100, "the sweep never drained the orphaned runs");
+    }
     // Whoever was told of an orphaned run hears its end from the sweep.
     for f in runs.iter().filter(|f| heard(f).0 == "execution") {
         let told = types(
@@ -489,13 +492,6 @@ fn push_manager(store: Arc<DynamoStore>, endpoint_url: &str) -> Manager {
     Manager::new(cfg, store, notifier)
 }
 
-async fn invoke(mgr: &Manager, event: &Value) -> Value {
-    let out = wsexec::handler::handle(&event.to_string(), Ok(mgr), None)
-        .await
-        .unwrap();
-    serde_json::to_value(out).unwrap()
-}
-
 /// `@connections` failing at each push: the run always completes, every other event arrives, the outcome stays readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_endpoint_failing_at_every_push() {
@@ -511,12 +507,16 @@ async fn connections_endpoint_failing_at_every_push() {
             tasks.spawn(async move {
                 let user = format!("p-{status}-{step}");
                 let conn = aws_id();
-                let r = invoke(&mgr, &connect_event(&conn, &[("user_id", &user)], &[])).await;
+                let r = invoke_with(&mgr, &connect_event(&conn, &[("user_id", &user)], &[])).await;
                 assert_eq!(r["statusCode"], 200);
                 let mut script = vec![200; step - 1];
                 script.extend(std::iter::repeat_n(status, repeat));
                 ep.script(&conn, &script);
-                let reply = invoke(&mgr, &message_event(&conn, &start_frame().to_string())).await;
+                let reply = invoke_with(
+                    &mgr,
+                    &message_event(&conn, &start_frame("faulted", "x", Some(500)).to_string()),
+                )
+                .await;
                 assert!(reply.get("body").is_none(), "{reply}");
                 let runs = store.list_runs(&user, None, 10, None).await.unwrap().items;
                 assert_eq!(runs.len(), 1, "{status}@{step}");
@@ -535,7 +535,7 @@ async fn connections_endpoint_failing_at_every_push() {
                 if status != 410 && step == FIVE_EVENTS.len() {
                     // The terminal event was lost: the client reads the outcome instead.
                     let body = json!({"type": "get_execution", "run_id": runs[0].run_id});
-                    let got = invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+                    let got = invoke_with(&mgr, &message_event(&conn, &body.to_string())).await;
                     let got: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
                     assert_eq!(got["payload"]["state"], "completed");
                     assert_eq!(got["payload"]["result"]["reply"], "echo: x");
@@ -553,12 +553,16 @@ async fn connections_endpoint_failing_at_every_push() {
     // Every push refused: the run still completes and is readable.
     let refused = push_manager(store.clone(), &refused_endpoint());
     let conn = aws_id();
-    invoke(
+    invoke_with(
         &refused,
         &connect_event(&conn, &[("user_id", "p-refused")], &[]),
     )
     .await;
-    invoke(&refused, &message_event(&conn, &start_frame().to_string())).await;
+    invoke_with(
+        &refused,
+        &message_event(&conn, &start_frame("faulted", "x", Some(500)).to_string()),
+    )
+    .await;
     let done = store
         .list_runs("p-refused", None, 10, None)
         .await

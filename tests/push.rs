@@ -26,16 +26,9 @@ async fn setup() -> (Manager, Arc<DynamoStore>, ConnectionsEndpoint) {
     (Manager::new(cfg, store.clone(), notifier), store, endpoint)
 }
 
-async fn invoke(mgr: &Manager, event: &Value) -> Value {
-    let out = wsexec::handler::handle(&event.to_string(), Ok(mgr), None)
-        .await
-        .unwrap();
-    serde_json::to_value(out).unwrap()
-}
-
 async fn connect(mgr: &Manager, user: &str) -> String {
     let id = aws_id();
-    let r = invoke(mgr, &connect_event(&id, &[("user_id", user)], &[])).await;
+    let r = invoke_with(mgr, &connect_event(&id, &[("user_id", user)], &[])).await;
     assert_eq!(r["statusCode"], 200);
     id
 }
@@ -45,7 +38,7 @@ async fn connect(mgr: &Manager, user: &str) -> String {
 async fn events_arrive_in_order_over_http() {
     let (mgr, _store, ep) = setup().await;
     let conn = connect(&mgr, "alice-01").await;
-    invoke(
+    invoke_with(
         &mgr,
         &message_event(
             &conn,
@@ -62,7 +55,7 @@ async fn gone_mid_run_removes_connection_and_run_completes() {
     let (mgr, store, ep) = setup().await;
     let conn = connect(&mgr, "alice-01").await;
     ep.script(&conn, &[200, 200, 410]);
-    invoke(
+    invoke_with(
         &mgr,
         &message_event(
             &conn,
@@ -82,7 +75,7 @@ async fn gone_mid_run_removes_connection_and_run_completes() {
     assert_eq!(page.items[0].result.as_ref().unwrap()["reply"], "echo: hi");
     // A client that reconnects reads the result.
     let again = connect(&mgr, "alice-01").await;
-    let reply = invoke(
+    let reply = invoke_with(
         &mgr,
         &message_event(
             &again,
@@ -120,7 +113,7 @@ async fn push_failures_are_classified_and_runs_still_finish() {
             script.extend([status; 20]);
             ep.script(&conn, &script);
             let body = json!({"type":"start_agent","request_id":format!("f{status}"),"payload":{"user_request":"x"}});
-            invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+            invoke_with(&mgr, &message_event(&conn, &body.to_string())).await;
             assert_eq!(types(&ep.delivered(&conn)), ["agent_started"], "{status}");
             assert!(
                 ep.attempts(&conn) >= 5,
@@ -167,13 +160,13 @@ struct BigResult;
 impl wsexec::run::Executor for BigResult {
     async fn execute(
         &self,
-        _input: &wsexec::run::RunInput<'_>,
-        sink: &mut dyn wsexec::run::RunSink,
+        _input: wsexec::run::RunInput<'_>,
+        sink: wsexec::run::RunSink,
     ) -> Result<Value, wsexec::run::AgentFailure> {
         sink.thinking("fetching a large document").await;
-        sink.tool_executing("fetch", &json!({})).await;
+        sink.tool_executing("fetch", json!({})).await;
         let doc = json!({"document": "x".repeat(300_000)});
-        sink.tool_completed("fetch", &doc, 1).await;
+        sink.tool_completed("fetch", doc, 1).await;
         Ok(json!({"reply": "done"}))
     }
 }
@@ -185,7 +178,7 @@ async fn oversized_events_arrive_truncated() {
     mgr.agents_mut().insert("big", Arc::new(BigResult));
     let conn = connect(&mgr, "alice-01").await;
     let body = json!({"type":"start_agent","agent":"big","request_id":"big","payload":{"user_request":"get it"}});
-    invoke(&mgr, &message_event(&conn, &body.to_string())).await;
+    invoke_with(&mgr, &message_event(&conn, &body.to_string())).await;
     let got = ep.delivered(&conn);
     assert_eq!(types(&got), FIVE_EVENTS);
     let sizes: Vec<usize> = ep.book.lock().unwrap().delivered[&conn]
@@ -219,11 +212,11 @@ async fn killed_run_is_marked_dead_once_and_owner_told() {
     other.run_id = "run_killed_2".into();
     store.create_run(&other).await.unwrap();
 
-    let sweep = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+    let sweep = invoke_with(&mgr, &sample("scheduled-sweep.json")).await;
     assert_eq!(sweep["dead"], 2, "{sweep}");
-    let again = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+    let again = invoke_with(&mgr, &sample("scheduled-sweep.json")).await;
     assert_eq!(again["examined"], 0);
-    let got = invoke(
+    let got = invoke_with(
         &mgr,
         &message_event(
             &watcher,
@@ -275,7 +268,7 @@ async fn sweep_ends_a_thousand_runs_in_bounded_invocations() {
     let (mut total, mut invocations) = (0, 0);
     loop {
         let before = counter.get();
-        let report = invoke(&mgr, &sample("scheduled-sweep.json")).await;
+        let report = invoke_with(&mgr, &sample("scheduled-sweep.json")).await;
         let examined = report["examined"].as_u64().unwrap() as usize;
         assert!(examined <= bound, "{report}");
         assert_eq!(report["errors"], 0);

@@ -14,10 +14,6 @@ use wsexec::store::dynamo::DynamoStore;
 use wsexec::sweep::{Reaped, reap, sweep};
 use wsexec::time::now_ms;
 
-fn start(request_id: &str, delay_ms: u64) -> Value {
-    json!({"type": "start_agent", "request_id": request_id, "payload": {"user_request": "race", "delay_ms": delay_ms}})
-}
-
 /// A harness on a fresh DynamoDB Local table.
 async fn harness(config: wsexec::Config) -> (Arc<Harness>, Arc<DynamoStore>) {
     let store = Arc::new(fresh_store("races").await);
@@ -51,7 +47,8 @@ async fn a_hundred_concurrent_starts_with_one_request_id_make_one_run() {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..STARTS {
             let (h, conn, rid) = (h.clone(), conns[i % 2].clone(), rid.clone());
-            tasks.spawn(async move { h.send_json(&conn, start(&rid, 0)).await });
+            tasks
+                .spawn(async move { h.send_json(&conn, start_frame(&rid, "race", Some(0))).await });
         }
         let mut replies = Vec::new();
         while let Some(t) = tasks.join_next().await {
@@ -106,7 +103,10 @@ async fn cancel_racing_completion_has_one_outcome_and_consistent_events() {
         let jitter = Duration::from_millis(round % 7 * 4);
         let task = {
             let (h, runner) = (h.clone(), runner.clone());
-            tokio::spawn(async move { h.send_json(&runner, start("r", delay)).await })
+            tokio::spawn(async move {
+                h.send_json(&runner, start_frame("r", "race", Some(delay)))
+                    .await
+            })
         };
         let run_id = started(&h, &runner).await;
         tokio::time::sleep(jitter).await;
@@ -176,7 +176,10 @@ async fn two_connections_of_one_user_on_one_run() {
         let b = h.connect(&user).await;
         let task = {
             let (h, a) = (h.clone(), a.clone());
-            tokio::spawn(async move { h.send_json(&a, start("twin", 2_000)).await })
+            tokio::spawn(async move {
+                h.send_json(&a, start_frame("twin", "race", Some(2_000)))
+                    .await
+            })
         };
         let run_id = started(&h, &a).await;
         let cancel = json!({"type": "cancel_agent", "run_id": run_id});
@@ -235,7 +238,7 @@ async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
         tokio::spawn(async move {
             let (mut sweeps, mut dead) = (0, 0);
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let r = sweep(&h.mgr, now_ms()).await;
+                let r = sweep(&h.mgr.run_deps().unwrap(), now_ms()).await;
                 dead += r.dead + r.timed_out;
                 sweeps += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -251,7 +254,10 @@ async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
             let conn = h.connect(&user).await;
             let run = {
                 let (h, conn) = (h.clone(), conn.clone());
-                tokio::spawn(async move { h.send_json(&conn, start("beat", 1_500)).await })
+                tokio::spawn(async move {
+                    h.send_json(&conn, start_frame("beat", "race", Some(1_500)))
+                        .await
+                })
             };
             let run_id = started(&h, &conn).await;
             let stale_read = store.get_run(&user, &run_id).await.unwrap().unwrap();
@@ -263,7 +269,7 @@ async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let raced = reap(&h.mgr, &stale_read, stale_read.stale_at)
+            let raced = reap(&h.mgr.run_deps().unwrap(), &stale_read, stale_read.stale_at)
                 .await
                 .unwrap();
             match &raced {

@@ -426,13 +426,15 @@ async fn hostile_frames_get_their_documented_error() {
             format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(wsexec::limits::MAX_MESSAGE_BYTES)),
             "message_too_large",
         ),
-        ("[".repeat(100_000), "invalid_frame"),
+        // An unclosed `[` is broken JSON, not a JSON value of the wrong kind (issue 17).
+        ("[".repeat(100_000), "invalid_json"),
         (
             format!(
                 r#"{{"type":"start_agent","payload":{{"user_request":"x","metadata":{}}}}}"#,
                 nested(200)
             ),
-            "invalid_json",
+            // Complete JSON, only too deep: not "invalid JSON" (issue 17).
+            "invalid_frame",
         ),
         (r#"{"type":"ping","type":"start_agent"}"#.into(), "invalid_field"),
         (

@@ -1,19 +1,17 @@
 //! Client-facing errors: a stable `code`, a message safe to show, and whether retrying may help.
 
 use crate::context::ContextError;
-use crate::notify::PushError;
-use crate::store::StorageError;
-use serde::Serialize;
+use crate::store::{StorageError, StorageErrorKind};
+use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 
-/// Stable error codes of the `error` and `agent_error` events that are not storage kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Every error code an `error` or `agent_error` event can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The frame is not valid JSON (or not text).
     InvalidJson,
-    /// The frame is JSON but not an object with a string `type`.
+    /// The frame is JSON but not an object with a string `type`, or nests too deeply.
     InvalidFrame,
     /// `type` names no message this API knows.
     UnknownType,
@@ -39,8 +37,22 @@ pub enum ErrorCode {
     AgentFailed,
     /// The run exceeded its time limit.
     RunTimeout,
+    /// The run's process stopped sending heartbeats (the sweep declared it dead).
+    RunDead,
+    /// The model provider refused the credentials (401/403).
+    LlmPermission,
+    /// The model provider is rate limiting (429, Bedrock `ThrottlingException`).
+    LlmThrottled,
+    /// The model provider failed, could not be reached, or stalled.
+    LlmUnavailable,
+    /// The model provider rejected the request (400, context too long).
+    LlmInvalid,
+    /// The model provider's stream broke the protocol.
+    LlmProtocol,
     /// The function is misconfigured or failed internally.
     Internal,
+    /// A classified storage failure: the kind's own code.
+    Storage(StorageErrorKind),
 }
 
 impl ErrorCode {
@@ -61,15 +73,40 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::AgentFailed => "agent_failed",
             ErrorCode::RunTimeout => "run_timeout",
+            ErrorCode::RunDead => "run_dead",
+            ErrorCode::LlmPermission => "llm_permission",
+            ErrorCode::LlmThrottled => "llm_throttled",
+            ErrorCode::LlmUnavailable => "llm_unavailable",
+            ErrorCode::LlmInvalid => "llm_invalid",
+            ErrorCode::LlmProtocol => "llm_protocol",
             ErrorCode::Internal => "internal",
+            ErrorCode::Storage(kind) => kind.code(),
         }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// An error as the client sees it: `{code, message, retryable}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClientError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
     pub retryable: bool,
 }
@@ -78,7 +115,7 @@ impl ClientError {
     /// A non-retryable protocol error.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         ClientError {
-            code: code.as_str(),
+            code,
             message: message.into(),
             retryable: false,
         }
@@ -95,21 +132,17 @@ impl ClientError {
         ClientError::new(ErrorCode::NotFound, "no such run")
     }
 
+    /// The run exceeded its time limit (retrying the request may succeed).
+    pub fn run_timeout() -> Self {
+        ClientError::new(ErrorCode::RunTimeout, "the run exceeded its time limit").retryable(true)
+    }
+
     /// A storage failure as the client may see it: its kind's code and retryability, never the
     /// raw cause (which is logged).
     pub fn storage(err: &StorageError) -> Self {
         ClientError {
-            code: err.code(),
+            code: ErrorCode::Storage(err.kind()),
             message: Cow::Borrowed(err.kind().client_message()),
-            retryable: err.is_retryable(),
-        }
-    }
-
-    /// A push failure as the client may see it.
-    pub fn push(err: &PushError) -> Self {
-        ClientError {
-            code: err.code(),
-            message: Cow::Borrowed("event delivery failed"),
             retryable: err.is_retryable(),
         }
     }

@@ -1,6 +1,10 @@
 //! Inbound frames: one flat, borrowing parse, then dispatch on `type` into [`Inbound`].
+//!
+//! Ids (`run_id`, `request_id`, `thread_id`, `cursor`) are passed on exactly as sent, bounded
+//! only in size: the one id rule (`context::validate_id`) judges them where they are used.
 
 use super::error::{ClientError, ErrorCode};
+use super::refusal;
 use crate::limits::{
     MAX_CURSOR_LEN, MAX_ID_FIELD_BYTES, MAX_ID_LEN, MAX_MESSAGE_BYTES, MAX_PAGE_SIZE,
     MAX_TEXT_BYTES,
@@ -41,7 +45,9 @@ struct RawPayload<'a> {
     #[serde(borrow)]
     text: Option<Cow<'a, str>>,
     metadata: Option<Map<String, Value>>,
-    delay_ms: Option<u64>,
+    options: Option<Map<String, Value>>,
+    /// The `echo` agent's step delay; an agent option, judged by the agent.
+    delay_ms: Option<Value>,
 }
 
 /// A request that starts a run (`start_agent`, `user_message`, `chat`).
@@ -53,8 +59,8 @@ pub struct StartRequest<'a> {
     pub thread_id: Option<Cow<'a, str>>,
     pub agent: Option<Cow<'a, str>>,
     pub metadata: Option<Map<String, Value>>,
-    /// The `echo` agent's artificial step delay, for exercising long runs.
-    pub delay_ms: Option<u64>,
+    /// Agent options: `payload.options`, plus `payload.delay_ms` (the `echo` agent's).
+    pub options: Map<String, Value>,
 }
 
 /// A `list_executions` page request.
@@ -96,7 +102,7 @@ fn err(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> ClientError {
     ClientError::new(code, msg)
 }
 
-fn text_field<'a>(
+fn sized<'a>(
     name: &'static str,
     v: Option<Cow<'a, str>>,
     max: usize,
@@ -106,6 +112,16 @@ fn text_field<'a>(
             ErrorCode::FieldTooLarge,
             format!("{name} exceeds {max} bytes"),
         )),
+        other => Ok(other),
+    }
+}
+
+fn text_field<'a>(
+    name: &'static str,
+    v: Option<Cow<'a, str>>,
+    max: usize,
+) -> Result<Option<Cow<'a, str>>, ClientError> {
+    match sized(name, v, max)? {
         Some(s) if s.trim().is_empty() => Err(err(
             ErrorCode::MissingField,
             format!("{name} must not be empty"),
@@ -119,35 +135,32 @@ fn required<'a>(
     v: Option<Cow<'a, str>>,
     max: usize,
 ) -> Result<Cow<'a, str>, ClientError> {
-    text_field(name, v, max)?
-        .ok_or_else(|| err(ErrorCode::MissingField, format!("{name} is required")))
+    v.ok_or_else(|| err(ErrorCode::MissingField, format!("{name} is required")))
+        .and_then(|s| sized(name, Some(s), max))
+        .map(|s| s.unwrap_or_default())
 }
 
-/// Parses one text frame. Never panics; every failure is a typed [`FrameError`].
+/// Parses one text frame. Never panics; every failure is a typed [`FrameError`] whose message
+/// names the field and the problem, never a parser's internals.
 pub fn parse_frame(body: &str) -> Result<Frame<'_>, FrameError> {
+    let fail = |error| FrameError {
+        error,
+        request_id: None,
+    };
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(FrameError {
-            error: err(
-                ErrorCode::MessageTooLarge,
-                format!("message exceeds {MAX_MESSAGE_BYTES} bytes"),
-            ),
-            request_id: None,
-        });
+        return Err(fail(err(
+            ErrorCode::MessageTooLarge,
+            format!("message exceeds {MAX_MESSAGE_BYTES} bytes"),
+        )));
     }
-    let raw: RawFrame<'_> = serde_json::from_str(body).map_err(|e| {
-        use serde_json::error::Category;
-        let error = match e.classify() {
-            Category::Data if body.trim_start().starts_with('{') => {
-                err(ErrorCode::InvalidField, e.to_string())
-            }
-            Category::Data => err(ErrorCode::InvalidFrame, "a frame must be a JSON object"),
-            _ => err(ErrorCode::InvalidJson, "frame is not valid JSON"),
-        };
-        FrameError {
-            error,
-            request_id: None,
-        }
-    })?;
+    if !body
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(fail(refusal::not_an_object(body)));
+    }
+    let raw: RawFrame<'_> =
+        serde_json::from_str(body).map_err(|e| fail(refusal::describe(body, &e)))?;
     let request_id = raw.request_id.clone().filter(|r| r.len() <= MAX_ID_LEN);
     build(raw).map_err(|error| FrameError {
         error,
@@ -159,7 +172,7 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
     let kind = raw
         .kind
         .ok_or_else(|| err(ErrorCode::MissingField, "type is required"))?;
-    let request_id = text_field("request_id", raw.request_id, MAX_ID_FIELD_BYTES)?;
+    let request_id = sized("request_id", raw.request_id, MAX_ID_FIELD_BYTES)?;
     let message = match kind.as_ref() {
         "ping" => Inbound::Ping,
         "heartbeat" => Inbound::Heartbeat,
@@ -170,13 +183,18 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
             } else {
                 ("payload.message", p.message.or(p.content).or(p.text))
             };
+            let mut options = p.options.unwrap_or_default();
+            if let Some(d) = p.delay_ms {
+                options.insert("delay_ms".into(), d);
+            }
             let start = StartRequest {
-                text: required(name, text, MAX_TEXT_BYTES)?,
+                text: text_field(name, text, MAX_TEXT_BYTES)?
+                    .ok_or_else(|| err(ErrorCode::MissingField, format!("{name} is required")))?,
                 request_id: request_id.clone(),
-                thread_id: text_field("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
+                thread_id: sized("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
                 agent: text_field("agent", raw.agent, MAX_ID_FIELD_BYTES)?,
                 metadata: p.metadata,
-                delay_ms: p.delay_ms,
+                options,
             };
             if kind == "start_agent" {
                 Inbound::StartAgent(start)
@@ -191,7 +209,7 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
             run_id: required("run_id", raw.run_id, MAX_ID_FIELD_BYTES)?,
         },
         "list_executions" => Inbound::ListExecutions(ListRequest {
-            thread_id: text_field("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
+            thread_id: sized("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,
             limit: match raw.limit {
                 None => None,
                 Some(n @ 1..) if n as usize <= MAX_PAGE_SIZE => Some(n as usize),
@@ -202,7 +220,7 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
                     ));
                 }
             },
-            cursor: text_field("cursor", raw.cursor, MAX_CURSOR_LEN)?,
+            cursor: sized("cursor", raw.cursor, MAX_CURSOR_LEN)?,
         }),
         _ => Inbound::Unknown(kind),
     };
@@ -216,8 +234,12 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
 mod tests {
     use super::*;
 
-    fn code(body: &str) -> &'static str {
+    fn code(body: &str) -> ErrorCode {
         parse_frame(body).unwrap_err().error.code
+    }
+
+    fn message(body: &str) -> String {
+        parse_frame(body).unwrap_err().error.message.into_owned()
     }
 
     /// Each message type parses into its variant with its fields.
@@ -228,7 +250,7 @@ mod tests {
             Inbound::Ping
         );
         let f = parse_frame(
-            r#"{"type":"start_agent","request_id":"r1","thread_id":"t1","payload":{"user_request":"hi"}}"#,
+            r#"{"type":"start_agent","request_id":"r1","thread_id":"t1","payload":{"user_request":"hi","delay_ms":5}}"#,
         )
         .unwrap();
         match f.message {
@@ -236,7 +258,8 @@ mod tests {
                 assert_eq!(
                     (s.text.as_ref(), s.thread_id.as_deref()),
                     ("hi", Some("t1"))
-                )
+                );
+                assert_eq!(s.options.get("delay_ms"), Some(&Value::from(5)));
             }
             other => panic!("{other:?}"),
         }
@@ -257,6 +280,18 @@ mod tests {
             parse_frame(r#"{"type":"dance"}"#).unwrap().message,
             Inbound::Unknown(t) if t == "dance"
         ));
+    }
+
+    /// Ids reach the commands exactly as sent (the id rule judges them there), whitespace too.
+    #[test]
+    fn ids_are_not_trimmed() {
+        let f = parse_frame(r#"{"type":"get_execution","run_id":"run_x "}"#).unwrap();
+        assert_eq!(
+            f.message,
+            Inbound::GetExecution {
+                run_id: "run_x ".into()
+            }
+        );
     }
 
     /// Each class of bad frame maps to its stable code.
@@ -291,6 +326,52 @@ mod tests {
             "a".repeat(MAX_MESSAGE_BYTES)
         );
         assert_eq!(code(&huge), "message_too_large");
+    }
+
+    /// Messages name the field and the expected kind, never a parser's type names or positions.
+    #[test]
+    fn errors_speak_the_protocol() {
+        assert_eq!(message(r#"{"type":5}"#), "type must be a string");
+        assert_eq!(
+            message(r#"{"type":"start_agent","payload":{"user_request":["x"]}}"#),
+            "payload.user_request must be a string"
+        );
+        assert_eq!(
+            message(r#"{"type":"list_executions","limit":1e2}"#),
+            "limit must be a whole number"
+        );
+        assert_eq!(
+            message(r#"{"type":"start_agent","payload":"x"}"#),
+            "payload must be an object"
+        );
+        assert_eq!(
+            message(r#"{"type":"a","type":"b"}"#),
+            "field type appears more than once"
+        );
+        for body in [
+            r#"{"type":"start_agent","payload":{"user_request":"x","metadata":[]}}"#,
+            r#"{"type":5}"#,
+            "[[[",
+        ] {
+            let m = message(body);
+            assert!(
+                !m.contains("line") && !m.contains("struct") && !m.contains("Raw"),
+                "{m}"
+            );
+        }
+    }
+
+    /// Truncated deep nesting is not JSON; complete but too deep nesting is its own error.
+    #[test]
+    fn deep_nesting_is_told_apart_from_broken_json() {
+        assert_eq!(code(&"[".repeat(100_000)), "invalid_json");
+        let deep = format!(
+            r#"{{"type":"start_agent","payload":{{"user_request":"x","metadata":{{"a":{}{}}}}}}}"#,
+            "[".repeat(129),
+            "]".repeat(129)
+        );
+        assert_eq!(code(&deep), "invalid_frame");
+        assert!(message(&deep).contains("deeper than 128"));
     }
 
     /// A bad frame that still names a `request_id` echoes it in the error.

@@ -3,7 +3,10 @@
 pub mod error;
 pub mod inbound;
 pub mod outbound;
+pub mod refusal;
+pub mod view;
 
 pub use error::{ClientError, ErrorCode};
-pub use inbound::{Inbound, ListRequest, StartRequest, parse_frame};
-pub use outbound::{Envelope, EventType};
+pub use inbound::{Frame, Inbound, ListRequest, StartRequest, parse_frame};
+pub use outbound::{Envelope, Event, EventType, Reply, RunRef};
+pub use view::{ExecutionView, ExecutionsView};

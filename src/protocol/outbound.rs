@@ -1,11 +1,17 @@
-//! Outbound events: `{"type", "run_id"?, "thread_id"?, "request_id"?, "timestamp", "payload"}`.
+//! Outbound events: one typed enum of every event and reply, serialized once at the edge as
+//! `{"type", "run_id"?, "thread_id"?, "request_id"?, "seq"?, "timestamp", "payload"}`.
 
+use super::error::{ClientError, ErrorCode};
+use super::view::{ExecutionView, ExecutionsView};
+use crate::store::RunRecord;
 use crate::time::rfc3339_ms;
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
+use std::borrow::Cow;
 
-/// Every outbound event type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Every outbound event type, with its wire name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
     Pong,
     HeartbeatAck,
@@ -13,6 +19,7 @@ pub enum EventType {
     AgentThinking,
     ToolExecuting,
     ToolCompleted,
+    AgentDelta,
     AgentCompleted,
     AgentError,
     AgentCancelled,
@@ -22,19 +29,113 @@ pub enum EventType {
     Error,
 }
 
-/// One outbound event; `P` is its type-specific payload.
+impl EventType {
+    /// The `type` on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Pong => "pong",
+            EventType::HeartbeatAck => "heartbeat_ack",
+            EventType::AgentStarted => "agent_started",
+            EventType::AgentThinking => "agent_thinking",
+            EventType::ToolExecuting => "tool_executing",
+            EventType::ToolCompleted => "tool_completed",
+            EventType::AgentDelta => "agent_delta",
+            EventType::AgentCompleted => "agent_completed",
+            EventType::AgentError => "agent_error",
+            EventType::AgentCancelled => "agent_cancelled",
+            EventType::AgentDeath => "agent_death",
+            EventType::Execution => "execution",
+            EventType::Executions => "executions",
+            EventType::Error => "error",
+        }
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Why the sweep declared a run dead (`agent_death.cause`).
+pub const DEATH_HEARTBEAT_MISSED: &str = "heartbeat_missed";
+
+/// One event with its payload. Serialized as the payload alone (untagged); [`Envelope`] adds
+/// the `type` from [`Event::kind`].
 #[derive(Debug, Serialize)]
-pub struct Envelope<'a, P: Serialize> {
-    #[serde(rename = "type")]
-    pub kind: EventType,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub thread_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<&'a str>,
-    pub timestamp: String,
-    pub payload: P,
+#[serde(untagged)]
+pub enum Event<'a> {
+    Pong {},
+    HeartbeatAck {},
+    AgentStarted {
+        agent_name: &'a str,
+    },
+    AgentThinking {
+        thought: &'a str,
+        step_number: u32,
+    },
+    ToolExecuting {
+        tool_name: &'a str,
+        parameters: &'a Value,
+    },
+    ToolCompleted {
+        tool_name: &'a str,
+        result: &'a Value,
+        execution_time_ms: u64,
+    },
+    AgentDelta {
+        text: &'a str,
+    },
+    AgentCompleted {
+        agent_name: &'a str,
+        result: &'a Value,
+        execution_time_ms: u64,
+    },
+    AgentError(&'a ClientError),
+    AgentCancelled {
+        state: &'static str,
+    },
+    AgentDeath {
+        cause: &'static str,
+    },
+    Execution(ExecutionView<'a>),
+    Executions(ExecutionsView<'a>),
+    Error(&'a ClientError),
+}
+
+impl Event<'_> {
+    /// The event's `type`.
+    pub fn kind(&self) -> EventType {
+        match self {
+            Event::Pong {} => EventType::Pong,
+            Event::HeartbeatAck {} => EventType::HeartbeatAck,
+            Event::AgentStarted { .. } => EventType::AgentStarted,
+            Event::AgentThinking { .. } => EventType::AgentThinking,
+            Event::ToolExecuting { .. } => EventType::ToolExecuting,
+            Event::ToolCompleted { .. } => EventType::ToolCompleted,
+            Event::AgentDelta { .. } => EventType::AgentDelta,
+            Event::AgentCompleted { .. } => EventType::AgentCompleted,
+            Event::AgentError(_) => EventType::AgentError,
+            Event::AgentCancelled { .. } => EventType::AgentCancelled,
+            Event::AgentDeath { .. } => EventType::AgentDeath,
+            Event::Execution(_) => EventType::Execution,
+            Event::Executions(_) => EventType::Executions,
+            Event::Error(_) => EventType::Error,
+        }
+    }
+
+    /// The error code an `error` / `agent_error` carries.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Event::AgentError(e) | Event::Error(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// `agent_cancelled`.
+    pub fn cancelled() -> Event<'static> {
+        Event::AgentCancelled { state: "cancelled" }
+    }
 }
 
 /// The run an event belongs to.
@@ -45,76 +146,114 @@ pub struct RunRef<'a> {
     pub request_id: Option<&'a str>,
 }
 
-impl<'a, P: Serialize> Envelope<'a, P> {
-    /// An event stamped with the given epoch milliseconds.
-    pub fn new(kind: EventType, run: RunRef<'a>, now_ms: u64, payload: P) -> Self {
-        Envelope {
-            kind,
-            run_id: run.run_id,
-            thread_id: run.thread_id,
-            request_id: run.request_id,
-            timestamp: rfc3339_ms(now_ms),
-            payload,
+impl<'a> RunRef<'a> {
+    /// The ids of `run`.
+    pub fn of(run: &'a RunRecord) -> Self {
+        RunRef {
+            run_id: Some(&run.run_id),
+            thread_id: Some(&run.thread_id),
+            request_id: Some(&run.request_id),
         }
+    }
+
+    /// Only the client's `request_id` (replies that belong to no run).
+    pub fn request(request_id: Option<&'a str>) -> Self {
+        RunRef {
+            request_id,
+            ..Default::default()
+        }
+    }
+}
+
+/// One outbound event with its envelope.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub event: Event<'a>,
+    pub run: RunRef<'a>,
+    /// The event's place in its run's stream (pushed run events only).
+    pub seq: Option<u64>,
+    /// Epoch milliseconds, written as RFC 3339 `timestamp`.
+    pub at_ms: u64,
+}
+
+impl<'a> Envelope<'a> {
+    /// An event stamped at `at_ms`.
+    pub fn new(event: Event<'a>, run: RunRef<'a>, at_ms: u64) -> Self {
+        Envelope {
+            event,
+            run,
+            seq: None,
+            at_ms,
+        }
+    }
+
+    /// The same event, numbered in its run's stream.
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
     }
 
     /// The event as a JSON text frame.
     pub fn to_json(&self) -> String {
-        // Serializing plain structs of strings, numbers and `Value`s cannot fail.
+        // Serializing strings, numbers and `Value`s into a String cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    /// The frame a client gets as a direct reply, with what the log needs to know of it.
+    pub fn reply(&self) -> Reply {
+        Reply {
+            kind: self.event.kind(),
+            code: self.event.code(),
+            frame: self.to_json(),
+        }
     }
 }
 
-/// An empty payload (`{}`), for `pong` and `heartbeat_ack`.
-#[derive(Debug, Serialize)]
-pub struct Empty {}
-
-/// `agent_started`.
-#[derive(Debug, Serialize)]
-pub struct AgentStarted<'a> {
-    pub agent_name: &'a str,
+impl Serialize for Envelope<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", &self.event.kind())?;
+        if let Some(v) = self.run.run_id {
+            m.serialize_entry("run_id", v)?;
+        }
+        if let Some(v) = self.run.thread_id {
+            m.serialize_entry("thread_id", v)?;
+        }
+        if let Some(v) = self.run.request_id {
+            m.serialize_entry("request_id", v)?;
+        }
+        if let Some(v) = self.seq {
+            m.serialize_entry("seq", &v)?;
+        }
+        m.serialize_entry("timestamp", &rfc3339_ms(self.at_ms))?;
+        m.serialize_entry("payload", &self.event)?;
+        m.end()
+    }
 }
 
-/// `agent_thinking`.
-#[derive(Debug, Serialize)]
-pub struct AgentThinking<'a> {
-    pub thought: &'a str,
-    pub step_number: u32,
+/// A serialized direct reply, and its `type` and error `code` for the invocation's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub kind: EventType,
+    pub code: Option<ErrorCode>,
+    pub frame: String,
 }
 
-/// `tool_executing`.
-#[derive(Debug, Serialize)]
-pub struct ToolExecuting<'a> {
-    pub tool_name: &'a str,
-    pub parameters: &'a serde_json::Value,
-}
+impl Reply {
+    /// An `error` reply to the client's request `request_id`.
+    pub fn error(request_id: Option<&str>, e: &ClientError) -> Reply {
+        Envelope::new(
+            Event::Error(e),
+            RunRef::request(request_id),
+            crate::time::now_ms(),
+        )
+        .reply()
+    }
 
-/// `tool_completed`.
-#[derive(Debug, Serialize)]
-pub struct ToolCompleted<'a> {
-    pub tool_name: &'a str,
-    pub result: &'a serde_json::Value,
-    pub execution_time_ms: u64,
-}
-
-/// `agent_completed`.
-#[derive(Debug, Serialize)]
-pub struct AgentCompleted<'a> {
-    pub agent_name: &'a str,
-    pub result: &'a serde_json::Value,
-    pub execution_time_ms: u64,
-}
-
-/// `agent_cancelled`.
-#[derive(Debug, Serialize)]
-pub struct AgentCancelled<'a> {
-    pub state: &'a str,
-}
-
-/// `agent_death`.
-#[derive(Debug, Serialize)]
-pub struct AgentDeath<'a> {
-    pub cause: &'a str,
+    /// A reply of `event` about `run`.
+    pub fn about(run: &RunRecord, event: Event<'_>) -> Reply {
+        Envelope::new(event, RunRef::of(run), crate::time::now_ms()).reply()
+    }
 }
 
 /// A truncated event keeps this fraction of the limit as its payload preview: escaping can
@@ -122,20 +261,27 @@ pub struct AgentDeath<'a> {
 const PREVIEW_DIVISOR: usize = 8;
 
 /// A message that fits API Gateway's limit: `message` itself when it fits, else the same
-/// envelope (type and run fields kept) whose payload is replaced by
+/// envelope (type, run fields and seq kept) whose payload is replaced by
 /// `{"truncated": true, "original_bytes": N, "preview": "<start of the payload JSON>"}`.
-pub fn fit_to_limit(message: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+pub fn fit_to_limit(message: &str, limit: usize) -> Cow<'_, str> {
     if message.len() <= limit {
-        return std::borrow::Cow::Borrowed(message);
+        return Cow::Borrowed(message);
     }
-    let v: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
+    let v: Value = serde_json::from_str(message).unwrap_or_default();
     let payload = v.get("payload").map(|p| p.to_string()).unwrap_or_default();
     let mut cut = (limit / PREVIEW_DIVISOR).min(payload.len());
     while !payload.is_char_boundary(cut) {
         cut -= 1;
     }
     let mut out = serde_json::Map::new();
-    for k in ["type", "run_id", "thread_id", "request_id", "timestamp"] {
+    for k in [
+        "type",
+        "run_id",
+        "thread_id",
+        "request_id",
+        "seq",
+        "timestamp",
+    ] {
         if let Some(x) = v.get(k) {
             out.insert(k.into(), x.clone());
         }
@@ -148,14 +294,15 @@ pub fn fit_to_limit(message: &str, limit: usize) -> std::borrow::Cow<'_, str> {
             "preview": &payload[..cut],
         }),
     );
-    let s = serde_json::Value::Object(out).to_string();
+    let s = Value::Object(out).to_string();
     if s.len() <= limit {
-        std::borrow::Cow::Owned(s)
-    } else {
-        std::borrow::Cow::Owned(format!(
-            r#"{{"type":"error","payload":{{"code":"message_too_large","message":"event exceeded {limit} bytes","retryable":false}}}}"#
-        ))
+        return Cow::Owned(s);
     }
+    let e = ClientError::new(
+        ErrorCode::MessageTooLarge,
+        format!("event exceeded {limit} bytes"),
+    );
+    Cow::Owned(Envelope::new(Event::Error(&e), RunRef::default(), crate::time::now_ms()).to_json())
 }
 
 #[cfg(test)]
@@ -167,38 +314,48 @@ mod tests {
     fn oversized_events_are_truncated_with_a_marker() {
         let small = r#"{"type":"pong","payload":{}}"#;
         assert_eq!(fit_to_limit(small, 1000), small);
-        let big = serde_json::json!({"type": "tool_executing", "run_id": "r1", "timestamp": "t",
-            "payload": {"parameters": {"text": "\u{1}".repeat(200_000)}}})
+        let big = serde_json::json!({"type": "tool_executing", "run_id": "r1", "seq": 3,
+            "timestamp": "t", "payload": {"parameters": {"text": "\u{1}".repeat(200_000)}}})
         .to_string();
         let fitted = fit_to_limit(&big, crate::limits::MAX_MESSAGE_BYTES);
         assert!(fitted.len() <= crate::limits::MAX_MESSAGE_BYTES);
-        let v: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+        let v: Value = serde_json::from_str(&fitted).unwrap();
         assert_eq!(v["type"], "tool_executing");
         assert_eq!(v["run_id"], "r1");
+        assert_eq!(v["seq"], 3);
         assert_eq!(v["payload"]["truncated"], true);
         assert_eq!(v["payload"]["original_bytes"], big.len());
     }
 
-    /// The envelope has the documented keys and omits absent run fields.
+    /// The envelope has the documented keys, in order, and omits absent run fields.
     #[test]
     fn envelope_shape() {
         let run = RunRef {
             run_id: Some("r"),
             ..Default::default()
         };
-        let v: serde_json::Value = serde_json::from_str(
-            &Envelope::new(
-                EventType::AgentStarted,
-                run,
-                0,
-                AgentStarted { agent_name: "echo" },
-            )
-            .to_json(),
-        )
-        .unwrap();
+        let e = Envelope::new(Event::AgentStarted { agent_name: "echo" }, run, 0).with_seq(1);
         assert_eq!(
-            v,
-            serde_json::json!({"type":"agent_started","run_id":"r","timestamp":"1970-01-01T00:00:00.000Z","payload":{"agent_name":"echo"}})
+            e.to_json(),
+            r#"{"type":"agent_started","run_id":"r","seq":1,"timestamp":"1970-01-01T00:00:00.000Z","payload":{"agent_name":"echo"}}"#
         );
+        let pong = Envelope::new(Event::Pong {}, RunRef::request(Some("q")), 0);
+        assert_eq!(
+            pong.to_json(),
+            r#"{"type":"pong","request_id":"q","timestamp":"1970-01-01T00:00:00.000Z","payload":{}}"#
+        );
+    }
+
+    /// A reply carries the type and error code of its event, read from the value.
+    #[test]
+    fn replies_carry_type_and_code() {
+        let err = ClientError::new(ErrorCode::InvalidId, "bad");
+        let r = Envelope::new(Event::Error(&err), RunRef::default(), 0).reply();
+        assert_eq!(
+            (r.kind, r.code),
+            (EventType::Error, Some(ErrorCode::InvalidId))
+        );
+        let v: Value = serde_json::from_str(&r.frame).unwrap();
+        assert_eq!(v["payload"]["code"], "invalid_id");
     }
 }

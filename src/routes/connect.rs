@@ -4,8 +4,9 @@ use super::{Handled, Invocation};
 use crate::auth::{Principal, extract_token};
 use crate::context::validate_id;
 use crate::event::WsResponse;
+use crate::identity::Identity;
 use crate::limits::CONNECTION_TTL;
-use crate::manager::{Identity, Manager};
+use crate::manager::Manager;
 use crate::store::ConnectionRecord;
 use crate::telemetry::metrics;
 use crate::time::now_ms;
@@ -15,9 +16,10 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 /// invocation's log line gets.
 fn refuse(status: u16, reason: &'static str, code: &'static str) -> Handled {
     Handled {
-        response: WsResponse::status(status).with_body(format!(r#"{{"message":"{reason}"}}"#)),
-        user_id: None,
         error_code: Some(code),
+        ..Handled::from(
+            WsResponse::status(status).with_body(format!(r#"{{"message":"{reason}"}}"#)),
+        )
     }
 }
 
@@ -83,14 +85,10 @@ pub async fn handle(
         Err(refusal) => return refusal,
     };
     let mode = mgr.config().mode;
-    // An identity is used exactly as issued: trimming " alice" into "alice" would hand one
-    // principal another's runs, so an id that validation would trim is refused.
+    // An identity is used exactly as issued: the id rule trims nothing, so " alice" can never
+    // be handed alice's runs.
     let user_id = match validate_id("user_id", &principal.user_id, mode) {
-        Ok(u) if u == principal.user_id => u.to_owned(),
-        Ok(_) => {
-            tracing::info!("identity refused: surrounding whitespace");
-            return refuse(403, "forbidden", "invalid_user_id");
-        }
+        Ok(u) => u.to_owned(),
         Err(e) => {
             tracing::info!(reason = %e, "identity refused");
             return refuse(403, "forbidden", "invalid_user_id");
@@ -99,11 +97,7 @@ pub async fn handle(
     let tenant_id = match principal.tenant_id.as_deref() {
         None => None,
         Some(raw) => match validate_id("tenant_id", raw, mode) {
-            Ok(t) if t == raw => Some(t.to_owned()),
-            Ok(_) => {
-                tracing::info!("tenant refused: surrounding whitespace");
-                return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
-            }
+            Ok(t) => Some(t.to_owned()),
             Err(e) => {
                 tracing::info!(reason = %e, "tenant refused");
                 return refuse(403, "forbidden", "invalid_tenant_id").for_user(user_id);
@@ -127,7 +121,7 @@ pub async fn handle(
         }
     };
     if let Err(e) = store.put_connection(&record).await {
-        crate::run::driver::log_storage(&e);
+        crate::telemetry::log_storage(&e);
         let refusal = if e.is_retryable() {
             refuse(503, "service unavailable, retry", e.code())
         } else {

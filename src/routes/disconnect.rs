@@ -12,14 +12,13 @@ pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> Handled {
     match mgr.store() {
         Ok(store) => {
             if let Err(e) = store.delete_connection(inv.connection_id).await {
-                crate::run::driver::log_storage(&e);
+                crate::telemetry::log_storage(&e);
             }
         }
         Err(e) => tracing::error!(error = %e, "store unavailable"),
     }
     Handled {
-        response: WsResponse::status(200),
         user_id: identity.map(|i| i.user_id),
-        error_code: None,
+        ..Handled::from(WsResponse::status(200))
     }
 }

@@ -5,6 +5,8 @@ pub mod disconnect;
 pub mod message;
 
 use crate::event::WsResponse;
+use crate::protocol::{ErrorCode, EventType, Reply};
+use crate::run::Origin;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
 
 /// The route keys the function serves (the template must declare each).
@@ -48,6 +50,8 @@ pub struct Handled {
     pub user_id: Option<String>,
     /// Why `$connect` refused or failed (`$default` replies carry their own code).
     pub error_code: Option<&'static str>,
+    /// The `type` and error code of the direct reply (`$default`), from the reply's value.
+    pub reply: Option<(EventType, Option<ErrorCode>)>,
 }
 
 impl Handled {
@@ -66,6 +70,20 @@ impl From<WsResponse> for Handled {
             response,
             user_id: None,
             error_code: None,
+            reply: None,
+        }
+    }
+}
+
+impl From<Option<Reply>> for Handled {
+    /// A `$default` response: the reply, if any, as the route response body.
+    fn from(reply: Option<Reply>) -> Self {
+        match reply {
+            None => Handled::from(WsResponse::status(200)),
+            Some(r) => Handled {
+                reply: Some((r.kind, r.code)),
+                ..Handled::from(WsResponse::status(200).with_body(r.frame))
+            },
         }
     }
 }
@@ -85,6 +103,15 @@ pub struct Invocation<'a> {
 }
 
 impl<'a> Invocation<'a> {
+    /// The connection and deadline a run started by this invocation serves.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            connection_id: self.connection_id,
+            endpoint: &self.endpoint,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
     /// The invocation of an event; `None` when it has no connection id.
     pub fn of(
         ctx: &'a ApiGatewayWebsocketProxyRequestContext,

@@ -1,319 +1,295 @@
-//! The run driver: idempotent create, streamed events, heartbeats, time limit, terminal write.
+//! The run driver: it owns a run's lifecycle. It polls the agent's future and `select!`s it
+//! against the run's deadline and its own heartbeat ticker, so heartbeats, cancels and timeouts
+//! work whatever the agent is doing; dropping the agent's future is how the agent is stopped.
 //!
-//! Writes per run: the create (persisted directly as `running`: `pending → starting → running`
-//! is walked in memory, since nothing can observe the run before it exists) and the terminal
-//! write (`running → completing → completed` in one conditional write), plus one heartbeat per
-//! third of the heartbeat deadline during long steps. Every write is conditional on the
-//! previously persisted (state, version), so a cancel or a sweep in between wins cleanly.
+//! Writes per run: the create (made by the caller, persisted directly as `running`), one
+//! heartbeat per third of the heartbeat deadline while the run lasts, and the terminal write
+//! (`running → completing → completed` in one conditional write). Every write is conditional on
+//! the previously persisted (state, version), so a cancel or a sweep in between wins cleanly: a
+//! heartbeat that meets a terminal run stops the agent.
 
 use super::channel::Channel;
-use super::executor::{AgentFailure, DEFAULT_AGENT, RunInput, RunSink};
-use super::view::ExecutionView;
-use crate::context::{ContextParts, UserExecutionContext};
-use crate::limits::{
-    CANCEL_ATTEMPTS, HEARTBEAT_DIVISOR, LAMBDA_DEADLINE_MARGIN, MAX_ECHO_DELAY, RUN_RETENTION,
-    TERMINAL_WRITE_ATTEMPTS,
-};
-use crate::manager::{Identity, Manager};
-use crate::protocol::outbound::{
-    AgentCancelled, AgentCompleted, AgentStarted, AgentThinking, RunRef, ToolCompleted,
-    ToolExecuting,
-};
-use crate::protocol::{ClientError, Envelope, ErrorCode, EventType, StartRequest};
-use crate::routes::Invocation;
-use crate::state::{ExecutionState, RunEvent};
-use crate::store::{CreateOutcome, Expected, RunError, RunRecord, StorageError, StorageErrorKind};
-use crate::telemetry::metrics;
+use super::executor::{Executor, Progress, RunInput, RunSink};
+use super::history::thread_turns;
+use super::write::{WriteOutcome, next_version, write_run};
+use super::{Origin, RunDeps};
+use crate::context::UserExecutionContext;
+use crate::limits::{HEARTBEAT_DIVISOR, TERMINAL_WRITE_ATTEMPTS};
+use crate::protocol::{ClientError, Envelope, Event, RunRef};
+use crate::state::{COMPLETE, ExecutionState, RunEvent};
+use crate::store::{Expected, RunError, RunRecord, StorageError};
+use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
-use async_trait::async_trait;
-use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
+use std::cell::Cell;
 use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
 
-/// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (user, key) pairs ever
-/// share an id in practice, in a 36-character id well under `MAX_ID_LEN`.
-const RUN_ID_DIGEST_BYTES: usize = 16;
-
-/// A run's id: derived from (user, idempotency key), so a retried request maps to the same
-/// item and the idempotent create is one conditional write with no separate idempotency item.
-pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(user_id.as_bytes());
-    h.update([0u8]);
-    h.update(idempotency_key.as_bytes());
-    let digest = h.finalize();
-    let mut id = String::with_capacity(4 + 2 * RUN_ID_DIGEST_BYTES);
-    id.push_str("run_");
-    for b in &digest[..RUN_ID_DIGEST_BYTES] {
-        // Writing into a String cannot fail.
-        let _ = write!(id, "{b:02x}");
-    }
-    id
+/// How a run's drive ended.
+enum End {
+    /// The agent returned.
+    Agent(Result<Value, super::AgentFailure>),
+    /// The deadline passed first.
+    TimedOut,
+    /// A heartbeat found the run ended by another writer (cancel, sweep): as it is stored.
+    Elsewhere(Box<RunRecord>),
 }
 
-/// An event about `run` as a JSON frame.
-pub fn run_event<P: Serialize>(kind: EventType, run: &RunRecord, payload: P) -> String {
-    Envelope::new(kind, run_ref(run), now_ms(), payload).to_json()
-}
-
-fn run_ref(run: &RunRecord) -> RunRef<'_> {
-    RunRef {
-        run_id: Some(&run.run_id),
-        thread_id: Some(&run.thread_id),
-        request_id: Some(&run.request_id),
-    }
-}
-
-/// An `error` frame.
-pub fn error_frame(request_id: Option<&str>, err: &ClientError) -> String {
-    let run = RunRef {
-        request_id,
-        ..Default::default()
-    };
-    Envelope::new(EventType::Error, run, now_ms(), err).to_json()
-}
-
-/// An `agent_error` frame about `run`.
-pub fn agent_error(run: &RunRecord, err: &ClientError) -> String {
-    run_event(EventType::AgentError, run, err)
-}
-
-/// The terminal state a run moves to, the events the machine walks to get there.
-fn terminal_events(outcome: ExecutionState) -> &'static [RunEvent] {
-    match outcome {
-        ExecutionState::Completed => &[RunEvent::Advance, RunEvent::Advance],
-        ExecutionState::Failed => &[RunEvent::Fail],
-        ExecutionState::Timeout => &[RunEvent::TimeOut],
-        ExecutionState::Dead => &[RunEvent::Die],
-        _ => &[RunEvent::Cancel],
-    }
-}
-
-/// `run` moved to `target` through the machine, as the next persisted version.
-/// `None` when the machine does not allow it (the run is already terminal).
-pub fn next_version(run: &RunRecord, target: ExecutionState, now: u64) -> Option<RunRecord> {
-    let state = run.state.apply_all(terminal_events(target)).ok()?;
-    let mut next = run.clone();
-    next.state = state;
-    next.version += 1;
-    next.updated_at = now;
-    Some(next)
-}
-
-/// Starts a run for a `start_agent` / `user_message` request. Returns the direct reply: `None`
-/// when the run's events were pushed, or an `execution` (retried request) or `error` frame.
-pub async fn start_run(
-    mgr: &Manager,
-    inv: &Invocation<'_>,
-    who: &Identity,
-    req: StartRequest<'_>,
-) -> Option<String> {
-    let client_request_id = req.request_id.as_deref();
-    let fail = |e: ClientError| Some(error_frame(client_request_id, &e));
-    let agent_name = req.agent.as_deref().unwrap_or(DEFAULT_AGENT);
-    let Some(executor) = mgr.agents().get(agent_name).cloned() else {
-        return fail(ClientError::new(ErrorCode::UnknownAgent, "no such agent"));
-    };
-    let from_aws = inv
-        .message_id
-        .or(inv.aws_request_id)
-        .map(crate::context::request_id_from_message_id);
-    let Some(idem) = client_request_id.or(from_aws.as_deref()) else {
-        return fail(ClientError::new(
-            ErrorCode::MissingField,
-            "request_id is required",
-        ));
-    };
-    // Validate the key before deriving an id from it.
-    let request_id = match crate::context::validate_id("request_id", idem, mgr.config().mode) {
-        Ok(r) => r,
-        Err(e) => return fail(e.into()),
-    };
-    let run_id = derive_run_id(&who.user_id, request_id);
-    let thread_id = req.thread_id.as_deref().unwrap_or(&run_id);
-    let ctx = match UserExecutionContext::new(
-        ContextParts {
-            user_id: &who.user_id,
-            thread_id,
-            run_id: &run_id,
-            request_id,
-            connection_id: inv.connection_id,
-            tenant_id: who.tenant_id.as_deref(),
-            metadata: req.metadata.as_ref(),
-        },
-        mgr.config().mode,
-    ) {
-        Ok(c) => c,
-        Err(e) => return fail(e.into()),
-    };
-
-    let now = now_ms();
-    let mut limit = mgr.config().run_time_limit;
-    if let Some(deadline) = inv.deadline_ms {
-        let left = Duration::from_millis(deadline.saturating_sub(now));
-        limit = limit.min(left.saturating_sub(LAMBDA_DEADLINE_MARGIN));
-    }
-    let running = ExecutionState::Pending.apply_all(&[RunEvent::Advance, RunEvent::Advance]);
-    let record = RunRecord {
-        run_id: ctx.run_id.clone(),
-        user_id: ctx.user_id.clone(),
-        thread_id: ctx.thread_id.clone(),
-        request_id: ctx.request_id.clone(),
-        connection_id: ctx.connection_id.clone(),
-        tenant_id: ctx.tenant_id.clone(),
-        endpoint: Some(inv.endpoint.clone()),
-        agent: agent_name.to_owned(),
-        state: running.unwrap_or(ExecutionState::Running),
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        stale_at: now + mgr.config().heartbeat_deadline.as_millis() as u64,
-        deadline_at: now + limit.as_millis() as u64,
-        request: req.text.to_string(),
-        result: None,
-        error: None,
-        cancelled_by: None,
-        expires_at: (now + RUN_RETENTION.as_millis() as u64) / 1000,
-    };
-    let store = match mgr.store() {
-        Ok(s) => s,
-        Err(e) => return fail(e.client_error()),
-    };
-    match store.create_run(&record).await {
-        Ok(CreateOutcome::Created) => {}
-        Ok(CreateOutcome::Existing(existing)) => {
-            let view = ExecutionView::of(&existing, true);
-            return Some(run_event(EventType::Execution, &existing, view));
-        }
-        Err(e) => {
-            log_storage(&e);
-            return fail(ClientError::storage(&e));
-        }
-    }
-    metrics::run_started();
-
-    let mut sink = Driver {
-        mgr,
-        channel: Channel::new(mgr, &inv.endpoint, inv.connection_id),
-        heartbeat_every: mgr.config().heartbeat_deadline / HEARTBEAT_DIVISOR,
-        last_write: now,
-        step: 0,
-        run: record,
-    };
-    let started = run_event(
-        EventType::AgentStarted,
-        &sink.run,
-        AgentStarted { agent_name },
-    );
-    sink.channel.send(&started).await;
-
-    let input = RunInput {
-        context: &ctx,
-        text: &req.text,
-        delay: Duration::from_millis(req.delay_ms.unwrap_or(0)).min(MAX_ECHO_DELAY),
-    };
-    let outcome = tokio::time::timeout(limit, executor.execute(&input, &mut sink)).await;
-    let (target, result, error) = match outcome {
-        Ok(Ok(result)) => (ExecutionState::Completed, Some(result), None),
-        Ok(Err(AgentFailure::Failed(msg))) => (
-            ExecutionState::Failed,
-            None,
-            Some(ClientError::new(ErrorCode::AgentFailed, msg)),
-        ),
-        Ok(Err(AgentFailure::Stopped)) => {
-            sink.ended_elsewhere().await;
-            return None;
-        }
-        Err(_elapsed) => (
-            ExecutionState::Timeout,
-            None,
-            Some(
-                ClientError::new(ErrorCode::RunTimeout, "the run exceeded its time limit")
-                    .retryable(true),
-            ),
-        ),
-    };
-    sink.finish(target, result, error, now).await;
-    None
-}
-
-/// The driver's side of a running run: the persisted record and the push channel.
-struct Driver<'m> {
-    mgr: &'m Manager,
-    channel: Channel<'m>,
+/// Drives `run` (already created and persisted as `running`) with `agent` to its end, pushing
+/// its events to `origin`'s connection.
+pub async fn drive(
+    deps: RunDeps<'_>,
+    origin: Origin<'_>,
+    ctx: &UserExecutionContext,
     run: RunRecord,
-    heartbeat_every: Duration,
-    last_write: u64,
-    step: u32,
+    agent: &dyn Executor,
+) {
+    let mut d = Driver::new(deps, origin, run);
+    let started = d.frame(Event::AgentStarted {
+        agent_name: &d.run.agent,
+    });
+    d.channel.send(&started).await;
+    let history = if agent.wants_history() {
+        match thread_turns(deps.store, &d.run).await {
+            Ok(turns) => turns,
+            Err(e) => {
+                log_storage(&e);
+                let err = ClientError::storage(&e);
+                return d.finish(&[RunEvent::Fail], None, Some(err)).await;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let (request, options) = (d.run.request.clone(), d.run.options.clone());
+    let input = RunInput {
+        context: ctx,
+        text: &request,
+        history: &history,
+        options: &options,
+    };
+    let left = d.run.deadline_at.saturating_sub(now_ms());
+    let deadline = sleep(Duration::from_millis(left));
+    let every = deps.limits.heartbeat_deadline / HEARTBEAT_DIVISOR;
+    let mut beat = interval_at(Instant::now() + every, every);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (sink, mut reports) = RunSink::channel();
+    let mut agent_run = agent.execute(input, sink);
+    tokio::pin!(deadline);
+
+    let end = loop {
+        let flush_at = d.flush_at.unwrap_or_else(far_future);
+        tokio::select! {
+            biased;
+            _ = &mut deadline => break End::TimedOut,
+            _ = beat.tick() => {
+                if let Some(current) = d.heartbeat().await {
+                    break End::Elsewhere(Box::new(current));
+                }
+            }
+            Some(p) = reports.recv() => d.progress(p).await,
+            _ = sleep_until(flush_at), if d.flush_at.is_some() => d.flush().await,
+            res = &mut agent_run => break End::Agent(res),
+        }
+    };
+    // Stops the agent (and closes whatever stream it had open) unless it already returned.
+    drop(agent_run);
+    match end {
+        End::Agent(Ok(result)) => {
+            // Reports the agent made before it returned still go out, in order.
+            while let Ok(p) = reports.try_recv() {
+                d.progress(p).await;
+            }
+            d.finish(&COMPLETE, Some(result), None).await
+        }
+        End::Agent(Err(failure)) => {
+            let err = failure.client_error();
+            d.finish(&[RunEvent::Fail], None, Some(err)).await
+        }
+        End::TimedOut => {
+            let err = ClientError::run_timeout();
+            d.finish(&[RunEvent::TimeOut], None, Some(err)).await
+        }
+        End::Elsewhere(current) => d.tell_ended(&current).await,
+    }
 }
 
-impl Driver<'_> {
-    /// Persists the terminal state, then tells the client; a lost race defers to the winner.
+/// An instant no run reaches (about a century away).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
+/// The driver's side of a running run: the persisted record, the push channel, the stream.
+struct Driver<'d> {
+    deps: RunDeps<'d>,
+    channel: Channel<'d>,
+    run: RunRecord,
+    /// The last `seq` given out (a `Cell`, so a frame can borrow the record while numbered).
+    seq: Cell<u64>,
+    /// The last `agent_thinking` step number.
+    step: u32,
+    /// Streamed text not pushed yet.
+    pending: String,
+    /// When the pending text is next pushed.
+    flush_at: Option<Instant>,
+    /// When the last `agent_delta` went out.
+    last_flush: Option<Instant>,
+}
+
+impl<'d> Driver<'d> {
+    fn new(deps: RunDeps<'d>, origin: Origin<'d>, run: RunRecord) -> Self {
+        Driver {
+            deps,
+            channel: Channel::new(deps, origin.endpoint, origin.connection_id),
+            run,
+            seq: Cell::new(0),
+            step: 0,
+            pending: String::new(),
+            flush_at: None,
+            last_flush: None,
+        }
+    }
+
+    /// One event of this run as a frame, numbered in its stream.
+    fn frame(&self, event: Event<'_>) -> String {
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        Envelope::new(event, RunRef::of(&self.run), now_ms())
+            .with_seq(seq)
+            .to_json()
+    }
+
+    /// Pushes one event of this run.
+    async fn emit(&mut self, event: Event<'_>) {
+        let frame = self.frame(event);
+        self.channel.send(&frame).await;
+    }
+
+    /// Turns one agent report into its event; text is coalesced, and flushed before any step.
+    async fn progress(&mut self, p: Progress) {
+        if let Progress::Delta(text) = p {
+            self.pending.push_str(&text);
+            if self.flush_at.is_none() {
+                let now = Instant::now();
+                let window = self.deps.limits.stream_flush;
+                self.flush_at = Some(self.last_flush.map_or(now, |t| (t + window).max(now)));
+            }
+            return;
+        }
+        self.flush().await;
+        match p {
+            Progress::Thinking(thought) => {
+                self.step += 1;
+                let step_number = self.step;
+                self.emit(Event::AgentThinking {
+                    thought: &thought,
+                    step_number,
+                })
+                .await;
+            }
+            Progress::ToolExecuting {
+                tool_name,
+                parameters,
+            } => {
+                self.emit(Event::ToolExecuting {
+                    tool_name: &tool_name,
+                    parameters: &parameters,
+                })
+                .await;
+            }
+            Progress::ToolCompleted {
+                tool_name,
+                result,
+                execution_time_ms,
+            } => {
+                self.emit(Event::ToolCompleted {
+                    tool_name: &tool_name,
+                    result: &result,
+                    execution_time_ms,
+                })
+                .await;
+            }
+            Progress::Delta(_) => {}
+        }
+    }
+
+    /// Pushes the text streamed since the last `agent_delta`, if any.
+    async fn flush(&mut self) {
+        self.flush_at = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        self.emit(Event::AgentDelta { text: &text }).await;
+        self.last_flush = Some(Instant::now());
+    }
+
+    /// Renews the run's heartbeat. `Some(run)` when another writer has ended it meanwhile.
+    async fn heartbeat(&mut self) -> Option<RunRecord> {
+        let now = now_ms();
+        let mut next = next_version(&self.run, &[RunEvent::Heartbeat], now)?;
+        next.stale_at = now + self.deps.limits.heartbeat_deadline.as_millis() as u64;
+        match write_run(self.deps.store, next, Expected::of(&self.run)).await {
+            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => self.run = r,
+            WriteOutcome::Conflict(current) if current.state.is_alive() => self.run = current,
+            WriteOutcome::Conflict(current) => return Some(current),
+            // Best effort: a missed renewal only risks the sweep calling the run dead.
+            WriteOutcome::Failed(e) => log_storage(&e),
+        }
+        None
+    }
+
+    /// Persists the terminal state reached by `events`, then tells the client; a lost race
+    /// defers to the winner.
     async fn finish(
         &mut self,
-        target: ExecutionState,
+        events: &[RunEvent],
         result: Option<Value>,
         error: Option<ClientError>,
-        started_ms: u64,
     ) {
+        self.flush().await;
         let now = now_ms();
+        let stored = error.as_ref().map(|e| RunError {
+            code: e.code.as_str().to_owned(),
+            message: e.message.to_string(),
+        });
         let mut attempts = 0;
-        let next = loop {
+        loop {
             attempts += 1;
-            let Some(mut next) = next_version(&self.run, target, now) else {
+            let Some(mut next) = next_version(&self.run, events, now) else {
                 return;
             };
             next.result = result.clone();
-            next.error = error.as_ref().map(|e| RunError {
-                code: e.code.to_owned(),
-                message: e.message.to_string(),
-            });
-            let store = match self.mgr.store() {
-                Ok(store) => store,
-                Err(e) => {
-                    let e = StorageError::new(
-                        StorageErrorKind::Unavailable,
-                        "update_run",
-                        e.to_string(),
-                    );
-                    return self.left_to_sweep(&e).await;
+            next.error = stored.clone();
+            match write_run(self.deps.store, next, Expected::of(&self.run)).await {
+                WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
+                    self.run = r;
+                    break;
                 }
-            };
-            let Err(e) = store.update_run(&next, Expected::of(&self.run)).await else {
-                break next;
-            };
-            // A failed write may still have landed (its answer lost; the SDK's retry of such an
-            // attempt reports Conflict), and a Conflict may come from this run's own heartbeat
-            // whose answer was lost: the stored run says which.
-            match store.get_run(&self.run.user_id, &self.run.run_id).await {
-                Ok(Some(current)) if current == next => break next,
-                Ok(Some(current)) if current.state.is_terminal() => {
+                WriteOutcome::Conflict(current) if current.state.is_terminal() => {
                     return self.tell_ended(&current).await;
                 }
-                Ok(Some(current))
-                    if e.kind() == StorageErrorKind::Conflict
-                        && attempts < TERMINAL_WRITE_ATTEMPTS =>
-                {
+                // This run's own last heartbeat landed although its answer was lost.
+                WriteOutcome::Conflict(current) if attempts < TERMINAL_WRITE_ATTEMPTS => {
                     self.run = current;
                 }
-                _ => return self.left_to_sweep(&e).await,
+                WriteOutcome::Conflict(_) => {
+                    return self
+                        .left_to_sweep(&StorageError::conflict("update_run"))
+                        .await;
+                }
+                WriteOutcome::Failed(e) => return self.left_to_sweep(&e).await,
             }
-        };
-        metrics::run_finished(next.state, now.saturating_sub(started_ms));
-        self.run = next;
+        }
+        let took = now.saturating_sub(self.run.created_at);
+        metrics::run_finished(self.run.state, took);
         let frame = match &error {
-            None => run_event(
-                EventType::AgentCompleted,
-                &self.run,
-                AgentCompleted {
-                    agent_name: &self.run.agent,
-                    result: self.run.result.as_ref().unwrap_or(&Value::Null),
-                    execution_time_ms: now.saturating_sub(started_ms),
-                },
-            ),
-            Some(e) => agent_error(&self.run, e),
+            None => self.frame(Event::AgentCompleted {
+                agent_name: &self.run.agent,
+                result: self.run.result.as_ref().unwrap_or(&Value::Null),
+                execution_time_ms: took,
+            }),
+            Some(e) => self.frame(Event::AgentError(e)),
         };
         self.channel.send(&frame).await;
     }
@@ -322,21 +298,7 @@ impl Driver<'_> {
     /// The client hears now.
     async fn left_to_sweep(&mut self, e: &StorageError) {
         log_storage(e);
-        let frame = agent_error(&self.run, &ClientError::storage(e));
-        self.channel.send(&frame).await;
-    }
-
-    /// Another writer ended the run (cancel, sweep): read how, and tell this connection.
-    async fn ended_elsewhere(&mut self) {
-        let current = match self.mgr.store() {
-            Ok(store) => store.get_run(&self.run.user_id, &self.run.run_id).await,
-            Err(_) => return,
-        };
-        match current {
-            Ok(Some(run)) => self.tell_ended(&run).await,
-            Ok(None) => {}
-            Err(e) => log_storage(&e),
-        }
+        self.emit(Event::AgentError(&ClientError::storage(e))).await;
     }
 
     /// Tells this connection about a cancel it did not ask for; the sweep already told the
@@ -345,170 +307,7 @@ impl Driver<'_> {
         if run.state == ExecutionState::Cancelled
             && run.cancelled_by.as_deref() != Some(self.channel.connection_id())
         {
-            let frame = run_event(
-                EventType::AgentCancelled,
-                run,
-                AgentCancelled { state: "cancelled" },
-            );
-            self.channel.send(&frame).await;
+            self.emit(Event::cancelled()).await;
         }
     }
-}
-
-#[async_trait]
-impl RunSink for Driver<'_> {
-    async fn thinking(&mut self, thought: &str) {
-        self.step += 1;
-        let step_number = self.step;
-        let frame = run_event(
-            EventType::AgentThinking,
-            &self.run,
-            AgentThinking {
-                thought,
-                step_number,
-            },
-        );
-        self.channel.send(&frame).await;
-    }
-
-    async fn tool_executing(&mut self, tool_name: &str, parameters: &Value) {
-        let frame = run_event(
-            EventType::ToolExecuting,
-            &self.run,
-            ToolExecuting {
-                tool_name,
-                parameters,
-            },
-        );
-        self.channel.send(&frame).await;
-    }
-
-    async fn tool_completed(&mut self, tool_name: &str, result: &Value, execution_time_ms: u64) {
-        let payload = ToolCompleted {
-            tool_name,
-            result,
-            execution_time_ms,
-        };
-        let frame = run_event(EventType::ToolCompleted, &self.run, payload);
-        self.channel.send(&frame).await;
-    }
-
-    async fn heartbeat(&mut self) -> Result<(), AgentFailure> {
-        let now = now_ms();
-        if now.saturating_sub(self.last_write) < self.heartbeat_every.as_millis() as u64 {
-            return Ok(());
-        }
-        let store = match self.mgr.store() {
-            Ok(s) => s,
-            Err(_) => return Ok(()),
-        };
-        let mut next = self.run.clone();
-        next.state = self
-            .run
-            .state
-            .apply(RunEvent::Heartbeat)
-            .map_err(|_| AgentFailure::Stopped)?;
-        next.version += 1;
-        next.updated_at = now;
-        next.stale_at = now + self.mgr.config().heartbeat_deadline.as_millis() as u64;
-        match store.update_run(&next, Expected::of(&self.run)).await {
-            Ok(()) => {
-                self.run = next;
-                self.last_write = now;
-                Ok(())
-            }
-            Err(e) if e.kind() == StorageErrorKind::Conflict => {
-                match store.get_run(&self.run.user_id, &self.run.run_id).await {
-                    Ok(Some(current)) if current.state.is_alive() => {
-                        self.run = current;
-                        Ok(())
-                    }
-                    Ok(_) => Err(AgentFailure::Stopped),
-                    Err(e) => {
-                        log_storage(&e);
-                        Ok(())
-                    }
-                }
-            }
-            Err(e) => {
-                // Best effort: a missed renewal only risks the sweep calling the run dead.
-                log_storage(&e);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Logs a storage failure with its kind and raw cause, and counts it.
-pub fn log_storage(e: &StorageError) {
-    metrics::storage_error(e.kind());
-    tracing::warn!(
-        operation = e.operation(),
-        code = e.code(),
-        retryable = e.is_retryable(),
-        error = ?e,
-        "storage error"
-    );
-}
-
-/// Cancels the caller's run. Returns the reply frame.
-pub async fn cancel_run(
-    mgr: &Manager,
-    inv: &Invocation<'_>,
-    who: &Identity,
-    run_id: &str,
-    request_id: Option<&str>,
-) -> String {
-    let fail = |e: ClientError| error_frame(request_id, &e);
-    let store = match mgr.store() {
-        Ok(s) => s,
-        Err(e) => return fail(e.client_error()),
-    };
-    let cancelled = |run: &RunRecord| {
-        metrics::run_finished(run.state, run.updated_at.saturating_sub(run.created_at));
-        run_event(
-            EventType::AgentCancelled,
-            run,
-            AgentCancelled { state: "cancelled" },
-        )
-    };
-    // A heartbeat may bump the version between our read and write: re-read and retry. A
-    // Conflict may also be our own write, landed by an attempt whose answer was lost and found
-    // by the SDK's retry: the re-read shows it.
-    let mut ours: Option<RunRecord> = None;
-    for _ in 0..CANCEL_ATTEMPTS {
-        let run = match store.get_run(&who.user_id, run_id).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return fail(ClientError::not_found()),
-            Err(e) => {
-                log_storage(&e);
-                return fail(ClientError::storage(&e));
-            }
-        };
-        if ours.as_ref() == Some(&run) {
-            return cancelled(&run);
-        }
-        let Some(mut next) = next_version(&run, ExecutionState::Cancelled, now_ms()) else {
-            return fail(ClientError::new(
-                ErrorCode::RunFinished,
-                format!("run already {}", run.state),
-            ));
-        };
-        next.cancelled_by = Some(inv.connection_id.to_owned());
-        match store.update_run(&next, Expected::of(&run)).await {
-            Ok(()) => return cancelled(&next),
-            Err(e) if e.kind() == StorageErrorKind::Conflict => ours = Some(next),
-            Err(e) => {
-                // The write may have landed although its answer was lost.
-                if let Ok(Some(current)) = store.get_run(&who.user_id, run_id).await
-                    && current == next
-                {
-                    return cancelled(&current);
-                }
-                log_storage(&e);
-                return fail(ClientError::storage(&e));
-            }
-        }
-    }
-    fail(ClientError::storage(&StorageError::conflict("cancel_run")))
 }

@@ -1,83 +1,164 @@
-//! The `Executor` trait agents implement, the sink they report progress to, and the registry.
+//! The `Executor` trait agents implement, what they are given, and how they report progress.
+//!
+//! The driver owns a run's lifecycle (heartbeats, cancellation, deadline, terminal write): it
+//! polls the agent's future and drops it to stop the agent. An agent only turns a request into
+//! a result and reports progress through its [`RunSink`]; it never touches storage.
 
 use crate::context::UserExecutionContext;
+use crate::protocol::{ClientError, ErrorCode};
 use async_trait::async_trait;
-use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use tokio::sync::mpsc;
+
+/// One earlier turn of the run's thread: the user's text and the agent's final answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Turn {
+    pub user: String,
+    pub assistant: String,
+}
 
 /// What an agent is asked to do.
+#[derive(Clone, Copy, Debug)]
 pub struct RunInput<'a> {
     pub context: &'a UserExecutionContext,
+    /// The user's text.
     pub text: &'a str,
-    /// An artificial delay for the tool step (`payload.delay_ms`), bounded by `MAX_ECHO_DELAY`.
-    pub delay: Duration,
+    /// The thread's earlier completed turns, oldest first (empty unless the agent asks for
+    /// them with [`Executor::wants_history`]).
+    pub history: &'a [Turn],
+    /// Agent options from the request (already accepted by [`Executor::check_options`]).
+    pub options: &'a Map<String, Value>,
 }
 
-/// Why an agent did not produce a result.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentFailure {
-    /// The agent failed; the run becomes `failed`.
-    #[error("agent failed: {0}")]
-    Failed(String),
-    /// The run was ended elsewhere (cancelled, or declared dead); the agent must stop.
-    #[error("run was ended elsewhere")]
-    Stopped,
+/// Why an agent did not produce a result: a client-safe code, message and retryability. The
+/// run becomes `failed` and the client hears `agent_error` with exactly these.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct AgentFailure {
+    pub code: ErrorCode,
+    /// Shown to the client: never a key, a prompt or a raw provider body.
+    pub message: Cow<'static, str>,
+    pub retryable: bool,
 }
 
-/// Where an agent reports progress; the driver turns each call into a pushed event.
-#[async_trait]
-pub trait RunSink: Send {
+impl AgentFailure {
+    /// The agent failed for its own reasons (`agent_failed`, not retryable).
+    pub fn failed(message: impl Into<Cow<'static, str>>) -> Self {
+        AgentFailure {
+            code: ErrorCode::AgentFailed,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// A failure with its own code.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>, retryable: bool) -> Self {
+        AgentFailure {
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// The failure as the client sees it.
+    pub fn client_error(&self) -> ClientError {
+        ClientError::new(self.code, self.message.clone()).retryable(self.retryable)
+    }
+}
+
+/// One report from an agent; the driver turns each into a pushed event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
     /// `agent_thinking`.
-    async fn thinking(&mut self, thought: &str);
+    Thinking(String),
     /// `tool_executing`.
-    async fn tool_executing(&mut self, tool_name: &str, parameters: &Value);
+    ToolExecuting {
+        tool_name: String,
+        parameters: Value,
+    },
     /// `tool_completed`.
-    async fn tool_completed(&mut self, tool_name: &str, result: &Value, execution_time_ms: u64);
-    /// Renews the run's heartbeat (rate limited); `Stopped` when the run was ended elsewhere.
-    async fn heartbeat(&mut self) -> Result<(), AgentFailure>;
+    ToolCompleted {
+        tool_name: String,
+        result: Value,
+        execution_time_ms: u64,
+    },
+    /// Streamed answer text; the driver coalesces deltas into `agent_delta` pushes.
+    Delta(String),
+}
+
+/// Where an agent reports progress. Reports are delivered in order; a send waits while the
+/// driver is behind (so a fast stream cannot buffer without bound) and is dropped silently once
+/// the run has ended.
+#[derive(Clone, Debug)]
+pub struct RunSink {
+    tx: mpsc::Sender<Progress>,
+}
+
+/// Reports an agent may have outstanding before its sends wait for the driver.
+pub const PROGRESS_QUEUE: usize = 64;
+
+impl RunSink {
+    /// A sink and the receiving end the driver (or a test) reads reports from.
+    pub fn channel() -> (RunSink, mpsc::Receiver<Progress>) {
+        let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
+        (RunSink { tx }, rx)
+    }
+
+    async fn send(&self, p: Progress) {
+        // A closed channel means the run is over; the agent's future is about to be dropped.
+        let _ = self.tx.send(p).await;
+    }
+
+    /// `agent_thinking`.
+    pub async fn thinking(&self, thought: impl Into<String>) {
+        self.send(Progress::Thinking(thought.into())).await;
+    }
+
+    /// `tool_executing`.
+    pub async fn tool_executing(&self, tool_name: &str, parameters: Value) {
+        let tool_name = tool_name.to_owned();
+        self.send(Progress::ToolExecuting {
+            tool_name,
+            parameters,
+        })
+        .await;
+    }
+
+    /// `tool_completed`.
+    pub async fn tool_completed(&self, tool_name: &str, result: Value, execution_time_ms: u64) {
+        let tool_name = tool_name.to_owned();
+        self.send(Progress::ToolCompleted {
+            tool_name,
+            result,
+            execution_time_ms,
+        })
+        .await;
+    }
+
+    /// Streamed answer text (any size; empty text is ignored).
+    pub async fn delta(&self, text: &str) {
+        if !text.is_empty() {
+            self.send(Progress::Delta(text.to_owned())).await;
+        }
+    }
 }
 
 /// An agent: turns a request into a result, reporting progress through the sink.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Runs the agent to completion.
-    async fn execute(
-        &self,
-        input: &RunInput<'_>,
-        sink: &mut dyn RunSink,
-    ) -> Result<Value, AgentFailure>;
-}
-
-/// The agent run when a request names none.
-pub const DEFAULT_AGENT: &str = "echo";
-
-/// Agents by name.
-#[derive(Clone)]
-pub struct Agents {
-    by_name: HashMap<String, Arc<dyn Executor>>,
-}
-
-impl Default for Agents {
-    /// The built-in agents (`echo`).
-    fn default() -> Self {
-        let mut a = Agents {
-            by_name: HashMap::new(),
-        };
-        a.insert(DEFAULT_AGENT, Arc::new(super::echo::Echo));
-        a
-    }
-}
-
-impl Agents {
-    /// Registers (or replaces) an agent.
-    pub fn insert(&mut self, name: &str, agent: Arc<dyn Executor>) {
-        self.by_name.insert(name.to_owned(), agent);
+    /// Checks a request's options before the run is created; an error is the client's reply
+    /// and no run exists.
+    fn check_options(&self, _options: &Map<String, Value>) -> Result<(), ClientError> {
+        Ok(())
     }
 
-    /// The agent called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Executor>> {
-        self.by_name.get(name)
+    /// Whether the run's input should carry its thread's earlier turns (one extra query).
+    fn wants_history(&self) -> bool {
+        false
     }
+
+    /// Runs the agent to completion. The returned value is the run's `result`; when it has a
+    /// `text` string and the agent streamed deltas, the deltas concatenate to that text.
+    async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure>;
 }

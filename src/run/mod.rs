@@ -1,10 +1,67 @@
-//! Agent runs: the driver that persists and streams a run, the `Executor` trait, and agents.
+//! Agent runs: the driver that owns a run's lifecycle, the `Executor` trait and its agents.
+//!
+//! The run layer sees storage, pushes and agents only through [`RunDeps`] (borrowed trait
+//! objects and limits) and the connection it serves through [`Origin`]; it knows nothing of
+//! routes, invocations or the manager.
+//!
+//! # Layout
+//! - [`executor`]: the `Executor` trait, its input, the `RunSink` agents report progress to.
+//! - [`agents`]: the registry of agents by name.
+//! - [`echo`]: the built-in `echo` agent.
+//! - [`driver`]: drives one run: events, heartbeats, cancellation, deadline, terminal write.
+//! - [`write`]: the one conditional-write primitive every run writer uses.
+//! - [`channel`]: pushing a run's events, gone connections, bounded owner notices.
+//! - [`history`]: a thread's earlier turns for agents that want them.
+//! - [`ids`]: run ids derived from (user, idempotency key).
 
+pub mod agents;
 pub mod channel;
 pub mod driver;
 pub mod echo;
 pub mod executor;
-pub mod view;
+pub mod history;
+pub mod ids;
+pub mod write;
 
-pub use driver::{cancel_run, start_run};
-pub use executor::{AgentFailure, Agents, Executor, RunInput, RunSink};
+pub use agents::{Agents, DEFAULT_AGENT};
+pub use driver::drive;
+pub use executor::{AgentFailure, Executor, Progress, RunInput, RunSink, Turn};
+pub use ids::derive_run_id;
+pub use write::{WriteOutcome, next_version, write_run};
+
+use crate::identity::IdentityCache;
+use crate::notify::Notifier;
+use crate::store::Store;
+use std::time::Duration;
+
+/// The time limits a run lives by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunLimits {
+    /// A run alive longer than this becomes `timeout` (`RUN_TIME_LIMIT_MS`).
+    pub run_time_limit: Duration,
+    /// An alive run with no heartbeat for this long is dead (`HEARTBEAT_DEADLINE_MS`).
+    pub heartbeat_deadline: Duration,
+    /// `agent_delta` pushes of one run are at least this far apart (`STREAM_FLUSH_MS`).
+    pub stream_flush: Duration,
+}
+
+/// What a run needs from its instance: storage, pushes, agents and limits.
+#[derive(Clone, Copy)]
+pub struct RunDeps<'a> {
+    pub store: &'a dyn Store,
+    pub notifier: &'a dyn Notifier,
+    pub agents: &'a Agents,
+    /// The warm identity cache, so a gone connection is forgotten as well as deleted.
+    pub identities: &'a IdentityCache,
+    pub limits: RunLimits,
+}
+
+/// The connection a run serves, and the invocation's own deadline.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub connection_id: &'a str,
+    /// The `@connections` endpoint the connection is reached through.
+    pub endpoint: &'a str,
+    /// Lambda's deadline for the driving invocation, epoch milliseconds.
+    pub deadline_ms: Option<u64>,
+}

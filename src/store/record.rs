@@ -1,12 +1,12 @@
 //! The records wsexec stores: connections and runs.
 
 use crate::limits::ALIVE_SHARDS;
-use crate::state::ExecutionState;
+use crate::state::{ExecutionState, RunEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A live WebSocket connection and who it belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     pub connection_id: String,
     pub user_id: String,
@@ -29,7 +29,7 @@ pub struct RunError {
 }
 
 /// One agent run: its identity, its state and version, and its outcome.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
     pub user_id: String,
@@ -55,6 +55,9 @@ pub struct RunRecord {
     pub deadline_at: u64,
     /// The user's request text.
     pub request: String,
+    /// The agent options of the request (what a worker needs to run it again).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub options: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,14 +87,15 @@ impl RunRecord {
         (h % ALIVE_SHARDS as u32) as u8
     }
 
-    /// The state an alive run must be moved to at `now_ms`, if it is overdue.
-    pub fn overdue(&self, now_ms: u64) -> Option<ExecutionState> {
+    /// What ends an alive run at `now_ms`, if it is overdue: its time limit, else its missed
+    /// heartbeat deadline.
+    pub fn overdue(&self, now_ms: u64) -> Option<RunEvent> {
         if !self.state.is_alive() {
             None
         } else if now_ms >= self.deadline_at {
-            Some(ExecutionState::Timeout)
+            Some(RunEvent::TimeOut)
         } else if now_ms >= self.stale_at {
-            Some(ExecutionState::Dead)
+            Some(RunEvent::Die)
         } else {
             None
         }

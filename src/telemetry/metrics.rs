@@ -20,10 +20,6 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::{Context, Layer};
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "wsexec";
@@ -300,37 +296,6 @@ pub fn flush() {
         } else {
             tracing::info!(target: super::EMF_TARGET, emf = doc.as_str());
         }
-    }
-}
-
-/// Writes the `emf` field of events on [`super::EMF_TARGET`] verbatim, one line each.
-pub(super) struct EmfLayer<W> {
-    make_writer: W,
-}
-
-impl<W> EmfLayer<W> {
-    pub(super) fn new(make_writer: W) -> Self {
-        EmfLayer { make_writer }
-    }
-}
-
-impl<S, W> Layer<S> for EmfLayer<W>
-where
-    S: Subscriber,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        struct Line<W>(W);
-        impl<W: std::io::Write> Visit for Line<W> {
-            fn record_str(&mut self, field: &Field, value: &str) {
-                if field.name() == "emf" {
-                    // One write per document, so concurrent lines never interleave.
-                    let _ = self.0.write_all(format!("{value}\n").as_bytes());
-                }
-            }
-            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
-        }
-        event.record(&mut Line(self.make_writer.make_writer()));
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every invocation writes one [`InvocationLog`] line and its EMF metrics ([`metrics`]), both
 //! through the subscriber built by [`subscriber`], so a test can capture them with any writer.
 
+mod emf;
 pub mod metrics;
 
 use std::time::Duration;
@@ -68,9 +69,9 @@ where
         .with_target(false)
         .with_writer(make_writer.clone())
         .with_filter(filter);
-    let emf = metrics::EmfLayer::new(make_writer).with_filter(
-        tracing_subscriber::filter::filter_fn(|meta| meta.target() == EMF_TARGET),
-    );
+    let emf = emf::EmfLayer::new(make_writer).with_filter(tracing_subscriber::filter::filter_fn(
+        |meta| meta.target() == EMF_TARGET,
+    ));
     Registry::default().with(logs).with(emf)
 }
 
@@ -126,6 +127,18 @@ impl InvocationLog<'_> {
             "invocation"
         );
     }
+}
+
+/// Logs a storage failure with its kind and raw cause, and counts it.
+pub fn log_storage(e: &crate::store::StorageError) {
+    metrics::storage_error(e.kind());
+    tracing::warn!(
+        operation = e.operation(),
+        code = e.code(),
+        retryable = e.is_retryable(),
+        error = ?e,
+        "storage error"
+    );
 }
 
 #[cfg(test)]

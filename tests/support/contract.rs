@@ -43,6 +43,11 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         stale_at: created + 10_000,
         deadline_at: created + 15_000,
         request: "hello".into(),
+        // Round-trips through every backend's codec.
+        options: serde_json::json!({"delay_ms": 5})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
         result: None,
         error: None,
         cancelled_by: None,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wsexec::config::Config;
 use wsexec::context::Mode;
-use wsexec::handler::{Output, handle};
+use wsexec::handler::handle;
 use wsexec::manager::Manager;
 use wsexec::notify::memory::MemoryNotifier;
 use wsexec::store::{ConnectionRecord, RunRecord, Store};
@@ -88,6 +88,23 @@ pub fn disconnect_event(connection_id: &str) -> Value {
     e
 }
 
+/// A `start_agent` frame; `delay_ms` is the `echo` agent's step delay.
+pub fn start_frame(request_id: &str, text: &str, delay_ms: Option<u64>) -> Value {
+    let mut payload = json!({ "user_request": text });
+    if let Some(d) = delay_ms {
+        payload["delay_ms"] = json!(d);
+    }
+    json!({ "type": "start_agent", "request_id": request_id, "payload": payload })
+}
+
+/// Runs one event through `mgr`'s handler with no Lambda deadline; the output as JSON.
+pub async fn invoke_with(mgr: &Manager, event: &Value) -> Value {
+    match handle(&event.to_string(), Ok(mgr), None).await {
+        Ok(out) => serde_json::to_value(out).expect("output is JSON"),
+        Err(e) => panic!("invocation failed: {e}"),
+    }
+}
+
 /// Test configuration: dev auth on, test mode, the sample JWT secret.
 pub fn test_config() -> Config {
     let mut c = Config::from_lookup(|k| match k {
@@ -108,15 +125,14 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A harness on a fresh in-memory embedded store.
+    /// A harness on a fresh in-memory store.
     pub fn memory() -> Harness {
         Harness::with_config(test_config())
     }
 
-    /// A harness on a fresh in-memory embedded store with `config`.
+    /// A harness on a fresh in-memory store with `config`.
     pub fn with_config(config: Config) -> Harness {
-        let store = Arc::new(wsexec::store::embedded::EmbeddedStore::in_memory().expect("store"));
-        Harness::on(config, store)
+        Harness::on(config, Arc::new(wsexec::store::memory::MemoryStore::new()))
     }
 
     /// A harness on `store`.
@@ -128,13 +144,18 @@ impl Harness {
         }
     }
 
+    /// The same harness with `agent` registered as `name` (the public registration API).
+    pub fn with_agent(self, name: &str, agent: Arc<dyn wsexec::run::Executor>) -> Harness {
+        let Harness { mgr, notifier } = self;
+        Harness {
+            mgr: mgr.with_agent(name, agent),
+            notifier,
+        }
+    }
+
     /// Runs one event through the handler; returns the WebSocket response as JSON.
     pub async fn invoke(&self, event: &Value) -> Value {
-        match handle(&event.to_string(), Ok(&self.mgr), None).await {
-            Ok(Output::WebSocket(r)) => serde_json::to_value(r).unwrap(),
-            Ok(Output::Sweep(r)) => serde_json::to_value(r).unwrap(),
-            Err(e) => panic!("invocation failed: {e}"),
-        }
+        invoke_with(&self.mgr, event).await
     }
 
     /// Connects `user` (dev auth) on a fresh connection id; returns it. Asserts 200.

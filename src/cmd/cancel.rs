@@ -1,0 +1,56 @@
+//! `cancel_agent`: the caller's alive run becomes `cancelled` through the conditional-write
+//! primitive; the run's driver notices at its next heartbeat and stops the agent.
+
+use super::Caller;
+use crate::limits::CANCEL_ATTEMPTS;
+use crate::manager::Manager;
+use crate::protocol::{ClientError, ErrorCode, Event, Reply};
+use crate::run::{WriteOutcome, next_version, write_run};
+use crate::state::RunEvent;
+use crate::store::{Expected, RunRecord, StorageError};
+use crate::telemetry::{log_storage, metrics};
+use crate::time::now_ms;
+
+/// Cancels the caller's run; replies `agent_cancelled`, or an `error` (`not_found`,
+/// `run_finished`, a storage code).
+pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
+    let run_id = match caller.id(mgr, "run_id", run_id) {
+        Ok(r) => r,
+        Err(reply) => return reply,
+    };
+    let store = match mgr.store() {
+        Ok(s) => s,
+        Err(e) => return caller.error(&e.client_error()),
+    };
+    let mut run = match store.get_run(&caller.who.user_id, run_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return caller.error(&ClientError::not_found()),
+        Err(e) => {
+            log_storage(&e);
+            return caller.error(&ClientError::storage(&e));
+        }
+    };
+    // A heartbeat may bump the version between the read and the write: the primitive hands
+    // back the current run, and the cancel is tried again on it.
+    for _ in 0..CANCEL_ATTEMPTS {
+        let Some(mut next) = next_version(&run, &[RunEvent::Cancel], now_ms()) else {
+            let e = ClientError::new(ErrorCode::RunFinished, format!("run already {}", run.state));
+            return caller.error(&e);
+        };
+        next.cancelled_by = Some(caller.origin.connection_id.to_owned());
+        match write_run(store, next, Expected::of(&run)).await {
+            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => return cancelled(&r),
+            WriteOutcome::Conflict(current) => run = current,
+            WriteOutcome::Failed(e) => {
+                log_storage(&e);
+                return caller.error(&ClientError::storage(&e));
+            }
+        }
+    }
+    caller.error(&ClientError::storage(&StorageError::conflict("cancel_run")))
+}
+
+fn cancelled(run: &RunRecord) -> Reply {
+    metrics::run_finished(run.state, run.updated_at.saturating_sub(run.created_at));
+    Reply::about(run, Event::cancelled())
+}

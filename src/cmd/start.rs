@@ -1,0 +1,118 @@
+//! `start_agent` / `user_message` / `chat`: validate, create the run idempotently (one
+//! conditional write), then drive it; a retried request gets the existing run.
+
+use super::Caller;
+use crate::context::{ContextParts, UserExecutionContext, request_id_from_message_id};
+use crate::limits::{LAMBDA_DEADLINE_MARGIN, RUN_RETENTION};
+use crate::manager::Manager;
+use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply, StartRequest};
+use crate::state::{ExecutionState, START};
+use crate::store::{CreateOutcome, RunRecord};
+use crate::telemetry::{log_storage, metrics};
+use crate::time::now_ms;
+use std::time::Duration;
+
+/// Starts a run. `None` when the run's events were pushed; else the `execution` of a retried
+/// request, or an `error`.
+pub async fn apply(mgr: &Manager, caller: &Caller<'_>, req: StartRequest<'_>) -> Option<Reply> {
+    match prepare(mgr, caller, &req) {
+        Ok((record, ctx)) => create_and_drive(mgr, caller, record, &ctx).await,
+        Err(reply) => Some(reply),
+    }
+}
+
+/// The run a request asks for, validated, with its execution context.
+fn prepare(
+    mgr: &Manager,
+    caller: &Caller<'_>,
+    req: &StartRequest<'_>,
+) -> Result<(RunRecord, UserExecutionContext), Reply> {
+    let agent_name = req.agent.as_deref().unwrap_or(mgr.agents().default_name());
+    let Some(agent) = mgr.agents().get(agent_name) else {
+        return Err(caller.error(&ClientError::new(ErrorCode::UnknownAgent, "no such agent")));
+    };
+    agent
+        .check_options(&req.options)
+        .map_err(|e| caller.error(&e))?;
+    let from_aws = caller.message_id.map(request_id_from_message_id);
+    let Some(key) = caller.request_id.or(from_aws.as_deref()) else {
+        let e = ClientError::new(ErrorCode::MissingField, "request_id is required");
+        return Err(caller.error(&e));
+    };
+    // Validate the key before deriving an id from it.
+    let request_id = caller.id(mgr, "request_id", key)?;
+    let who = caller.who;
+    let run_id = crate::run::derive_run_id(&who.user_id, request_id);
+    let ctx = UserExecutionContext::new(
+        ContextParts {
+            user_id: &who.user_id,
+            thread_id: req.thread_id.as_deref().unwrap_or(&run_id),
+            run_id: &run_id,
+            request_id,
+            connection_id: caller.origin.connection_id,
+            tenant_id: who.tenant_id.as_deref(),
+            metadata: req.metadata.as_ref(),
+        },
+        mgr.config().mode,
+    )
+    .map_err(|e| caller.error(&e.into()))?;
+
+    let now = now_ms();
+    let mut limit = mgr.config().run_time_limit;
+    if let Some(deadline) = caller.origin.deadline_ms {
+        let left = Duration::from_millis(deadline.saturating_sub(now));
+        limit = limit.min(left.saturating_sub(LAMBDA_DEADLINE_MARGIN));
+    }
+    let record = RunRecord {
+        run_id: ctx.run_id.clone(),
+        user_id: ctx.user_id.clone(),
+        thread_id: ctx.thread_id.clone(),
+        request_id: ctx.request_id.clone(),
+        connection_id: ctx.connection_id.clone(),
+        tenant_id: ctx.tenant_id.clone(),
+        endpoint: Some(caller.origin.endpoint.to_owned()),
+        agent: agent_name.to_owned(),
+        // Nothing can observe the run before it exists: the machine walks to `running` here
+        // and the create persists it there.
+        state: ExecutionState::Pending
+            .apply_all(&START)
+            .unwrap_or(ExecutionState::Running),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        stale_at: now + mgr.config().heartbeat_deadline.as_millis() as u64,
+        deadline_at: now + limit.as_millis() as u64,
+        request: req.text.to_string(),
+        options: req.options.clone(),
+        expires_at: (now + RUN_RETENTION.as_millis() as u64) / 1000,
+        ..Default::default()
+    };
+    Ok((record, ctx))
+}
+
+async fn create_and_drive(
+    mgr: &Manager,
+    caller: &Caller<'_>,
+    record: RunRecord,
+    ctx: &UserExecutionContext,
+) -> Option<Reply> {
+    let deps = match mgr.run_deps() {
+        Ok(d) => d,
+        Err(e) => return Some(caller.error(&e.client_error())),
+    };
+    match deps.store.create_run(&record).await {
+        Ok(CreateOutcome::Created) => {}
+        Ok(CreateOutcome::Existing(existing)) => {
+            let view = ExecutionView::of(&existing, true);
+            return Some(Reply::about(&existing, Event::Execution(view)));
+        }
+        Err(e) => {
+            log_storage(&e);
+            return Some(caller.error(&ClientError::storage(&e)));
+        }
+    }
+    metrics::run_started();
+    let agent = mgr.agents().get(&record.agent)?.clone();
+    crate::run::drive(deps, caller.origin, ctx, record, agent.as_ref()).await;
+    None
+}

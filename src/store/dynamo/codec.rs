@@ -1,0 +1,235 @@
+//! Items ↔ records. One attribute table per record drives both encoding and decoding, so every
+//! attribute name is spelled once; keys and index attributes are derived from the record.
+
+use super::schema::{
+    ALIVE_DUE, ALIVE_SHARD, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK, TTL_ATTRIBUTE,
+};
+use crate::state::ExecutionState;
+use crate::store::{ConnectionRecord, ListCursor, RunError, RunRecord, StorageError, keys};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// One attribute of a record: its name and how to reach its field.
+enum Attr<T> {
+    /// A required string.
+    Str(&'static str, fn(&T) -> &String, fn(&mut T) -> &mut String),
+    /// An optional string, absent from the item when `None`.
+    OptStr(
+        &'static str,
+        fn(&T) -> &Option<String>,
+        fn(&mut T) -> &mut Option<String>,
+    ),
+    /// A required number.
+    Num(&'static str, fn(&T) -> u64, fn(&mut T) -> &mut u64),
+}
+
+impl<T> Attr<T> {
+    fn encode(&self, rec: &T, item: &mut Item) {
+        match self {
+            Attr::Str(k, get, _) => {
+                item.insert((*k).into(), s(get(rec)));
+            }
+            Attr::OptStr(k, get, _) => {
+                if let Some(v) = get(rec) {
+                    item.insert((*k).into(), s(v));
+                }
+            }
+            Attr::Num(k, get, _) => {
+                item.insert((*k).into(), n(get(rec)));
+            }
+        }
+    }
+
+    fn decode(&self, op: &'static str, item: &Item, rec: &mut T) -> Result<(), StorageError> {
+        match self {
+            Attr::Str(k, _, set) => *set(rec) = get_s(op, item, k)?,
+            Attr::OptStr(k, _, set) => *set(rec) = opt_s(item, k),
+            Attr::Num(k, _, set) => *set(rec) = get_n(op, item, k)?,
+        }
+        Ok(())
+    }
+}
+
+/// Every plain attribute of a connection item.
+const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
+    Attr::Str(
+        "connection_id",
+        |c| &c.connection_id,
+        |c| &mut c.connection_id,
+    ),
+    Attr::Str("user_id", |c| &c.user_id, |c| &mut c.user_id),
+    Attr::OptStr("tenant_id", |c| &c.tenant_id, |c| &mut c.tenant_id),
+    Attr::OptStr("endpoint", |c| &c.endpoint, |c| &mut c.endpoint),
+    Attr::Num("connected_at", |c| c.connected_at, |c| &mut c.connected_at),
+    Attr::Num(TTL_ATTRIBUTE, |c| c.expires_at, |c| &mut c.expires_at),
+];
+
+/// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
+/// by [`run_item`] itself).
+const RUN_ATTRS: [Attr<RunRecord>; 16] = [
+    Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
+    Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
+    Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
+    Attr::Str("request_id", |r| &r.request_id, |r| &mut r.request_id),
+    Attr::Str(
+        "connection_id",
+        |r| &r.connection_id,
+        |r| &mut r.connection_id,
+    ),
+    Attr::Str("agent", |r| &r.agent, |r| &mut r.agent),
+    Attr::Str("request", |r| &r.request, |r| &mut r.request),
+    Attr::OptStr("tenant_id", |r| &r.tenant_id, |r| &mut r.tenant_id),
+    Attr::OptStr("endpoint", |r| &r.endpoint, |r| &mut r.endpoint),
+    Attr::OptStr("cancelled_by", |r| &r.cancelled_by, |r| &mut r.cancelled_by),
+    Attr::Num("version", |r| r.version, |r| &mut r.version),
+    Attr::Num("created_at", |r| r.created_at, |r| &mut r.created_at),
+    Attr::Num("updated_at", |r| r.updated_at, |r| &mut r.updated_at),
+    Attr::Num("stale_at", |r| r.stale_at, |r| &mut r.stale_at),
+    Attr::Num("deadline_at", |r| r.deadline_at, |r| &mut r.deadline_at),
+    Attr::Num(TTL_ATTRIBUTE, |r| r.expires_at, |r| &mut r.expires_at),
+];
+
+const ITEM_TYPE: &str = "item_type";
+const STATE: &str = "state";
+const RESULT: &str = "result";
+const OPTIONS: &str = "options";
+const ERROR_CODE: &str = "error_code";
+const ERROR_MESSAGE: &str = "error_message";
+
+/// A string attribute.
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number attribute.
+pub fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn bad_item(op: &'static str, what: &str) -> StorageError {
+    StorageError::new(
+        crate::store::StorageErrorKind::Invalid,
+        op,
+        format!("stored item is malformed: {what}"),
+    )
+}
+
+fn get_s(op: &'static str, item: &Item, k: &str) -> Result<String, StorageError> {
+    match item.get(k) {
+        Some(AttributeValue::S(v)) => Ok(v.clone()),
+        _ => Err(bad_item(op, k)),
+    }
+}
+
+fn opt_s(item: &Item, k: &str) -> Option<String> {
+    match item.get(k) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn get_n(op: &'static str, item: &Item, k: &str) -> Result<u64, StorageError> {
+    match item.get(k) {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| bad_item(op, k)),
+        _ => Err(bad_item(op, k)),
+    }
+}
+
+/// The item of a connection.
+pub fn connection_item(c: &ConnectionRecord) -> Item {
+    let mut item = Item::new();
+    item.insert(PK.into(), s(keys::connection_pk(&c.connection_id)));
+    item.insert(SK.into(), s(keys::CONNECTION_SK));
+    item.insert(GSI1_PK.into(), s(keys::user_pk(&c.user_id)));
+    item.insert(GSI1_SK.into(), s(keys::owner_conn_sk(&c.connection_id)));
+    item.insert(ITEM_TYPE.into(), s("connection"));
+    for a in &CONNECTION_ATTRS {
+        a.encode(c, &mut item);
+    }
+    item
+}
+
+/// The connection an item holds.
+pub fn connection_from(op: &'static str, item: &Item) -> Result<ConnectionRecord, StorageError> {
+    let mut c = ConnectionRecord::default();
+    for a in &CONNECTION_ATTRS {
+        a.decode(op, item, &mut c)?;
+    }
+    Ok(c)
+}
+
+/// The item of a run, with its keys and, while it is alive, its sparse `alive` index entry.
+pub fn run_item(r: &RunRecord) -> Item {
+    let mut item = Item::new();
+    let owner_sk = keys::owner_run_sk(r.created_at, &r.run_id);
+    item.insert(PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(SK.into(), s(keys::run_sk(&r.run_id)));
+    item.insert(GSI1_PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(GSI1_SK.into(), s(&owner_sk));
+    item.insert(GSI2_PK.into(), s(keys::thread_pk(&r.user_id, &r.thread_id)));
+    item.insert(GSI2_SK.into(), s(owner_sk));
+    if let Some(due) = r.due_at() {
+        item.insert(ALIVE_SHARD.into(), s(keys::alive_shard(r.shard())));
+        item.insert(ALIVE_DUE.into(), n(due));
+    }
+    item.insert(ITEM_TYPE.into(), s("run"));
+    for a in &RUN_ATTRS {
+        a.encode(r, &mut item);
+    }
+    item.insert(STATE.into(), s(r.state.as_str()));
+    if let Some(result) = &r.result {
+        item.insert(RESULT.into(), s(result.to_string()));
+    }
+    if !r.options.is_empty() {
+        item.insert(
+            OPTIONS.into(),
+            s(serde_json::Value::from(r.options.clone()).to_string()),
+        );
+    }
+    if let Some(e) = &r.error {
+        item.insert(ERROR_CODE.into(), s(&e.code));
+        item.insert(ERROR_MESSAGE.into(), s(&e.message));
+    }
+    item
+}
+
+/// The run an item holds.
+pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError> {
+    let mut r = RunRecord::default();
+    for a in &RUN_ATTRS {
+        a.decode(op, item, &mut r)?;
+    }
+    r.state = ExecutionState::parse(&get_s(op, item, STATE)?).ok_or_else(|| bad_item(op, STATE))?;
+    r.result = match opt_s(item, RESULT) {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|_| bad_item(op, RESULT))?),
+        None => None,
+    };
+    r.options = match opt_s(item, OPTIONS) {
+        Some(j) => serde_json::from_str(&j).map_err(|_| bad_item(op, OPTIONS))?,
+        None => Default::default(),
+    };
+    r.error = opt_s(item, ERROR_CODE).map(|code| RunError {
+        code,
+        message: opt_s(item, ERROR_MESSAGE).unwrap_or_default(),
+    });
+    Ok(r)
+}
+
+/// Whether an item is still alive by its TTL (DynamoDB deletes expired items only eventually).
+pub fn live(item: &Item) -> bool {
+    let now_secs = crate::time::now_ms() / 1000;
+    matches!(item.get(TTL_ATTRIBUTE), Some(AttributeValue::N(v)) if v.parse::<u64>().map(|e| e > now_secs).unwrap_or(false))
+}
+
+/// Parses a `gsi1sk`/`gsi2sk` of a run back into a cursor.
+pub fn cursor_from_sort_key(sk: &str) -> Option<ListCursor> {
+    let rest = sk.strip_prefix("RUN#")?;
+    let (ts, id) = rest.split_once('#')?;
+    Some(ListCursor {
+        created_at: ts.parse().ok()?,
+        run_id: id.to_owned(),
+    })
+}

@@ -1,0 +1,339 @@
+//! The DynamoDB store: one table, conditional writes, and classified failures.
+//!
+//! Item layout (see the README's storage section):
+//! - connection: `pk=CONN#{id}`, `sk=CONN`, `gsi1pk=USER#{user}`, `gsi1sk=CONN#{id}`
+//! - run: `pk=USER#{user}`, `sk=RUN#{run_id}`, `gsi1pk=USER#{user}`,
+//!   `gsi1sk=RUN#{created:013}#{run_id}`, `gsi2pk=USER#{user}#THREAD#{thread}`, `gsi2sk` as
+//!   `gsi1sk`, and while alive `alive_shard=ALIVE#{n}`, `alive_due={ms}` (the sparse index).
+//!
+//! # Layout
+//! - [`schema`]: key attributes, indexes and actions (the template's).
+//! - [`client`]: the SDK client's settings, timeouts, retries and request counter.
+//! - [`classify`]: SDK failures → storage error kinds.
+//! - [`codec`]: items ↔ records, driven by one attribute table per record.
+
+pub mod classify;
+pub mod client;
+pub mod codec;
+pub mod schema;
+
+pub use classify::classify;
+pub use client::{ClientSettings, DynamoSettings, RequestCounter};
+pub use schema::*;
+
+use super::{
+    CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store, keys,
+};
+use crate::store::{ConnectionRecord, RunRecord};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use codec::{
+    connection_from, connection_item, cursor_from_sort_key, live, n, run_from, run_item, s,
+};
+
+/// A [`Store`] on one DynamoDB table.
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    requests: RequestCounter,
+}
+
+impl DynamoStore {
+    /// A store built from the standard environment as Lambda provides it (see
+    /// [`ClientSettings::from_env`]).
+    pub fn from_env(table: &str, settings: DynamoSettings) -> Result<DynamoStore, StorageError> {
+        Ok(DynamoStore::with_settings(
+            table,
+            &ClientSettings::from_env()?,
+            &settings,
+        ))
+    }
+
+    /// A store with explicit region, credentials and endpoint (tests, the local tool).
+    pub fn with_client_config(
+        table: &str,
+        region: &str,
+        credentials: Credentials,
+        endpoint: Option<&str>,
+        settings: DynamoSettings,
+    ) -> DynamoStore {
+        let at = ClientSettings {
+            region: region.to_owned(),
+            credentials,
+            endpoint: endpoint.map(str::to_owned),
+        };
+        DynamoStore::with_settings(table, &at, &settings)
+    }
+
+    fn with_settings(table: &str, at: &ClientSettings, settings: &DynamoSettings) -> DynamoStore {
+        let requests = RequestCounter::default();
+        DynamoStore {
+            client: client::build(at, settings, &requests),
+            table: table.to_owned(),
+            requests,
+        }
+    }
+
+    /// The SDK client (tests read raw items with it).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The request counter (every HTTP attempt to DynamoDB).
+    pub fn requests(&self) -> RequestCounter {
+        self.requests.clone()
+    }
+}
+
+fn now_secs() -> u64 {
+    crate::time::now_ms() / 1000
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_connection(&self, conn: &ConnectionRecord) -> Result<(), StorageError> {
+        const OP: &str = "put_connection";
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(connection_item(conn)))
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StorageError> {
+        const OP: &str = "get_connection";
+        // Consistent: a message may follow `$connect` within milliseconds.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(keys::connection_pk(connection_id)))
+            .key(SK, s(keys::CONNECTION_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        out.item
+            .filter(live)
+            .map(|i| connection_from(OP, &i))
+            .transpose()
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError> {
+        const OP: &str = "delete_connection";
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(keys::connection_pk(connection_id)))
+            .key(SK, s(keys::CONNECTION_SK))
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        Ok(())
+    }
+
+    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+        const OP: &str = "user_connections";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_BY_OWNER)
+            .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
+            .expression_attribute_values(":prefix", s("CONN#"))
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .filter(|i| live(i))
+            .map(|i| connection_from(OP, i))
+            .collect()
+    }
+
+    async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
+        const OP: &str = "create_run";
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(run_item(run)))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now_secs()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(e) => {
+                // The existing item comes back with the failure: no second round trip.
+                let old = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                            c.item.clone()
+                        }
+                        _ => None,
+                    });
+                let err = classify(OP, &self.table, e);
+                match (err.kind(), old) {
+                    (StorageErrorKind::Conflict, Some(item)) => {
+                        Ok(CreateOutcome::Existing(Box::new(run_from(OP, &item)?)))
+                    }
+                    (StorageErrorKind::Conflict, None) => {
+                        match self.get_run(&run.user_id, &run.run_id).await? {
+                            Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
+                            None => Err(err),
+                        }
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    async fn get_run(
+        &self,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError> {
+        const OP: &str = "get_run";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(keys::user_pk(user_id)))
+            .key(SK, s(keys::run_sk(run_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        out.item.filter(live).map(|i| run_from(OP, &i)).transpose()
+    }
+
+    async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
+        const OP: &str = "update_run";
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(run_item(run)))
+            .condition_expression("#state = :state AND version = :version")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(expected.state.as_str()))
+            .expression_attribute_values(":version", n(expected.version))
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        Ok(())
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &str,
+        thread_id: Option<&str>,
+        limit: usize,
+        cursor: Option<&ListCursor>,
+    ) -> Result<RunPage, StorageError> {
+        const OP: &str = "list_runs";
+        let (index, pk_attr, sk_attr, pk) = match thread_id {
+            None => (INDEX_BY_OWNER, GSI1_PK, GSI1_SK, keys::user_pk(user_id)),
+            Some(t) => (
+                INDEX_BY_THREAD,
+                GSI2_PK,
+                GSI2_SK,
+                keys::thread_pk(user_id, t),
+            ),
+        };
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression(format!(
+                "{pk_attr} = :pk AND begins_with({sk_attr}, :prefix)"
+            ))
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s("RUN#"))
+            .scan_index_forward(false)
+            .limit(limit.max(1) as i32);
+        if let Some(c) = cursor {
+            // The partition comes from the caller, never from the cursor.
+            q = q
+                .exclusive_start_key(PK, s(keys::user_pk(user_id)))
+                .exclusive_start_key(SK, s(keys::run_sk(&c.run_id)))
+                .exclusive_start_key(pk_attr, s(&pk))
+                .exclusive_start_key(sk_attr, s(keys::owner_run_sk(c.created_at, &c.run_id)));
+        }
+        let out = q.send().await.map_err(|e| classify(OP, &self.table, e))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter(|i| live(i))
+            .map(|i| run_from(OP, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cursor = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| match k.get(sk_attr) {
+                Some(AttributeValue::S(v)) => cursor_from_sort_key(v),
+                _ => None,
+            });
+        Ok(RunPage { items, cursor })
+    }
+
+    /// Opens the connection pool (TCP + TLS) and the SDK's lazily built state ahead of the
+    /// first real request: a `GetItem` of a key that never exists.
+    async fn warm_up(&self) -> Result<(), StorageError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s("WARMUP"))
+            .key(SK, s("WARMUP"))
+            .send()
+            .await
+            .map_err(|e| classify("warm_up", &self.table, e))?;
+        Ok(())
+    }
+
+    async fn due_runs(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StorageError> {
+        const OP: &str = "due_runs";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_ALIVE)
+            .key_condition_expression("alive_shard = :shard AND alive_due <= :now")
+            .expression_attribute_values(":shard", s(keys::alive_shard(shard)))
+            .expression_attribute_values(":now", n(now_ms))
+            .limit(limit.max(1) as i32)
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|i| run_from(OP, i))
+            .collect()
+    }
+}

@@ -1,0 +1,261 @@
+//! The run driver owns the lifecycle: an agent stuck on a future that never completes still
+//! gets heartbeats, is stopped by `cancel_agent` within one heartbeat interval, and times out
+//! at its deadline; agents registered by a crate user run like the built-ins.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::*;
+use wsexec::run::{AgentFailure, Executor, RunInput, RunSink};
+
+/// An agent that reports one thought, then awaits a future that never completes. Its
+/// `dropped` flag is set when the driver drops it (the only way it can stop).
+struct Hang {
+    dropped: Arc<AtomicBool>,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for Hang {
+    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        let _guard = SetOnDrop(self.dropped.clone());
+        sink.thinking("waiting for an answer that never comes")
+            .await;
+        std::future::pending::<()>().await;
+        Ok(Value::Null)
+    }
+}
+
+/// A harness whose heartbeat interval is `heartbeat / 3` and run limit `limit`, with `hang`.
+fn harness(heartbeat: Duration, limit: Duration) -> (Arc<Harness>, Arc<AtomicBool>) {
+    let mut config = test_config();
+    config.heartbeat_deadline = heartbeat;
+    config.run_time_limit = limit;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let hang = Arc::new(Hang {
+        dropped: dropped.clone(),
+    });
+    (
+        Arc::new(Harness::with_config(config).with_agent("hang", hang)),
+        dropped,
+    )
+}
+
+/// Waits (bounded) until the run `run_id` of alice is stored with `pred` true.
+async fn wait_for(
+    h: &Harness,
+    run_id: &str,
+    what: &str,
+    pred: impl Fn(&wsexec::store::RunRecord) -> bool,
+) -> wsexec::store::RunRecord {
+    let store = h.mgr.store().unwrap();
+    for _ in 0..200 {
+        if let Some(r) = store.get_run("alice-01", run_id).await.unwrap()
+            && pred(&r)
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("run {run_id} never {what}");
+}
+
+/// Alice's run `run_id` as stored.
+async fn stored(h: &Harness, run_id: &str) -> wsexec::store::RunRecord {
+    let store = h.mgr.store().unwrap();
+    store
+        .get_run("alice-01", run_id)
+        .await
+        .unwrap()
+        .expect("run is stored")
+}
+
+fn hang_frame(request_id: &str) -> Value {
+    json!({"type": "start_agent", "agent": "hang", "request_id": request_id, "payload": {"user_request": "x"}})
+}
+
+/// Heartbeats are written while the agent is stuck, and the deadline ends the run as `timeout`.
+#[tokio::test]
+async fn a_stuck_agent_is_heartbeated_then_timed_out_at_its_deadline() {
+    let (h, dropped) = harness(Duration::from_millis(600), Duration::from_millis(2_000));
+    let conn = h.connect("alice-01").await;
+    let run_id = wsexec::run::derive_run_id("alice-01", "stuck");
+    let runner = {
+        let (h, conn) = (h.clone(), conn.clone());
+        tokio::spawn(async move { h.send_json(&conn, hang_frame("stuck")).await })
+    };
+    // Created at version 1; each heartbeat (every 200 ms) is one more version.
+    let beating = wait_for(&h, &run_id, "got two heartbeats", |r| r.version >= 3).await;
+    assert_eq!(beating.state, wsexec::ExecutionState::Running);
+    assert!(
+        beating.stale_at > beating.created_at + 600,
+        "stale_at was renewed"
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("the run ends at its 2 s deadline")
+        .unwrap();
+    assert_eq!(reply, None);
+    let events = h.pushed(&conn);
+    assert_eq!(
+        types(&events),
+        ["agent_started", "agent_thinking", "agent_error"]
+    );
+    assert_eq!(events[2]["payload"]["code"], "run_timeout");
+    let stored = stored(&h, &run_id).await;
+    assert_eq!(stored.state, wsexec::ExecutionState::Timeout);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the agent's future was dropped"
+    );
+}
+
+/// `cancel_agent` ends a stuck agent's run within one heartbeat interval, and the agent is dropped.
+#[tokio::test]
+async fn a_stuck_agent_is_cancelled_within_one_heartbeat_interval() {
+    let interval = Duration::from_millis(400);
+    let (h, dropped) = harness(interval * 3, Duration::from_secs(30));
+    let conn = h.connect("alice-01").await;
+    let other = h.connect("alice-01").await;
+    let run_id = wsexec::run::derive_run_id("alice-01", "stuck");
+    let runner = {
+        let (h, conn) = (h.clone(), conn.clone());
+        tokio::spawn(async move { h.send_json(&conn, hang_frame("stuck")).await })
+    };
+    wait_for(&h, &run_id, "was created", |_| true).await;
+    let cancelled = h
+        .send_json(&other, json!({"type": "cancel_agent", "run_id": run_id}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["type"], "agent_cancelled", "{cancelled}");
+    // One interval for the next heartbeat to meet the cancel, plus scheduling slack.
+    tokio::time::timeout(interval + Duration::from_millis(300), runner)
+        .await
+        .expect("the driver stopped within one heartbeat interval")
+        .unwrap();
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the agent's future was dropped"
+    );
+    let events = h.pushed(&conn);
+    assert_eq!(
+        types(&events),
+        ["agent_started", "agent_thinking", "agent_cancelled"]
+    );
+    let stored = stored(&h, &run_id).await;
+    assert_eq!(stored.state, wsexec::ExecutionState::Cancelled);
+}
+
+/// Every pushed run event carries `seq` 1, 2, 3, … in the order the driver emitted them.
+#[tokio::test]
+async fn run_events_are_numbered_in_order() {
+    let h = Harness::memory();
+    let conn = h.connect("alice-01").await;
+    h.send_json(&conn, start_frame("numbered", "hi", None))
+        .await;
+    let seqs: Vec<u64> = h
+        .pushed(&conn)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+/// An agent that streams its answer in many small pieces and returns the whole text.
+struct Streamer;
+
+#[async_trait::async_trait]
+impl Executor for Streamer {
+    async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        let words: Vec<String> = (0..200).map(|i| format!("w{i} ")).collect();
+        for w in &words {
+            sink.delta(w).await;
+            if input.text == "slow" {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        sink.tool_executing("noop", json!({})).await;
+        sink.tool_completed("noop", json!({}), 0).await;
+        sink.delta("end").await;
+        Ok(json!({ "text": words.concat() + "end" }))
+    }
+}
+
+/// Deltas are coalesced (far fewer pushes than pieces), flushed before a tool step and before
+/// the terminal event, and concatenate to the result's text.
+#[tokio::test]
+async fn deltas_are_coalesced_and_concatenate_to_the_result() {
+    let mut config = test_config();
+    config.stream_flush = Duration::from_millis(50);
+    let h = Harness::with_config(config).with_agent("stream", Arc::new(Streamer));
+    let conn = h.connect("alice-01").await;
+    let frame = json!({"type": "start_agent", "agent": "stream", "request_id": "s1", "payload": {"user_request": "slow"}});
+    h.send_json(&conn, frame).await;
+    let events = h.pushed(&conn);
+    let kinds = types(&events);
+    let deltas = kinds.iter().filter(|k| *k == "agent_delta").count();
+    assert!(
+        (2..60).contains(&deltas),
+        "{deltas} pushes for 201 pieces: {kinds:?}"
+    );
+    let tool = kinds.iter().position(|k| k == "tool_executing").unwrap();
+    assert_eq!(
+        kinds[tool - 1],
+        "agent_delta",
+        "text before the tool step was flushed first"
+    );
+    assert_eq!(
+        kinds[kinds.len() - 2],
+        "agent_delta",
+        "the last text precedes the terminal event"
+    );
+    assert_eq!(kinds.last().unwrap(), "agent_completed");
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "agent_delta")
+        .map(|e| e["payload"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, events.last().unwrap()["payload"]["result"]["text"]);
+}
+
+/// An option an agent refuses is the client's `invalid_field`, and no run is created.
+#[tokio::test]
+async fn refused_agent_options_create_no_run() {
+    let h = Harness::memory();
+    let conn = h.connect("alice-01").await;
+    for bad in [
+        json!(60_001),
+        json!(u64::MAX),
+        json!(-1),
+        json!("5"),
+        json!(1.5),
+    ] {
+        let frame = json!({"type": "start_agent", "request_id": "opt", "payload": {"user_request": "x", "delay_ms": bad}});
+        let r = h.send_json(&conn, frame).await.unwrap();
+        assert_eq!(r["payload"]["code"], "invalid_field", "{bad}: {r}");
+        assert!(
+            r["payload"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("delay_ms")
+        );
+    }
+    let page = h
+        .mgr
+        .store()
+        .unwrap()
+        .list_runs("alice-01", None, 10, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+}
