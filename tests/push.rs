@@ -294,3 +294,77 @@ async fn sweep_ends_a_thousand_runs_in_bounded_invocations() {
     let left = support::contract::all_due(store.as_ref(), now_ms() + 10_000_000).await;
     assert!(left.is_empty());
 }
+
+/// After a crash leaves connection records behind a refused and a silent endpoint, reads of the
+/// owner's dead runs still answer within the notice budget, and the owner's reachable
+/// connection hears each death exactly once.
+#[tokio::test]
+async fn reads_do_not_stall_behind_notices_to_unreachable_connections() {
+    let (mgr, store, ep) = setup().await;
+    let reachable = connect(&mgr, "alice-01").await;
+    let (silent, _) = fault_endpoint(Fault::Silent).await;
+    for (i, endpoint) in [
+        refused_endpoint(),
+        silent.clone(),
+        refused_endpoint(),
+        silent,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = support::contract::conn(&format!("Cstale{i:08}="), "alice-01");
+        c.endpoint = Some(endpoint);
+        store.put_connection(&c).await.unwrap();
+    }
+    let old = now_ms() - 30_000;
+    let mut run_ids = Vec::new();
+    for i in 0..6 {
+        let mut r = support::contract::run("alice-01", &format!("run_crashed_{i}"), old + i);
+        r.deadline_at = now_ms() + 60_000;
+        r.endpoint = Some(refused_endpoint());
+        store.create_run(&r).await.unwrap();
+        run_ids.push(r.run_id);
+    }
+    let started = std::time::Instant::now();
+    let page = invoke_with(
+        &mgr,
+        &message_event(&reachable, r#"{"type":"list_executions"}"#),
+    )
+    .await;
+    let took = started.elapsed();
+    let page: Value = serde_json::from_str(page["body"].as_str().unwrap()).unwrap();
+    let states: Vec<&str> = page["payload"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["dead"; 6]);
+    // Without a budget the silent records alone held the reply for the SDK's whole timeout.
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "list took {took:?}"
+    );
+    let started = std::time::Instant::now();
+    let got = invoke_with(
+        &mgr,
+        &message_event(
+            &reachable,
+            &json!({"type": "get_execution", "run_id": run_ids[0]}).to_string(),
+        ),
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(got["body"].as_str().unwrap().contains(r#""state":"dead""#));
+    let deaths: Vec<Value> = ep
+        .delivered(&reachable)
+        .into_iter()
+        .filter(|e| e["type"] == "agent_death")
+        .collect();
+    let mut told: Vec<&str> = deaths
+        .iter()
+        .map(|e| e["run_id"].as_str().unwrap())
+        .collect();
+    told.sort_unstable();
+    assert_eq!(told, run_ids, "each dead run is told once");
+}

@@ -15,10 +15,10 @@ fn id_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')
 }
 
-/// An accepted id is the trimmed input, within the charset and length, and no placeholder.
+/// An accepted id is exactly the input, within the charset and length, and no placeholder.
 fn check_id(value: &str, mode: Mode) {
     if let Ok(v) = validate_id("user_id", value, mode) {
-        assert_eq!(v, value.trim());
+        assert_eq!(v, value);
         assert!(!v.is_empty() && v.len() <= MAX_ID_LEN);
         assert!(v.chars().all(id_char_ok), "{v:?}");
         assert!(!PLACEHOLDER_VALUES.contains(&v.to_ascii_lowercase().as_str()));
@@ -39,7 +39,7 @@ fn check_id(value: &str, mode: Mode) {
         assert!(v.chars().all(|c| id_char_ok(c) || c == '='));
     }
     let rid = request_id_from_message_id(value);
-    if validate_aws_id("m", value).is_ok() && !value.trim().trim_end_matches('=').contains('=') {
+    if validate_aws_id("m", value).is_ok() && !value.trim_end_matches('=').contains('=') {
         // A valid API Gateway id (base64: `=` only as trailing padding) always maps into the
         // strict charset.
         assert!(rid.chars().all(id_char_ok), "{rid:?}");

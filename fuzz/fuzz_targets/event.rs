@@ -97,6 +97,7 @@ fn run(run_id: &str, alive: bool) -> RunRecord {
         stale_at: created + 10_000,
         deadline_at: created + 15_000,
         request: "Summarise the week".into(),
+        options: Default::default(),
         result: None,
         error: None,
         cancelled_by: None,

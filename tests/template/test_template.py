@@ -56,6 +56,8 @@ EXPECTED_ENV = {
     "JWT_AUDIENCE": {"Ref": "JwtAudience"},
     "RUN_TIME_LIMIT_MS": {"Ref": "RunTimeLimitMs"},
     "HEARTBEAT_DEADLINE_MS": {"Ref": "HeartbeatDeadlineMs"},
+    "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
+    "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
     "RUST_LOG": {"Ref": "LogLevel"},
 }
 DYNAMODB_ACTIONS = {
