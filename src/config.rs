@@ -2,12 +2,13 @@
 
 use crate::auth::{JwtError, JwtVerifier};
 use crate::context::Mode;
+use crate::dispatch::Dispatch;
 use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH};
 use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 13] = [
+pub const ENV_VARS: [&str; 14] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -21,7 +22,12 @@ pub const ENV_VARS: [&str; 13] = [
     "TLS_NATIVE_ROOTS",
     "STREAM_FLUSH_MS",
     "DEFAULT_AGENT",
+    "RUN_DISPATCH",
 ];
+
+/// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
+/// Lambda's 15 minutes, and the last 30 s are kept to record the run's end.
+pub const MAX_ASYNC_RUN_TIME_LIMIT: Duration = Duration::from_millis(870_000);
 
 /// A setting that is missing or malformed; the manager reports it and retries next invocation.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,8 @@ pub struct Config {
     pub stream_flush: Duration,
     /// The agent a request without `agent` gets (`DEFAULT_AGENT`); `None`: the registry's.
     pub default_agent: Option<String>,
+    /// Where runs are driven (`RUN_DISPATCH`: `inline` or `async`).
+    pub dispatch: Dispatch,
 }
 
 impl Default for Config {
@@ -73,6 +81,7 @@ impl Default for Config {
             dynamodb_warmup: false,
             stream_flush: DEFAULT_STREAM_FLUSH,
             default_agent: None,
+            dispatch: Dispatch::Inline,
         }
     }
 }
@@ -109,6 +118,26 @@ impl Config {
                 });
             }
         };
+        let dispatch = match get("RUN_DISPATCH").as_deref().map(str::trim) {
+            None | Some("inline") => Dispatch::Inline,
+            Some("async") => Dispatch::Async,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "RUN_DISPATCH",
+                    reason: "expected inline or async".into(),
+                });
+            }
+        };
+        let run_time_limit = ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?;
+        if dispatch == Dispatch::Async && run_time_limit > MAX_ASYNC_RUN_TIME_LIMIT {
+            return Err(ConfigError::Invalid {
+                var: "RUN_TIME_LIMIT_MS",
+                reason: format!(
+                    "at most {} with RUN_DISPATCH=async",
+                    MAX_ASYNC_RUN_TIME_LIMIT.as_millis()
+                ),
+            });
+        }
         let jwt = JwtVerifier::from_settings(
             get("JWT_SECRET").as_deref(),
             get("JWT_PUBLIC_KEY").as_deref(),
@@ -120,13 +149,14 @@ impl Config {
             connections_endpoint: get("CONNECTIONS_ENDPOINT")
                 .map(|e| e.trim_end_matches('/').to_owned()),
             jwt,
-            run_time_limit: ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?,
+            run_time_limit,
             heartbeat_deadline: ms("HEARTBEAT_DEADLINE_MS", DEFAULT_HEARTBEAT_DEADLINE)?,
             mode,
             dev_auth: false,
             dynamodb_warmup: matches!(get("DYNAMODB_WARMUP").as_deref(), Some("1" | "true")),
             stream_flush: ms("STREAM_FLUSH_MS", DEFAULT_STREAM_FLUSH)?,
             default_agent: get("DEFAULT_AGENT").map(|a| a.trim().to_owned()),
+            dispatch,
         })
     }
 
@@ -167,6 +197,7 @@ mod tests {
         assert_eq!(c.run_time_limit, Duration::from_secs(15));
         assert_eq!(c.heartbeat_deadline, Duration::from_secs(10));
         assert!(c.jwt.is_none() && c.table_name.is_none() && !c.dev_auth);
+        assert_eq!(c.dispatch, Dispatch::Inline);
         assert!(matches!(
             c.require_table(),
             Err(ConfigError::Missing { var: "TABLE_NAME" })
@@ -200,6 +231,22 @@ mod tests {
         assert!(matches!(
             cfg(&[("JWT_PUBLIC_KEY", "not a pem")]),
             Err(ConfigError::Jwt(_))
+        ));
+        assert!(matches!(
+            cfg(&[("RUN_DISPATCH", "later")]),
+            Err(ConfigError::Invalid {
+                var: "RUN_DISPATCH",
+                ..
+            })
+        ));
+        // Async runs may last 14.5 minutes, not more; inline runs are capped by the invocation.
+        assert!(cfg(&[("RUN_DISPATCH", "async"), ("RUN_TIME_LIMIT_MS", "870000")]).is_ok());
+        assert!(matches!(
+            cfg(&[("RUN_DISPATCH", "async"), ("RUN_TIME_LIMIT_MS", "870001")]),
+            Err(ConfigError::Invalid {
+                var: "RUN_TIME_LIMIT_MS",
+                ..
+            })
         ));
     }
 

@@ -5,6 +5,18 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+/// What the Lambda runtime says about an invocation, besides its event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LambdaContext<'a> {
+    /// Lambda's request id (`aws_request_id`), for the invocation's log line.
+    pub request_id: Option<&'a str>,
+    /// Lambda's deadline, epoch milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// The ARN this invocation was invoked by (with its version or alias, if any): what a
+    /// worker invocation of the same function is started with.
+    pub function_arn: Option<&'a str>,
+}
+
 /// An event this function accepts.
 #[derive(Debug)]
 pub enum Incoming {
@@ -12,6 +24,8 @@ pub enum Incoming {
     WebSocket(Box<ApiGatewayWebsocketProxyRequest>),
     /// An EventBridge scheduled event: run the sweep.
     Scheduled,
+    /// The function's own asynchronous invocation: drive one run (`RUN_DISPATCH=async`).
+    Worker(crate::dispatch::WorkerEvent),
 }
 
 /// An event the function cannot handle; fails the invocation (never a client's mistake: API
@@ -35,6 +49,7 @@ struct Probe<'a> {
     detail_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
     source: Option<Cow<'a, str>>,
+    wsexec_worker: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +73,11 @@ pub fn decode(raw: &str) -> Result<Incoming, EventError> {
     {
         return serde_json::from_str(raw)
             .map(|e| Incoming::WebSocket(Box::new(e)))
+            .map_err(EventError::Malformed);
+    }
+    if probe.wsexec_worker.is_some() {
+        return serde_json::from_str(raw)
+            .map(Incoming::Worker)
             .map_err(EventError::Malformed);
     }
     if probe.detail_type.as_deref() == Some("Scheduled Event")

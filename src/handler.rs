@@ -7,6 +7,7 @@ use crate::routes::{Handled, Invocation, Route, connect, disconnect, message};
 use crate::sweep::{SweepReport, sweep};
 use crate::telemetry::{InvocationLog, metrics};
 use crate::time::now_ms;
+use crate::worker::WorkerOutcome;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -18,6 +19,15 @@ pub enum Output {
     WebSocket(WsResponse),
     /// The sweep's report.
     Sweep(SweepReport),
+    /// What a worker invocation did.
+    Worker(WorkerReport),
+}
+
+/// A worker invocation's response: the run it was for and what it did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    pub run_id: String,
+    pub outcome: WorkerOutcome,
 }
 
 /// A failed invocation. `error_type` says whether Lambda's caller should retry.
@@ -46,14 +56,7 @@ impl From<HandlerError> for lambda_http::lambda_runtime::Diagnostic {
     }
 }
 
-/// What the Lambda runtime says about an invocation, besides its event.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LambdaContext<'a> {
-    /// Lambda's request id (`aws_request_id`), for the invocation's log line.
-    pub request_id: Option<&'a str>,
-    /// Lambda's deadline, epoch milliseconds.
-    pub deadline_ms: Option<u64>,
-}
+pub use crate::event::LambdaContext;
 
 /// Handles one raw event with the instance's manager (or the reason it could not be built:
 /// WebSocket events then get an error reply, and the next invocation tries again).
@@ -63,8 +66,8 @@ pub async fn handle(
     deadline_ms: Option<u64>,
 ) -> Result<Output, HandlerError> {
     let lambda = LambdaContext {
-        request_id: None,
         deadline_ms,
+        ..Default::default()
     };
     handle_with(raw, mgr, lambda).await
 }
@@ -91,6 +94,34 @@ async fn invoke(
     };
     let req = match decode(raw) {
         Ok(Incoming::WebSocket(req)) => req,
+        Ok(Incoming::Worker(ev)) => {
+            log.route = Some(WORKER_ROUTE);
+            let result = match mgr {
+                Ok(mgr) => {
+                    let claim = lambda
+                        .request_id
+                        .map(str::to_owned)
+                        .unwrap_or_else(local_claim);
+                    let outcome =
+                        crate::worker::work(mgr, &ev.wsexec_worker, &claim, lambda.deadline_ms)
+                            .await;
+                    log.user_id = Some(&ev.wsexec_worker.user_id);
+                    Ok(Output::Worker(WorkerReport {
+                        run_id: ev.wsexec_worker.run_id.clone(),
+                        outcome,
+                    }))
+                }
+                Err(e) => Err(HandlerError {
+                    error_type: "Retryable.Initialisation",
+                    message: e.to_string(),
+                }),
+            };
+            if let Ok(Output::Worker(r)) = &result {
+                log.reply = Some(r.outcome.as_str());
+            }
+            finish(log, started, result.as_ref().err());
+            return result;
+        }
         Ok(Incoming::Scheduled) => {
             log.route = Some(SWEEP_ROUTE);
             let result = match mgr.map(Manager::run_deps) {
@@ -119,7 +150,7 @@ async fn invoke(
     let endpoint_override = mgr
         .ok()
         .and_then(|m| m.config().connections_endpoint.as_deref());
-    let Some(inv) = Invocation::of(ctx, endpoint_override, lambda.deadline_ms) else {
+    let Some(inv) = Invocation::of(ctx, endpoint_override, lambda) else {
         let e = HandlerError {
             error_type: "NonRetryable.InvalidEvent",
             message: "WebSocket event has no connectionId".into(),
@@ -151,6 +182,17 @@ async fn invoke(
 
 /// The route name of the scheduled sweep in logs and metrics.
 const SWEEP_ROUTE: &str = "sweep";
+
+/// The route name of a worker invocation (`RUN_DISPATCH=async`) in logs and metrics.
+const WORKER_ROUTE: &str = "worker";
+
+/// A claim token for a worker invocation with no Lambda request id (the local tool, tests):
+/// unique within the process.
+fn local_claim() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("local-{}-{n}", std::process::id())
+}
 
 /// Ends an invocation: counts it, writes its log line, then its metrics.
 fn finish(mut log: InvocationLog<'_>, started: Instant, error: Option<&HandlerError>) {

@@ -16,6 +16,7 @@
 //! - [`protocol`]: inbound frames, typed outbound events, client-facing errors.
 //! - [`store`]: the `Store` trait, its records, error classification and backends.
 //! - [`notify`]: pushing events to connections (`@connections` API, in-memory).
+//! - [`dispatch`]: handing a run to an asynchronous invocation of the function (`Invoke`).
 //! - [`telemetry`]: structured logs and CloudWatch metrics.
 //! - [`tls`]: the HTTPS client of every SDK client, with compiled-in AWS roots.
 //! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
@@ -23,6 +24,7 @@
 //! - [`manager`]: the lazily built, per-instance shared state.
 //! - [`cmd`]: one file per inbound command (start, cancel, get, list).
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
+//! - [`worker`]: the asynchronous invocation that claims and drives one run.
 //! - [`event`]: decoding Lambda events and encoding responses.
 //! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
 //! - [`handler`]: the Lambda entry point tying it all together.
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod context;
+pub mod dispatch;
 pub mod event;
 pub mod handler;
 pub mod identity;
@@ -46,6 +49,7 @@ pub mod sweep;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod worker;
 
 #[cfg(feature = "local")]
 pub mod local;

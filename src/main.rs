@@ -9,6 +9,7 @@ async fn invoke(event: LambdaEvent<Box<RawValue>>) -> Result<Output, HandlerErro
     let lambda = LambdaContext {
         request_id: Some(&event.context.request_id),
         deadline_ms: Some(event.context.deadline),
+        function_arn: Some(&event.context.invoked_function_arn),
     };
     let mgr = Manager::global();
     handle_with(event.payload.get(), mgr.as_ref().map(|m| *m), lambda).await

@@ -5,6 +5,8 @@
 //! only when a route first needs it. A failed build is an error reply and is retried.
 
 use crate::config::{Config, ConfigError};
+use crate::dispatch::Invoker;
+use crate::dispatch::lambda::LambdaInvoker;
 pub use crate::identity::Identity;
 use crate::identity::IdentityCache;
 use crate::notify::Notifier;
@@ -34,6 +36,7 @@ pub struct Manager {
     store: OnceCell<Arc<dyn Store>>,
     store_factory: StoreFactory,
     notifier: Arc<dyn Notifier>,
+    invoker: Arc<dyn Invoker>,
     identities: IdentityCache,
     agents: Agents,
 }
@@ -96,9 +99,22 @@ impl Manager {
             store: OnceCell::new(),
             store_factory: factory,
             notifier,
+            // Reads the environment only; its client is built on the first dispatch.
+            invoker: Arc::new(LambdaInvoker::from_env()),
             identities: IdentityCache::default(),
             agents,
         }
+    }
+
+    /// The same manager dispatching async runs through `invoker`.
+    pub fn with_invoker(mut self, invoker: Arc<dyn Invoker>) -> Manager {
+        self.invoker = invoker;
+        self
+    }
+
+    /// What starts worker invocations (`RUN_DISPATCH=async`).
+    pub fn invoker(&self) -> &dyn Invoker {
+        self.invoker.as_ref()
     }
 
     /// The same manager with `agent` registered as `name` (replacing a built-in of that name).

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use support::*;
 use tracing_subscriber::fmt::MakeWriter;
-use wsexec::handler::{LambdaContext, Output, handle_with};
+use wsexec::handler::{LambdaContext, handle_with};
 use wsexec::telemetry;
 use wsexec::time::now_ms;
 
@@ -82,10 +82,10 @@ async fn invoke(h: &Harness, event: &Value, lambda_request_id: &str) -> Value {
     let lambda = LambdaContext {
         request_id: Some(lambda_request_id),
         deadline_ms: Some(now_ms() + 30_000),
+        ..Default::default()
     };
     match handle_with(&event.to_string(), Ok(&h.mgr), lambda).await {
-        Ok(Output::WebSocket(r)) => serde_json::to_value(r).unwrap(),
-        Ok(Output::Sweep(r)) => serde_json::to_value(r).unwrap(),
+        Ok(out) => serde_json::to_value(out).unwrap(),
         Err(e) => panic!("invocation failed: {e}"),
     }
 }

@@ -255,7 +255,7 @@ proptest! {
         }
         match decode(&e.to_string()) {
             Ok(Incoming::WebSocket(ev)) => prop_assert!(ev.request_context.connection_id.is_some()),
-            Ok(Incoming::Scheduled) | Err(_) => {}
+            Ok(Incoming::Scheduled | Incoming::Worker(_)) | Err(_) => {}
         }
     }
 

@@ -70,6 +70,11 @@ impl Code {
             actions: dynamo::ACTIONS
                 .iter()
                 .map(|a| format!("dynamodb:{a}"))
+                .chain(
+                    wsexec::dispatch::lambda::ACTIONS
+                        .iter()
+                        .map(|a| format!("lambda:{a}")),
+                )
                 .collect(),
         }
     }
@@ -252,7 +257,8 @@ fn table_mismatches(t: &Yaml, code: &Code) -> Vec<String> {
     out
 }
 
-/// (d) The function's policies grant exactly the DynamoDB actions the store calls.
+/// (d) The function's policies grant exactly the DynamoDB actions the store calls and the Lambda
+/// actions the dispatcher calls, the latter on the function itself only (its fixed name).
 fn iam_mismatches(t: &Yaml, code: &Code) -> Vec<String> {
     let function = match only(t, "AWS::Serverless::Function") {
         Ok(f) => f,
@@ -283,11 +289,23 @@ fn iam_mismatches(t: &Yaml, code: &Code) -> Vec<String> {
             }
         }
         for st in statements.into_iter().flatten() {
-            granted.extend(
-                strings(&st["Action"])
-                    .into_iter()
-                    .filter(|a| a.to_ascii_lowercase().starts_with("dynamodb:")),
+            let actions = strings(&st["Action"]);
+            let lambda = actions.iter().any(|a| a.starts_with("lambda:"));
+            granted.extend(actions.into_iter().filter(|a| {
+                let a = a.to_ascii_lowercase();
+                a.starts_with("dynamodb:") || a.starts_with("lambda:")
+            }));
+            let own = format!(
+                ":function:{}",
+                function["Properties"]["FunctionName"]
+                    .as_str()
+                    .unwrap_or("?")
             );
+            for r in strings(&st["Resource"]).into_iter().filter(|_| lambda) {
+                if r.contains('*') || !r.ends_with(&own) {
+                    out.push(format!("lambda action on {r:?}, not on this function only"));
+                }
+            }
         }
     }
     let expected = code.actions.iter().map(String::as_str).collect();
@@ -341,7 +359,21 @@ fn template_agrees_with_code() {
 #[test]
 fn every_check_fails_when_the_template_changes() {
     let text = template_text();
-    let cases: [(&str, String, Check); 12] = [
+    let cases: [(&str, String, Check); 14] = [
+        (
+            "invoke granted on every function",
+            edit(&text, "function:${AWS::StackName}-wsexec\n", "function:*\n"),
+            iam_mismatches,
+        ),
+        (
+            "invoke not granted",
+            edit(
+                &text,
+                "                - lambda:InvokeFunction\n",
+                "                - lambda:GetFunction\n",
+            ),
+            iam_mismatches,
+        ),
         (
             "route removed",
             cut(&text, "  DisconnectRoute:\n", "  DefaultRoute:\n"),

@@ -101,6 +101,7 @@ fn run(run_id: &str, alive: bool) -> RunRecord {
         result: None,
         error: None,
         cancelled_by: None,
+        claimed_by: None,
         expires_at: now / 1000 + 3600,
     }
 }

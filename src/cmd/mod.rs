@@ -27,6 +27,8 @@ pub struct Caller<'a> {
     pub message_id: Option<&'a str>,
     /// The client's `request_id`, echoed in replies.
     pub request_id: Option<&'a str>,
+    /// The function ARN the invocation came through (a run's worker is invoked by it).
+    pub function_arn: Option<&'a str>,
 }
 
 impl Caller<'_> {

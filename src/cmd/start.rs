@@ -3,11 +3,13 @@
 
 use super::Caller;
 use crate::context::{ContextParts, UserExecutionContext, request_id_from_message_id};
+use crate::dispatch::{Dispatch, WorkerEvent};
 use crate::limits::{LAMBDA_DEADLINE_MARGIN, RUN_RETENTION};
 use crate::manager::Manager;
 use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply, StartRequest};
-use crate::state::{ExecutionState, START};
-use crate::store::{CreateOutcome, RunRecord};
+use crate::run::{WriteOutcome, next_version, write_run};
+use crate::state::{ExecutionState, RunEvent, START};
+use crate::store::{CreateOutcome, Expected, RunError, RunRecord};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
 use std::time::Duration;
@@ -73,10 +75,13 @@ fn prepare(
         endpoint: Some(caller.origin.endpoint.to_owned()),
         agent: agent_name.to_owned(),
         // Nothing can observe the run before it exists: the machine walks to `running` here
-        // and the create persists it there.
-        state: ExecutionState::Pending
-            .apply_all(&START)
-            .unwrap_or(ExecutionState::Running),
+        // and the create persists it there; a run for a worker waits in `starting` for the
+        // worker's claim.
+        state: match mgr.config().dispatch {
+            Dispatch::Inline => ExecutionState::Pending.apply_all(&START),
+            Dispatch::Async => ExecutionState::Pending.apply(RunEvent::Advance),
+        }
+        .unwrap_or(ExecutionState::Running),
         version: 1,
         created_at: now,
         updated_at: now,
@@ -112,7 +117,54 @@ async fn create_and_drive(
         }
     }
     metrics::run_started();
+    if mgr.config().dispatch == Dispatch::Async {
+        return dispatch(mgr, caller, record).await;
+    }
     let agent = mgr.agents().get(&record.agent)?.clone();
     crate::run::drive(deps, caller.origin, ctx, record, agent.as_ref()).await;
     None
+}
+
+/// The function name a worker is invoked by when Lambda gave no ARN (the local tool).
+const LOCAL_FUNCTION: &str = "wsexec";
+
+/// Hands the created run to a worker invocation of this function; the route returns at once
+/// and the worker pushes the run's events. A refused hand-off ends the run `failed` with the
+/// dispatch code (so a retry of the request creates it again) and is the client's reply.
+async fn dispatch(mgr: &Manager, caller: &Caller<'_>, record: RunRecord) -> Option<Reply> {
+    let env_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+    let function = caller
+        .function_arn
+        .or(env_name.as_deref())
+        .unwrap_or(LOCAL_FUNCTION);
+    let event = WorkerEvent::new(&record.user_id, &record.run_id).to_json();
+    let e = match mgr.invoker().invoke_async(function, &event).await {
+        Ok(()) => return None,
+        Err(e) => e,
+    };
+    let code = ErrorCode::Dispatch(e.kind());
+    tracing::warn!(code = code.as_str(), error = ?e, "dispatch failed");
+    let err = ClientError::new(code, "the run could not be started; retry")
+        .retryable(e.kind().is_retryable());
+    let Some(mut failed) = next_version(&record, &[RunEvent::Fail], now_ms()) else {
+        return Some(Reply::about(&record, Event::AgentError(&err)));
+    };
+    failed.error = Some(RunError {
+        code: code.as_str().to_owned(),
+        message: err.message.to_string(),
+    });
+    let store = mgr.store().ok()?;
+    let run = match write_run(store, failed, Expected::of(&record)).await {
+        WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
+            metrics::run_finished(r.state, 0);
+            r
+        }
+        // Left `starting`: the sweep ends it after the heartbeat deadline.
+        WriteOutcome::Conflict(r) => r,
+        WriteOutcome::Failed(se) => {
+            log_storage(&se);
+            record
+        }
+    };
+    Some(Reply::about(&run, Event::AgentError(&err)))
 }

@@ -116,7 +116,7 @@ impl Gateway {
         let run = handle(&raw, Ok(&self.mgr), Some(deadline));
         let response = match tokio::time::timeout(LAMBDA_TIMEOUT, run).await {
             Ok(Ok(Output::WebSocket(r))) => Ok(r),
-            Ok(Ok(Output::Sweep(_))) => {
+            Ok(Ok(Output::Sweep(_) | Output::Worker(_))) => {
                 Err("the handler answered a WebSocket event with a sweep report".into())
             }
             Ok(Err(e)) => Err(format!("{}: {}", e.error_type, e.message)),
@@ -230,7 +230,7 @@ async fn sweep_loop(gw: &Gateway, every: Duration) {
             Ok(Output::Sweep(report)) => {
                 tracing::debug!(report = %serde_json::to_string(&report).unwrap_or_default(), "sweep");
             }
-            Ok(Output::WebSocket(_)) => {}
+            Ok(Output::WebSocket(_) | Output::Worker(_)) => {}
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
     }

@@ -1,6 +1,7 @@
 //! Client-facing errors: a stable `code`, a message safe to show, and whether retrying may help.
 
 use crate::context::ContextError;
+use crate::dispatch::DispatchErrorKind;
 use crate::store::{StorageError, StorageErrorKind};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -53,6 +54,8 @@ pub enum ErrorCode {
     Internal,
     /// A classified storage failure: the kind's own code.
     Storage(StorageErrorKind),
+    /// The hand-off of a run to its worker invocation failed: the kind's own code.
+    Dispatch(DispatchErrorKind),
 }
 
 impl ErrorCode {
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::LlmProtocol => "llm_protocol",
             ErrorCode::Internal => "internal",
             ErrorCode::Storage(kind) => kind.code(),
+            ErrorCode::Dispatch(kind) => kind.code(),
         }
     }
 }

@@ -65,6 +65,7 @@ async fn reply(
         origin: inv.origin(),
         message_id: inv.message_id.or(inv.aws_request_id),
         request_id: rid,
+        function_arn: inv.function_arn,
     };
     cmd::apply(mgr, &caller, frame.message).await
 }

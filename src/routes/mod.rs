@@ -100,6 +100,8 @@ pub struct Invocation<'a> {
     pub aws_request_id: Option<&'a str>,
     /// Lambda's deadline, epoch milliseconds.
     pub deadline_ms: Option<u64>,
+    /// The function ARN this invocation was invoked by (worker invocations reuse it).
+    pub function_arn: Option<&'a str>,
 }
 
 impl<'a> Invocation<'a> {
@@ -116,7 +118,7 @@ impl<'a> Invocation<'a> {
     pub fn of(
         ctx: &'a ApiGatewayWebsocketProxyRequestContext,
         endpoint_override: Option<&str>,
-        deadline_ms: Option<u64>,
+        lambda: crate::event::LambdaContext<'a>,
     ) -> Option<Invocation<'a>> {
         let endpoint = match endpoint_override {
             Some(e) => e.to_owned(),
@@ -131,7 +133,8 @@ impl<'a> Invocation<'a> {
             endpoint,
             message_id: ctx.message_id.as_deref(),
             aws_request_id: ctx.request_id.as_deref(),
-            deadline_ms,
+            deadline_ms: lambda.deadline_ms,
+            function_arn: lambda.function_arn,
         })
     }
 }

@@ -246,11 +246,11 @@ impl Store for EmbeddedStore {
         self.write(OP, |tx| {
             let old = Self::read_run(tx, OP, &run.user_id, &run.run_id)?;
             match old {
-                Some(existing) if existing.expires_at > now_secs() => {
+                Some(existing) if !existing.replaceable(now_secs()) => {
                     Ok(CreateOutcome::Existing(Box::new(existing)))
                 }
-                expired => {
-                    Self::put_run(tx, OP, run, expired.as_ref())?;
+                replaced => {
+                    Self::put_run(tx, OP, run, replaced.as_ref())?;
                     Ok(CreateOutcome::Created)
                 }
             }

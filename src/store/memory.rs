@@ -109,7 +109,7 @@ impl Store for MemoryStore {
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
         let mut inner = self.lock();
         let key = (run.user_id.clone(), run.run_id.clone());
-        if let Some(existing) = inner.runs.get(&key).filter(|r| r.expires_at > now_secs()) {
+        if let Some(existing) = inner.runs.get(&key).filter(|r| !r.replaceable(now_secs())) {
             return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
         }
         inner.put(run);

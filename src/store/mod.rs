@@ -120,7 +120,9 @@ pub trait Store: Send + Sync + 'static {
     /// The user's live connection records.
     async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError>;
 
-    /// Creates a run unless a live run with the same (user, run id) exists.
+    /// Creates a run unless a run with the same (user, run id) exists that
+    /// [`RunRecord::replaceable`] does not allow replacing (it expired, or its hand-off to a
+    /// worker failed).
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError>;
 
     /// The user's run, if present and not expired. Another user's run id is simply absent.

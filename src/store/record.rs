@@ -5,6 +5,10 @@ use crate::state::{ExecutionState, RunEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The prefix of the error code of a run whose hand-off to a worker failed: a retry of its
+/// request may create it again (nothing ever ran).
+pub const DISPATCH_FAILED_PREFIX: &str = "dispatch_";
+
 /// A live WebSocket connection and who it belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
@@ -65,11 +69,26 @@ pub struct RunRecord {
     /// The connection that cancelled the run, so the run's own connection is told only once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_by: Option<String>,
+    /// The worker invocation that claimed the run (`RUN_DISPATCH=async`), so a claim whose
+    /// answer was lost is recognised as its own and no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: u64,
 }
 
 impl RunRecord {
+    /// Whether a create with the same key may replace this run: it expired, or its hand-off to
+    /// a worker failed so that nothing ever ran.
+    pub fn replaceable(&self, now_secs: u64) -> bool {
+        self.expires_at <= now_secs
+            || (self.state == ExecutionState::Failed
+                && self
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code.starts_with(DISPATCH_FAILED_PREFIX)))
+    }
+
     /// When the sweep must look at this run: the earlier of its heartbeat and time limits.
     /// `None` once terminal (the run leaves the sparse `alive` index).
     pub fn due_at(&self) -> Option<u64> {

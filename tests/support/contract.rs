@@ -51,6 +51,7 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         result: None,
         error: None,
         cancelled_by: None,
+        claimed_by: None,
         expires_at: far_future_secs(),
     }
 }

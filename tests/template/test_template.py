@@ -58,8 +58,10 @@ EXPECTED_ENV = {
     "HEARTBEAT_DEADLINE_MS": {"Ref": "HeartbeatDeadlineMs"},
     "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
     "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
+    "RUN_DISPATCH": "async",
     "RUST_LOG": {"Ref": "LogLevel"},
 }
+SELF_ARN = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-wsexec"
 DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -158,7 +160,11 @@ def check_function(cfn: Template) -> None:
     assert p["Architectures"] == ["arm64"]
     assert p["Handler"] == "bootstrap"
     assert p["MemorySize"] == 256
-    assert p["Timeout"] == 30
+    assert p["Timeout"] == 900
+    assert p["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-wsexec"}
+    _, invoke_config = only(cfn, "AWS::Lambda::EventInvokeConfig")
+    ic = props(invoke_config)
+    assert (ic["MaximumRetryAttempts"], ic["MaximumEventAgeInSeconds"]) == (0, 60)
     assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "wsexec"}}
     log_config = p["LoggingConfig"]
     assert log_config["LogFormat"] == "JSON"
@@ -288,12 +294,14 @@ def check_iam(cfn: Template) -> None:
         for action in st_actions:
             assert "*" not in action, f"wildcard action {action}"
             actions.setdefault(action, []).extend(st_resources)
-    assert set(actions) == DYNAMODB_ACTIONS | {"execute-api:ManageConnections"}, sorted(actions)
+    assert set(actions) == DYNAMODB_ACTIONS | {"execute-api:ManageConnections", "lambda:InvokeFunction"}, sorted(actions)
 
     table_resources = [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]
     for action in DYNAMODB_ACTIONS:
         assert sorted(map(json.dumps, actions[action])) == sorted(map(json.dumps, table_resources)), action
     assert actions["execute-api:ManageConnections"] == [{"Fn::Sub": MANAGE_CONNECTIONS_ARN}]
+    # The function may invoke itself (worker invocations) and no other function.
+    assert actions["lambda:InvokeFunction"] == [{"Fn::Sub": SELF_ARN}]
 
 
 def check_table(cfn: Template) -> None:
@@ -491,7 +499,7 @@ def test_sweep_schedule(cfn: Template) -> None:
 
 
 def test_iam_least_privilege(cfn: Template) -> None:
-    """The role allows exactly the four DynamoDB actions the store calls on the table and ManageConnections on this stage."""
+    """The role allows exactly the four DynamoDB actions the store calls on the table, ManageConnections on this stage, and invoking this function only."""
     check_iam(cfn)
 
 

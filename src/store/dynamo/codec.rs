@@ -69,7 +69,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 16] = [
+const RUN_ATTRS: [Attr<RunRecord>; 17] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -84,6 +84,7 @@ const RUN_ATTRS: [Attr<RunRecord>; 16] = [
     Attr::OptStr("tenant_id", |r| &r.tenant_id, |r| &mut r.tenant_id),
     Attr::OptStr("endpoint", |r| &r.endpoint, |r| &mut r.endpoint),
     Attr::OptStr("cancelled_by", |r| &r.cancelled_by, |r| &mut r.cancelled_by),
+    Attr::OptStr("claimed_by", |r| &r.claimed_by, |r| &mut r.claimed_by),
     Attr::Num("version", |r| r.version, |r| &mut r.version),
     Attr::Num("created_at", |r| r.created_at, |r| &mut r.created_at),
     Attr::Num("updated_at", |r| r.updated_at, |r| &mut r.updated_at),

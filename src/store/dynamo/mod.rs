@@ -24,6 +24,7 @@ pub use schema::*;
 use super::{
     CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store, keys,
 };
+use crate::state::ExecutionState;
 use crate::store::{ConnectionRecord, RunRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -173,8 +174,18 @@ impl Store for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(run_item(run)))
-            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            // `RunRecord::replaceable`: absent, expired, or a failed hand-off to a worker.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at <= :now \
+                 OR (#state = :failed AND begins_with(error_code, :dispatch))",
+            )
+            .expression_attribute_names("#state", "state")
             .expression_attribute_values(":now", n(now_secs()))
+            .expression_attribute_values(":failed", s(ExecutionState::Failed.as_str()))
+            .expression_attribute_values(
+                ":dispatch",
+                s(crate::store::record::DISPATCH_FAILED_PREFIX),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;

@@ -1,0 +1,164 @@
+//! Handing a run to an asynchronous invocation of the same function (`RUN_DISPATCH=async`), so
+//! a run can outlive API Gateway's 29 s: the `Invoker` trait, its classified failures, and the
+//! internal worker event.
+//!
+//! # Layout
+//! - [`lambda`]: the `Invoker` on Lambda's `Invoke` API (`InvocationType=Event`).
+//! - [`memory`]: an `Invoker` that records what it would dispatch (tests, `wsexec-local invoke`).
+
+pub mod lambda;
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a run is driven.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Inside the `$default` invocation that starts it (runs end within API Gateway's 29 s).
+    #[default]
+    Inline,
+    /// In an asynchronous invocation of the same function (runs of up to 14.5 minutes).
+    Async,
+}
+
+/// The internal event a worker invocation receives: which run to drive, and whose it is. It
+/// grants nothing by itself: the run it names must exist under that user and be unclaimed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerEvent {
+    /// The marker that tells this event from API Gateway's and EventBridge's.
+    pub wsexec_worker: WorkerRun,
+}
+
+/// The run a [`WorkerEvent`] names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRun {
+    pub user_id: String,
+    pub run_id: String,
+}
+
+impl WorkerEvent {
+    /// The event that drives `run_id` of `user_id`.
+    pub fn new(user_id: &str, run_id: &str) -> Self {
+        WorkerEvent {
+            wsexec_worker: WorkerRun {
+                user_id: user_id.to_owned(),
+                run_id: run_id.to_owned(),
+            },
+        }
+    }
+
+    /// The event as the JSON payload of an `Invoke`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What kind of dispatch failure happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DispatchErrorKind {
+    /// 429 / `TooManyRequestsException`: the function's concurrency is exhausted.
+    Throttled,
+    /// The role may not invoke the function, or credentials are refused.
+    Permission,
+    /// 5xx, or Lambda's service-side failures.
+    Unavailable,
+    /// The request could not be sent.
+    Connection,
+    /// The request timed out.
+    Timeout,
+    /// The function or the request is wrong (no such function, payload too large).
+    Invalid,
+}
+
+impl DispatchErrorKind {
+    /// Every kind, for exhaustive tests.
+    pub const ALL: [DispatchErrorKind; 6] = [
+        DispatchErrorKind::Throttled,
+        DispatchErrorKind::Permission,
+        DispatchErrorKind::Unavailable,
+        DispatchErrorKind::Connection,
+        DispatchErrorKind::Timeout,
+        DispatchErrorKind::Invalid,
+    ];
+
+    /// The stable code clients, logs and metrics see (each starts with
+    /// [`DISPATCH_FAILED_PREFIX`], which lets a retry of the request create the run again).
+    pub fn code(self) -> &'static str {
+        match self {
+            DispatchErrorKind::Throttled => "dispatch_throttled",
+            DispatchErrorKind::Permission => "dispatch_permission",
+            DispatchErrorKind::Unavailable => "dispatch_unavailable",
+            DispatchErrorKind::Connection => "dispatch_connection",
+            DispatchErrorKind::Timeout => "dispatch_timeout",
+            DispatchErrorKind::Invalid => "dispatch_invalid",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            DispatchErrorKind::Permission | DispatchErrorKind::Invalid
+        )
+    }
+}
+
+pub use crate::store::record::DISPATCH_FAILED_PREFIX;
+
+/// A classified dispatch failure; `source()` keeps the raw cause.
+pub struct DispatchError {
+    kind: DispatchErrorKind,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DispatchError {
+    /// A failure of `kind`.
+    pub fn new(kind: DispatchErrorKind) -> Self {
+        DispatchError { kind, source: None }
+    }
+
+    /// Keeps the raw cause.
+    pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(e));
+        self
+    }
+
+    /// The failure's kind.
+    pub fn kind(&self) -> DispatchErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dispatch failed: {}", self.kind.code())
+    }
+}
+
+impl fmt::Debug for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatchError")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for DispatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Starts an asynchronous invocation of the function with a payload.
+#[async_trait]
+pub trait Invoker: Send + Sync + 'static {
+    /// Queues `payload` for an `Event` invocation of `function` (a name or ARN, possibly
+    /// qualified); returns once Lambda accepted it.
+    async fn invoke_async(&self, function: &str, payload: &str) -> Result<(), DispatchError>;
+}

@@ -1,0 +1,124 @@
+//! The worker: an asynchronous invocation that drives one run (`RUN_DISPATCH=async`). It
+//! claims the run with a conditional write before doing anything visible, so a second
+//! delivery of the same event, or a delivery for a run that already ended, does nothing.
+
+use crate::context::{ContextParts, UserExecutionContext, validate_id};
+use crate::dispatch::WorkerRun;
+use crate::limits::LAMBDA_DEADLINE_MARGIN;
+use crate::manager::Manager;
+use crate::run::{Origin, WriteOutcome, next_version, write_run};
+use crate::state::{ExecutionState, RunEvent};
+use crate::store::Expected;
+use crate::telemetry::log_storage;
+use crate::time::now_ms;
+use serde::Serialize;
+
+/// What a worker invocation did (its Lambda response, and its log line's outcome).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerOutcome {
+    /// This invocation claimed the run and drove it to its end.
+    Drove,
+    /// The event names no run of that user (or ids that break the id rule): nothing done.
+    NotFound,
+    /// The run was already claimed or has ended: a duplicate or late delivery, nothing done.
+    NotClaimable,
+    /// Another worker won the claim: nothing done.
+    LostClaim,
+    /// Storage failed before the claim landed; the sweep ends the run if nobody drives it.
+    Failed,
+}
+
+impl WorkerOutcome {
+    /// The outcome's name in the invocation's log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerOutcome::Drove => "drove",
+            WorkerOutcome::NotFound => "not_found",
+            WorkerOutcome::NotClaimable => "not_claimable",
+            WorkerOutcome::LostClaim => "lost_claim",
+            WorkerOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Claims and drives the run `ev` names. `claim` is unique to this invocation (Lambda's request
+/// id), so a claim that landed although its answer was lost is recognised as this one's.
+pub async fn work(
+    mgr: &Manager,
+    ev: &WorkerRun,
+    claim: &str,
+    deadline_ms: Option<u64>,
+) -> WorkerOutcome {
+    let mode = mgr.config().mode;
+    if validate_id("user_id", &ev.user_id, mode).is_err()
+        || validate_id("run_id", &ev.run_id, mode).is_err()
+    {
+        return WorkerOutcome::NotFound;
+    }
+    let deps = match mgr.run_deps() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "worker: store unavailable");
+            return WorkerOutcome::Failed;
+        }
+    };
+    let run = match deps.store.get_run(&ev.user_id, &ev.run_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return WorkerOutcome::NotFound,
+        Err(e) => {
+            log_storage(&e);
+            return WorkerOutcome::Failed;
+        }
+    };
+    if run.state != ExecutionState::Starting {
+        return WorkerOutcome::NotClaimable;
+    }
+    let Some(agent) = deps.agents.get(&run.agent).cloned() else {
+        tracing::error!(agent = %run.agent, "worker: the run's agent is not registered");
+        return WorkerOutcome::Failed;
+    };
+    let now = now_ms();
+    let Some(mut claimed) = next_version(&run, &[RunEvent::Advance], now) else {
+        return WorkerOutcome::NotClaimable;
+    };
+    claimed.claimed_by = Some(claim.to_owned());
+    claimed.stale_at = now + deps.limits.heartbeat_deadline.as_millis() as u64;
+    if let Some(deadline) = deadline_ms {
+        let last = deadline.saturating_sub(LAMBDA_DEADLINE_MARGIN.as_millis() as u64);
+        claimed.deadline_at = claimed.deadline_at.min(last);
+    }
+    let claimed = match write_run(deps.store, claimed, Expected::of(&run)).await {
+        WriteOutcome::Written(r) | WriteOutcome::Landed(r) => r,
+        WriteOutcome::Conflict(_) => return WorkerOutcome::LostClaim,
+        WriteOutcome::Failed(e) => {
+            log_storage(&e);
+            return WorkerOutcome::Failed;
+        }
+    };
+    let ctx = UserExecutionContext::new(
+        ContextParts {
+            user_id: &claimed.user_id,
+            thread_id: &claimed.thread_id,
+            run_id: &claimed.run_id,
+            request_id: &claimed.request_id,
+            connection_id: &claimed.connection_id,
+            tenant_id: claimed.tenant_id.as_deref(),
+            metadata: None,
+        },
+        mode,
+    );
+    let Ok(ctx) = ctx else {
+        tracing::error!("worker: the stored run's ids break the id rule");
+        return WorkerOutcome::Failed;
+    };
+    let endpoint = claimed.endpoint.clone().unwrap_or_default();
+    let connection_id = claimed.connection_id.clone();
+    let origin = Origin {
+        connection_id: &connection_id,
+        endpoint: &endpoint,
+        deadline_ms,
+    };
+    crate::run::drive(deps, origin, &ctx, claimed, agent.as_ref()).await;
+    WorkerOutcome::Drove
+}
