@@ -14,6 +14,8 @@
 //! - [`store`]: the `Store` trait, its records, error classification and backends.
 //! - [`notify`]: pushing events to connections (`@connections` API, in-memory).
 //! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
+//! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
+//! - [`tools`]: the `Tool` trait and the built-in tools (`calculator`, `current_time`).
 //! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
 //! - [`event`]: decoding Lambda events and encoding responses.
@@ -29,6 +31,7 @@ pub mod context;
 pub mod event;
 pub mod handler;
 pub mod limits;
+pub mod llm;
 pub mod manager;
 pub mod notify;
 pub mod protocol;
@@ -40,6 +43,7 @@ pub mod sweep;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod tools;
 
 #[cfg(feature = "local")]
 pub mod local;
