@@ -185,13 +185,24 @@ impl HttpClient {
         let request = request.body(Full::new(Bytes::from(body))).map_err(|_| {
             ProviderError::new(crate::llm::LlmErrorKind::Invalid, "bad request header")
         })?;
+        let mut conn_done = false;
         let exchange = async {
-            tokio::select! {
-                response = sender.send_request(request) => response.map_err(|e| ProviderError::unavailable(hyper_cause(&e))),
-                ended = conn.as_mut() => Err(ProviderError::unavailable(match ended {
-                    Ok(()) => "connection closed before the response",
-                    Err(ref e) => hyper_cause(e),
-                })),
+            let mut send = std::pin::pin!(sender.send_request(request));
+            loop {
+                tokio::select! {
+                    biased;
+                    response = &mut send => {
+                        return response.map_err(|e| ProviderError::unavailable(hyper_cause(&e)));
+                    }
+                    // The connection may finish first when the whole response is already read;
+                    // the response is then waiting in `send`.
+                    ended = conn.as_mut(), if !conn_done => {
+                        conn_done = true;
+                        if let Err(e) = ended {
+                            return Err(ProviderError::unavailable(hyper_cause(&e)));
+                        }
+                    }
+                }
             }
         };
         let response = tokio::time::timeout(t.first_byte, exchange)
@@ -203,7 +214,7 @@ impl HttpClient {
             headers: parts.headers,
             body,
             conn,
-            conn_done: false,
+            conn_done,
             idle: t.idle,
         })
     }
