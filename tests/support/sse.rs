@@ -31,6 +31,8 @@ pub enum Step {
 pub enum Reply {
     /// `200 text/event-stream`, chunked, with these steps; the body ends after the last one.
     Stream(Vec<Step>),
+    /// The same with another content type (Bedrock's `application/vnd.amazon.eventstream`).
+    StreamAs(&'static str, Vec<Step>),
     /// A plain response with a status, extra headers and a body.
     Status {
         status: u16,
@@ -137,47 +139,62 @@ async fn serve(
             let _ = stream.write_all(body.as_bytes()).await;
         }
         Reply::Stream(steps) => {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
-            if stream.write_all(head.as_bytes()).await.is_err() {
+            if !stream_steps(&mut stream, "text/event-stream", steps).await {
                 return;
             }
-            for step in steps {
-                match step {
-                    Step::Send(bytes) => {
-                        let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
-                        chunk.extend_from_slice(&bytes);
-                        chunk.extend_from_slice(b"\r\n");
-                        if stream.write_all(&chunk).await.is_err() {
-                            return;
-                        }
-                    }
-                    Step::Sleep(d) => tokio::time::sleep(d).await,
-                    Step::Stall => {
-                        // Until the client goes away (bounded, so a broken test cannot hang).
-                        let mut sink = [0u8; 1024];
-                        let _ = tokio::time::timeout(Duration::from_secs(30), async {
-                            while let Ok(n) = stream.read(&mut sink).await {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                        })
-                        .await;
-                        return;
-                    }
-                    Step::Reset => {
-                        let _ = stream.set_zero_linger();
-                        return;
-                    }
-                }
+        }
+        Reply::StreamAs(content_type, steps) => {
+            if !stream_steps(&mut stream, content_type, steps).await {
+                return;
             }
-            let _ = stream.write_all(b"0\r\n\r\n").await;
         }
     }
     let _ = stream.shutdown().await;
     // Wait for the client's close (bounded), so `next_closed` means the client let go.
     let mut sink = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+}
+
+/// Writes a chunked 200 response step by step; `false` when the connection must be dropped
+/// as it is (a reset, or a stall the client ended).
+async fn stream_steps(stream: &mut TcpStream, content_type: &str, steps: Vec<Step>) -> bool {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for step in steps {
+        match step {
+            Step::Send(bytes) => {
+                let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
+                chunk.extend_from_slice(&bytes);
+                chunk.extend_from_slice(b"\r\n");
+                if stream.write_all(&chunk).await.is_err() {
+                    return false;
+                }
+            }
+            Step::Sleep(d) => tokio::time::sleep(d).await,
+            Step::Stall => {
+                // Until the client goes away (bounded, so a broken test cannot hang).
+                let mut sink = [0u8; 1024];
+                let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                    while let Ok(n) = stream.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                return false;
+            }
+            Step::Reset => {
+                let _ = stream.set_zero_linger();
+                return false;
+            }
+        }
+    }
+    stream.write_all(b"0\r\n\r\n").await.is_ok()
 }
 
 /// `data: <chunk>\n\n` for a Chat Completions chunk object.
