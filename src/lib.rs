@@ -17,9 +17,11 @@
 //! - [`store`]: the `Store` trait, its records, error classification and backends.
 //! - [`notify`]: pushing events to connections (`@connections` API, in-memory).
 //! - [`dispatch`]: handing a run to an asynchronous invocation of the function (`Invoke`).
+//! - [`tools`]: the `Tool` trait and the built-in tools (`calculator`, `current_time`).
 //! - [`telemetry`]: structured logs and CloudWatch metrics.
 //! - [`tls`]: the HTTPS client of every SDK client, with compiled-in AWS roots.
 //! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
+//! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
 //! - [`config`]: settings read from the environment.
 //! - [`manager`]: the lazily built, per-instance shared state.
 //! - [`cmd`]: one file per inbound command (start, cancel, get, list).
@@ -38,6 +40,7 @@ pub mod event;
 pub mod handler;
 pub mod identity;
 pub mod limits;
+pub mod llm;
 pub mod manager;
 pub mod notify;
 pub mod protocol;
@@ -49,6 +52,7 @@ pub mod sweep;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod tools;
 pub mod worker;
 
 #[cfg(feature = "local")]

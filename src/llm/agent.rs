@@ -1,0 +1,376 @@
+//! The agent loop: stream a round, run the tools the model asked for (each with its events),
+//! hand the results back, and repeat until the model answers or the round cap is reached.
+
+use crate::llm::chat::{
+    ChatProvider, ChatRequest, Message, RoundOutput, RoundSink, ToolCall, ToolSpec, Usage,
+};
+use crate::llm::config::{LlmConfigError, LlmSettings, Provider};
+use crate::llm::error::{LlmErrorKind, LlmFailure, ProviderError};
+use crate::llm::http::Timeouts;
+use crate::llm::{AgentEvents, PriorTurn};
+use crate::tools::{self, Tool};
+use async_trait::async_trait;
+use once_cell::sync::OnceCell;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rounds of tool calls per run. After the last one the model is asked once more with tools
+/// disabled (`tool_choice: none`) so it must answer from what it has; if it still asks for a
+/// tool, the run fails `llm_invalid` (a model looping on tools will not converge).
+pub const MAX_TOOL_ROUNDS: usize = 8;
+/// Retries of a rate-limited request: a short burst limit clears in a few seconds, a
+/// sustained one will not clear within a run.
+pub const MAX_THROTTLE_RETRIES: u32 = 2;
+/// The wait before a throttled retry when the provider gives no `Retry-After` (doubled each time).
+pub const THROTTLE_BACKOFF: Duration = Duration::from_millis(500);
+/// Text held back at the start of a round while tools are offered: a model that is about to
+/// call a tool usually says so in a sentence first, and that sentence is `agent_thinking`, not
+/// answer. Past this much text the round is taken to be the answer and streams as deltas.
+pub const THINKING_HOLD_BYTES: usize = 256;
+/// The most text one run may stream: bounds memory against a server that never stops.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// The longest tool name echoed in events (a model may invent any string).
+pub const MAX_TOOL_NAME_CHARS: usize = 64;
+
+/// The `llm` agent: settings, the tools offered, and the provider client built on first use.
+pub struct LlmAgent {
+    settings: LlmSettings,
+    tools: Vec<Arc<dyn Tool>>,
+    specs: Vec<ToolSpec>,
+    timeouts: Timeouts,
+    provider: OnceCell<Box<dyn ChatProvider>>,
+}
+
+impl LlmAgent {
+    /// The agent the settings describe; `None` when `LLM_PROVIDER` is unset.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<LlmAgent>, LlmConfigError> {
+        Ok(LlmSettings::from_lookup(get)?.map(LlmAgent::new))
+    }
+
+    /// The agent for validated settings, with the built-in tools they name.
+    pub fn new(settings: LlmSettings) -> LlmAgent {
+        let tools = settings
+            .tools
+            .iter()
+            .filter_map(|n| tools::builtin(n))
+            .collect();
+        let mut agent = LlmAgent {
+            settings,
+            tools,
+            specs: Vec::new(),
+            timeouts: Timeouts::default(),
+            provider: OnceCell::new(),
+        };
+        agent.refresh_specs();
+        agent
+    }
+
+    /// The same agent with other client time limits (tests shorten them).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self.provider = OnceCell::new();
+        self
+    }
+
+    /// The same agent offering one more tool (replacing a tool of the same name).
+    pub fn with_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools.retain(|t| t.name() != tool.name());
+        self.tools.push(tool);
+        self.refresh_specs();
+        self
+    }
+
+    /// The settings the agent runs with.
+    pub fn settings(&self) -> &LlmSettings {
+        &self.settings
+    }
+
+    fn refresh_specs(&mut self) {
+        self.specs = self
+            .tools
+            .iter()
+            .map(|t| ToolSpec {
+                name: t.name(),
+                description: t.description(),
+                parameters: t.parameters(),
+            })
+            .collect();
+    }
+
+    fn provider(&self) -> Result<&dyn ChatProvider, ProviderError> {
+        self.provider
+            .get_or_try_init(|| -> Result<Box<dyn ChatProvider>, ProviderError> {
+                let s = &self.settings;
+                Ok(match s.provider {
+                    Provider::OpenAi => Box::new(crate::llm::openai::OpenAi::new(
+                        &s.base_url,
+                        s.api_key.clone(),
+                        self.timeouts,
+                    )?),
+                    Provider::Bedrock => Box::new(crate::llm::bedrock::Bedrock::new(
+                        s.aws.as_ref().ok_or_else(|| {
+                            ProviderError::new(LlmErrorKind::Invalid, "no aws settings")
+                        })?,
+                        self.timeouts,
+                    )),
+                })
+            })
+            .map(|b| b.as_ref())
+    }
+
+    /// Answers `text` after the thread's `history`, streaming through `events`. Returns
+    /// `{"text", "model", "usage"?: {"input_tokens", "output_tokens"}}`; `text` is exactly the
+    /// concatenation of the deltas sent.
+    pub async fn run(
+        &self,
+        text: &str,
+        history: &[PriorTurn],
+        events: &dyn AgentEvents,
+    ) -> Result<Value, LlmFailure> {
+        let provider_name = match self.settings.provider {
+            Provider::OpenAi => "openai",
+            Provider::Bedrock => "bedrock",
+        };
+        self.run_inner(text, history, events).await.map_err(|e| {
+            tracing::warn!(
+                provider = provider_name,
+                code = e.kind.code(),
+                status = e.status,
+                cause = %e.detail,
+                "llm request failed"
+            );
+            LlmFailure::new(e.kind)
+        })
+    }
+
+    async fn run_inner(
+        &self,
+        text: &str,
+        history: &[PriorTurn],
+        events: &dyn AgentEvents,
+    ) -> Result<Value, ProviderError> {
+        let provider = self.provider()?;
+        let mut messages = Vec::with_capacity(history.len() * 2 + 1);
+        for turn in history {
+            messages.push(Message::User(turn.user.clone()));
+            messages.push(Message::Assistant {
+                text: turn.assistant.clone(),
+                tool_calls: Vec::new(),
+            });
+        }
+        messages.push(Message::User(text.to_owned()));
+        let mut answer = String::new();
+        let mut usage: Option<Usage> = None;
+        let mut model: Option<String> = None;
+        for round in 0..=MAX_TOOL_ROUNDS {
+            let tools_disabled = round == MAX_TOOL_ROUNDS;
+            let request = ChatRequest {
+                model: &self.settings.model,
+                system: self.settings.system_prompt.as_deref(),
+                messages: &messages,
+                tools: &self.specs,
+                tools_disabled,
+                max_tokens: self.settings.max_tokens,
+                temperature: self.settings.temperature,
+            };
+            let hold = !self.specs.is_empty() && !tools_disabled;
+            let (output, streamed, held) =
+                round_with_retries(provider, &request, events, hold, answer.len()).await?;
+            answer.push_str(&streamed);
+            if let Some(u) = output.usage {
+                let total = usage.get_or_insert_with(Usage::default);
+                total.input_tokens += u.input_tokens;
+                total.output_tokens += u.output_tokens;
+            }
+            if model.is_none() {
+                model = output.model;
+            }
+            if output.tool_calls.is_empty() {
+                break;
+            }
+            if tools_disabled {
+                return Err(ProviderError::new(
+                    LlmErrorKind::Invalid,
+                    "model kept calling tools past the round cap",
+                ));
+            }
+            if !held.is_empty() {
+                events.thinking(held.clone()).await;
+            }
+            messages.push(Message::Assistant {
+                text: streamed + &held,
+                tool_calls: output.tool_calls.clone(),
+            });
+            for call in &output.tool_calls {
+                messages.push(self.call_tool(call, events).await);
+            }
+        }
+        tracing::info!(
+            input_tokens = usage.map(|u| u.input_tokens),
+            output_tokens = usage.map(|u| u.output_tokens),
+            answer_bytes = answer.len(),
+            "llm run answered"
+        );
+        let mut result = json!({
+            "text": answer,
+            "model": model.unwrap_or_else(|| self.settings.model.clone()),
+        });
+        if let Some(u) = usage {
+            result["usage"] =
+                json!({"input_tokens": u.input_tokens, "output_tokens": u.output_tokens});
+        }
+        Ok(result)
+    }
+
+    /// Runs one call with its two events; every failure becomes an error result for the model.
+    async fn call_tool(&self, call: &ToolCall, events: &dyn AgentEvents) -> Message {
+        let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
+        let arguments = if call.arguments.trim().is_empty() {
+            Ok(json!({}))
+        } else {
+            serde_json::from_str::<Value>(&call.arguments)
+        };
+        let parameters = match &arguments {
+            Ok(v) => v.clone(),
+            Err(_) => Value::String(call.arguments.clone()),
+        };
+        events.tool_executing(&shown, parameters).await;
+        let started = Instant::now();
+        let tool = self.tools.iter().find(|t| t.name() == call.name);
+        let outcome = match (tool, arguments) {
+            (None, _) => Err(format!(
+                "unknown tool {shown:?}; available: {}",
+                self.tool_names()
+            )),
+            (_, Err(_)) => Err("the arguments are not valid JSON".to_owned()),
+            (_, Ok(v)) if !v.is_object() => Err("the arguments must be a JSON object".to_owned()),
+            (Some(tool), Ok(v)) => tools::call_with_limit(tool.as_ref(), v)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (content, is_error) = match outcome {
+            Ok(v) => (v, false),
+            Err(message) => (json!({"error": message}), true),
+        };
+        events
+            .tool_completed(&shown, content.clone(), elapsed_ms)
+            .await;
+        Message::ToolResult {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content,
+            is_error,
+        }
+    }
+
+    fn tool_names(&self) -> String {
+        let names: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+/// One round, retried while rate limited and nothing of it was streamed yet. Returns the
+/// round's output, the text streamed as deltas, and the text held back (thinking).
+async fn round_with_retries(
+    provider: &dyn ChatProvider,
+    request: &ChatRequest<'_>,
+    events: &dyn AgentEvents,
+    hold: bool,
+    answered: usize,
+) -> Result<(RoundOutput, String, String), ProviderError> {
+    let mut attempt = 0;
+    loop {
+        let mut sink = Collector {
+            events,
+            hold,
+            held: String::new(),
+            streamed: String::new(),
+            tool_started: false,
+            budget: MAX_ANSWER_BYTES.saturating_sub(answered),
+        };
+        let result = provider.round(request, &mut sink).await;
+        match result {
+            Ok(output) => {
+                let held = if output.tool_calls.is_empty() {
+                    sink.commit().await;
+                    String::new()
+                } else {
+                    sink.held
+                };
+                return Ok((output, sink.streamed, held));
+            }
+            Err(e)
+                if e.kind == LlmErrorKind::Throttled
+                    && e.retry_allowed
+                    && sink.streamed.is_empty()
+                    && attempt < MAX_THROTTLE_RETRIES =>
+            {
+                let wait = e
+                    .retry_after
+                    .unwrap_or(THROTTLE_BACKOFF * 2u32.pow(attempt));
+                tracing::info!(
+                    status = e.status,
+                    wait_ms = wait.as_millis() as u64,
+                    "llm throttled, retrying"
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Receives a round's text: streams it as deltas, except what may turn out to be thinking.
+struct Collector<'a> {
+    events: &'a dyn AgentEvents,
+    /// Hold text back until it is clearly the answer (tools are offered).
+    hold: bool,
+    held: String,
+    streamed: String,
+    tool_started: bool,
+    budget: usize,
+}
+
+impl Collector<'_> {
+    /// Sends what was held back as answer text.
+    async fn commit(&mut self) {
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.events.delta(&held).await;
+            self.streamed.push_str(&held);
+        }
+        self.hold = false;
+    }
+}
+
+#[async_trait]
+impl RoundSink for Collector<'_> {
+    async fn text(&mut self, piece: &str) -> Result<(), ProviderError> {
+        if self.held.len() + self.streamed.len() + piece.len() > self.budget {
+            return Err(ProviderError::protocol("answer larger than the limit"));
+        }
+        if self.tool_started || self.hold {
+            self.held.push_str(piece);
+            if !self.tool_started && self.held.len() >= THINKING_HOLD_BYTES {
+                self.commit().await;
+            }
+            return Ok(());
+        }
+        self.events.delta(piece).await;
+        self.streamed.push_str(piece);
+        Ok(())
+    }
+
+    fn tool_call_started(&mut self) {
+        self.tool_started = true;
+    }
+}

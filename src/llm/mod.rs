@@ -1,0 +1,48 @@
+//! The `llm` agent: a streaming chat model (OpenAI-compatible or Amazon Bedrock) with tool calls
+//! and the thread's earlier turns, reporting progress through [`AgentEvents`].
+//!
+//! The provider client is built on the first run that needs it (once_cell), so `ping`,
+//! `$connect` and echo runs pay nothing for it. Everything a run does happens inside its
+//! future: dropping that future (cancel, deadline) drops the HTTP response and closes the
+//! provider's stream.
+
+pub mod agent;
+pub mod bedrock;
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod openai;
+pub mod sse;
+
+use async_trait::async_trait;
+
+pub use agent::{LlmAgent, MAX_TOOL_ROUNDS};
+pub use config::{ENV_VARS, LlmConfigError, LlmSettings, Provider};
+pub use error::{LlmErrorKind, LlmFailure};
+pub use http::Timeouts;
+
+/// Where the agent reports progress (the run core implements it for its `RunSink`).
+#[async_trait]
+pub trait AgentEvents: Send + Sync {
+    /// `agent_thinking`: text the model wrote before asking for tools.
+    async fn thinking(&self, thought: String);
+    /// `tool_executing`.
+    async fn tool_executing(&self, tool_name: &str, parameters: serde_json::Value);
+    /// `tool_completed`.
+    async fn tool_completed(
+        &self,
+        tool_name: &str,
+        result: serde_json::Value,
+        execution_time_ms: u64,
+    );
+    /// Streamed answer text; all deltas of a run concatenate to its result's `text`.
+    async fn delta(&self, text: &str);
+}
+
+/// One earlier turn of the thread: the user's text and the agent's final answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriorTurn {
+    pub user: String,
+    pub assistant: String,
+}
