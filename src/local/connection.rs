@@ -2,20 +2,16 @@
 //! written in order, API Gateway's limits enforced, and a `$disconnect` however it ends.
 
 use super::events::{self, Body, ConnectionContext};
-use super::gateway::Gateway;
-use super::ids::IdGen;
-use super::{
-    CLOSE_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_QUEUED_MESSAGES,
-    OUTBOUND_QUEUE,
-};
+use super::registry::{Command, Handle};
+use super::state::Gateway;
+use super::{CLOSE_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_QUEUED_MESSAGES};
 use crate::event::WsResponse;
 use crate::time::now_ms;
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
@@ -31,95 +27,6 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// While discarding what a client sends after an oversized frame, this much silence means it
 /// is done (the stream can no longer be parsed, so there is no close frame to wait for).
 const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// What the management API asks of a connection.
-#[derive(Debug)]
-pub enum Command {
-    /// `POST @connections/{id}`: write this message.
-    Push(Message),
-    /// `DELETE @connections/{id}`: close the connection.
-    Delete,
-}
-
-/// What `GET @connections/{id}` describes.
-#[derive(Debug)]
-pub struct ConnectionInfo {
-    pub connected_at_ms: u64,
-    pub source_ip: String,
-    pub user_agent: String,
-    last_active_ms: AtomicU64,
-}
-
-impl ConnectionInfo {
-    /// When a message last went either way.
-    pub fn last_active_ms(&self) -> u64 {
-        self.last_active_ms.load(Ordering::Relaxed)
-    }
-}
-
-/// The management API's way to a live connection.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    pub tx: mpsc::Sender<Command>,
-    pub info: Arc<ConnectionInfo>,
-}
-
-impl Handle {
-    /// A handle and the receiving end its connection task reads commands from.
-    pub fn new(ctx: &ConnectionContext, user_agent: String) -> (Handle, mpsc::Receiver<Command>) {
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let info = ConnectionInfo {
-            connected_at_ms: ctx.connected_at_ms,
-            source_ip: ctx.source_ip.clone(),
-            user_agent,
-            last_active_ms: AtomicU64::new(ctx.connected_at_ms),
-        };
-        (
-            Handle {
-                tx,
-                info: Arc::new(info),
-            },
-            rx,
-        )
-    }
-}
-
-/// The live connections, by connection id.
-#[derive(Default)]
-pub struct Registry {
-    conns: Mutex<HashMap<String, Handle>>,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A connection id no live connection has.
-    pub fn fresh_id(&self, ids: &IdGen) -> String {
-        loop {
-            let id = ids.aws_id();
-            if !self.lock().contains_key(&id) {
-                return id;
-            }
-        }
-    }
-
-    /// Registers a live connection.
-    pub fn insert(&self, id: &str, handle: Handle) {
-        self.lock().insert(id.to_owned(), handle);
-    }
-
-    /// The live connection `id`, if any.
-    pub fn get(&self, id: &str) -> Option<Handle> {
-        self.lock().get(id).cloned()
-    }
-
-    /// Forgets `id`: from now on the management API answers 410 for it.
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-}
 
 /// How a connection ended, as its `$disconnect` reports it.
 struct Ending {
@@ -216,10 +123,7 @@ pub async fn serve<S>(
     let mut in_flight: Option<Pending> = None;
     let touch = |idle: Pin<&mut tokio::time::Sleep>| {
         idle.reset(after(gw.idle_timeout));
-        handle
-            .info
-            .last_active_ms
-            .store(now_ms(), Ordering::Relaxed);
+        handle.info.touch(now_ms());
     };
 
     let ending = 'conn: loop {

@@ -4,9 +4,10 @@
 //! Requests are SigV4-signed by their clients; the emulator does not check signatures.
 
 use super::MAX_MESSAGE_BYTES;
-use super::connection::Command;
-use super::events::percent_decode;
-use super::gateway::{Gateway, json_response};
+use super::codec::percent_decode;
+use super::http::json_response;
+use super::registry::Command;
+use super::state::Gateway;
 use crate::time::rfc3339_ms;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};

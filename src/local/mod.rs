@@ -4,24 +4,38 @@
 //! Gateway builds them, and serves the `@connections` management API the function's SDK client
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
+//! Modules point one way: `gateway` → `upgrade`, `management` → `connection` → `state`,
+//! `registry`, `http` → `events` → `codec`, `ids`.
+//!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
 //! - [`gateway`]: the server: one port for WebSocket upgrades (`$connect`) and `@connections`.
+//! - [`upgrade`]: the WebSocket handshake and `$connect`, handing the socket to [`connection`].
 //! - [`connection`]: one WebSocket connection's life: messages, pushes, limits, `$disconnect`.
 //! - [`management`]: the `@connections/{id}` API (`POST`, `GET`, `DELETE`).
+//! - [`state`]: what one server's connections and requests share, and how it invokes.
+//! - [`registry`]: the live connections, and the handle that reaches a connection's socket.
+//! - [`http`]: the HTTP responses the gateway builds itself.
 //! - [`events`]: AWS-exact `CONNECT` / `MESSAGE` / `DISCONNECT` events and route selection.
+//! - [`codec`]: `%XX` escapes and base64, as API Gateway applies them.
 //! - [`ids`]: API Gateway style ids (`connectionId`, `requestId`, `messageId`, `apiId`).
 //! - [`invoke`]: running event files through the handler, printing JSON lines.
 
 pub mod cli;
+pub mod codec;
 pub mod connection;
 pub mod events;
 pub mod gateway;
+pub mod http;
 pub mod ids;
 pub mod invoke;
 pub mod management;
+pub mod registry;
+pub mod state;
+pub mod upgrade;
 
-pub use gateway::{Invoked, ServeOptions, run};
+pub use gateway::{ServeOptions, run};
+pub use state::Invoked;
 
 use std::time::Duration;
 
