@@ -172,22 +172,6 @@ async fn two_hundred_connections_get_their_own_events_in_order() {
     gw.stop().await;
 }
 
-/// Messages from one connection are handled one at a time, in order: a slow run's events all
-/// arrive before the next request's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_connections_messages_are_handled_in_order() {
-    let mut gw = Gateway::dev().await;
-    let (mut ws, _) = gw.connect_user("alice-01").await;
-    let slow = json!({ "type": "start_agent", "request_id": "req-slow", "payload": { "user_request": "slow", "delay_ms": 300 } });
-    send_json(&mut ws, slow).await;
-    send_json(&mut ws, start_agent("req-fast", "fast")).await;
-    send_json(&mut ws, json!({ "type": "ping", "request_id": "req-ping" })).await;
-    recv_run(&mut ws, "req-slow").await;
-    recv_run(&mut ws, "req-fast").await;
-    assert_eq!(recv_json(&mut ws).await["type"], "pong");
-    gw.stop().await;
-}
-
 /// The function's own `@connections` SDK client works against the emulator: POST delivers in
 /// order, GET describes, DELETE closes (and DISCONNECT fires), a gone id is GoneException.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

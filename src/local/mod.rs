@@ -66,9 +66,10 @@ pub const LAMBDA_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the emulator runs the sweep, as `template.yaml`'s `rate(1 minute)` schedule does.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Messages one connection may have waiting while an earlier one is handled; beyond this the
-/// emulator stops reading that socket (TCP back-pressure) instead of buffering without bound.
-pub const MAX_QUEUED_MESSAGES: usize = 64;
+/// Invocations one connection may have running at once (API Gateway invokes the function for
+/// every message concurrently, bounded only by Lambda's concurrency); beyond this the emulator
+/// stops reading that socket (TCP back-pressure) instead of holding unbounded work for it.
+pub const MAX_IN_FLIGHT_MESSAGES: usize = 64;
 
 /// Pushes waiting to be written to one socket; a full queue makes `@connections` POSTs wait,
 /// slowing the pushing function down to the client's pace instead of buffering without bound.
