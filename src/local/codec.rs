@@ -58,6 +58,17 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// How many bytes `s` encodes as padded standard base64, or `None` when it is not that.
+pub fn base64_decoded_len(s: &[u8]) -> Option<usize> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let pad = s.iter().rev().take_while(|c| **c == b'=').count();
+    let digits = s.get(..s.len() - pad.min(2))?;
+    let is_digit = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    digits.iter().all(is_digit).then(|| s.len() / 4 * 3 - pad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +99,19 @@ mod tests {
         ];
         for (plain, encoded) in cases {
             assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    /// Only padded standard base64 has a decoded length, and it is the right one.
+    #[test]
+    fn base64_lengths_are_checked() {
+        assert_eq!(base64_decoded_len(b"dGhlIHNhbXBsZSBub25jZQ=="), Some(16));
+        assert_eq!(base64_decoded_len(b"Zm9v"), Some(3));
+        assert_eq!(base64_decoded_len(b"Zm8="), Some(2));
+        assert_eq!(base64_decoded_len(b""), Some(0));
+        assert_eq!(base64_decoded_len(b"dGhlIHNhbXBsZSBub25j"), Some(15));
+        for bad in [&b"x"[..], b"Zm9", b"Zm*v", b"Z===", b"====", b"Zm=v"] {
+            assert_eq!(base64_decoded_len(bad), None, "{bad:?}");
         }
     }
 }

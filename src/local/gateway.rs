@@ -2,7 +2,7 @@
 //! and the `@connections` management API, until the shutdown future resolves.
 
 use super::events;
-use super::http::json_response;
+use super::http::{self, json_response};
 use super::ids::IdGen;
 use super::management;
 use super::registry::Registry;
@@ -203,13 +203,17 @@ async fn serve_tcp(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, done: 
     drop(done);
 }
 
-/// Dispatches one HTTP request: the management API, a WebSocket upgrade, or neither.
+/// Dispatches one HTTP request with an acceptable head: the management API, a WebSocket
+/// upgrade, or neither.
 async fn route(
     gw: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
     done: mpsc::Sender<()>,
 ) -> Response<Full<Bytes>> {
+    if let Err(refused) = http::check_head(&req) {
+        return *refused;
+    }
     if let Some(id) = management::connection_id(req.uri().path()) {
         return management::handle(&gw, &id, req).await;
     }

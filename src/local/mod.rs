@@ -59,6 +59,14 @@ pub const MAX_FRAME_BYTES: usize = crate::limits::MAX_FRAME_BYTES;
 /// closes the connection with 1009, and a larger `@connections` POST answers 413.
 pub const MAX_MESSAGE_BYTES: usize = crate::limits::MAX_MESSAGE_BYTES;
 
+/// API Gateway's limit on a WebSocket API's URL (4096 characters): a longer request target
+/// answers 414.
+pub const MAX_URL_CHARS: usize = 4096;
+
+/// API Gateway's limit on a request's line and header values together (10 KiB, its documented
+/// quota for HTTP APIs; the WebSocket quota table names none): a larger head answers 431.
+pub const MAX_HEAD_BYTES: usize = 10 * 1024;
+
 /// The Lambda function's timeout in `template.yaml`: every emulated invocation gets the
 /// deadline a deployed one would.
 pub const LAMBDA_TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,6 +2,7 @@
 //! task (accepted) or the upgrade request gets the function's status (refused).
 
 use super::STAGE;
+use super::codec::base64_decoded_len;
 use super::connection;
 use super::events::{self, ConnectionContext, UpgradeRequest};
 use super::http::json_response;
@@ -11,12 +12,15 @@ use crate::time::now_ms;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// RFC 6455 §4.2.1: the client's `Sec-WebSocket-Key` nonce is 16 bytes, base64-encoded.
+const WEBSOCKET_KEY_BYTES: usize = 16;
 
 /// Whether `req` asks for a WebSocket (a GET with `Connection: upgrade`, `Upgrade: websocket`).
 pub fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
@@ -32,23 +36,25 @@ pub fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
         && has_token(header::UPGRADE, "websocket")
 }
 
-/// `$connect`: builds the CONNECT event, lets the function decide, then upgrades (the function
-/// accepted) or answers the upgrade request with the function's status (it refused).
-pub async fn accept(
-    gw: Arc<Gateway>,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-    done: mpsc::Sender<()>,
-) -> Response<Full<Bytes>> {
-    let Some(accept_key) = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|k| derive_accept_key(k.as_bytes()))
-    else {
-        return json_response(
+/// Checks the handshake as RFC 6455 §4.2.1 asks, before `$connect` runs: HTTP/1.1 and one
+/// valid `Sec-WebSocket-Key` (else 400), version 13 (else 426). Returns `Sec-WebSocket-Accept`.
+fn handshake(req: &Request<Incoming>) -> Result<String, Box<Response<Full<Bytes>>>> {
+    if req.version() != Version::HTTP_11 {
+        return Err(Box::new(json_response(
             StatusCode::BAD_REQUEST,
-            r#"{"message":"Sec-WebSocket-Key is required"}"#.into(),
-        );
+            r#"{"message":"WebSocket upgrades need HTTP/1.1"}"#.into(),
+        )));
+    }
+    let mut keys = req.headers().get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) if base64_decoded_len(k.as_bytes()) == Some(WEBSOCKET_KEY_BYTES) => k,
+        _ => {
+            return Err(Box::new(json_response(
+                StatusCode::BAD_REQUEST,
+                r#"{"message":"Sec-WebSocket-Key must be one 16-byte value, base64-encoded"}"#
+                    .into(),
+            )));
+        }
     };
     if req
         .headers()
@@ -64,8 +70,23 @@ pub async fn accept(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return resp;
+        return Err(Box::new(resp));
     }
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// `$connect`: builds the CONNECT event, lets the function decide, then upgrades (the function
+/// accepted) or answers the upgrade request with the function's status (it refused).
+pub async fn accept(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    done: mpsc::Sender<()>,
+) -> Response<Full<Bytes>> {
+    let accept_key = match handshake(&req) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
+    };
     let now = now_ms();
     let ctx = ConnectionContext {
         api_id: gw.api_id.clone(),
