@@ -5,13 +5,12 @@
 #[path = "support/local_harness.rs"]
 mod local_harness;
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{SinkExt, StreamExt};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use local_harness::{
-    Gateway, RUN_EVENTS, Ws, dev_config, recv_close, recv_json, recv_run, request_with, send_json,
-    start_agent,
+    Gateway, RUN_EVENTS, Ws, dev_config, management_client, recv_close, recv_json, recv_run,
+    request_with, send_json, start_agent,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -58,25 +57,6 @@ fn context_paths(event: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     key_paths(&event["requestContext"], "", &mut out);
     out
-}
-
-/// A `@connections` client aimed at the emulator, configured like the function's.
-fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
-    let conf = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDLOCAL",
-            "local-secret",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(format!("http://{}", gw.addr))
-        .http_client(wsexec::tls::https_client(false))
-        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
 
 /// The HTTP status of a refused upgrade.

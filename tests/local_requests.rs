@@ -1,5 +1,5 @@
 //! Requests the local gateway must refuse precisely, sent over raw TCP: malformed WebSocket
-//! upgrades.
+//! upgrades, and management paths naming ids no connection can have.
 #![cfg(feature = "local")]
 
 #[path = "support/http.rs"]
@@ -7,7 +7,10 @@ mod http;
 #[path = "support/local_harness.rs"]
 mod local_harness;
 
-use local_harness::{Gateway, WAIT};
+use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use local_harness::{Gateway, WAIT, management_client};
+use serde_json::Value;
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -103,5 +106,45 @@ async fn malformed_upgrades_are_refused_before_connect() {
         connect.event["queryStringParameters"]["user_id"], "alice-01",
         "a refused upgrade reached $connect"
     );
+    gw.stop().await;
+}
+
+/// A management request naming an id with a slash in it (raw or percent-encoded, also from
+/// the SDK client) gets the management API's own 400 in API Gateway's REST-JSON shape, not 426.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_paths_with_impossible_ids_get_a_rest_json_400() {
+    let gw = Gateway::dev().await;
+    let host = gw.addr.to_string();
+    for path in [
+        "/@connections/a/b",
+        "/@connections/a%2Fb",
+        "/local/@connections/a%2fb",
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw(gw.addr, &head).await;
+        assert_eq!(resp.status(), Some(400), "{path}: {}", resp.head);
+        assert_eq!(
+            resp.header("x-amzn-ErrorType").as_deref(),
+            Some("BadRequestException"),
+            "{path}"
+        );
+        let body: Value = serde_json::from_slice(resp.body()).expect("JSON error body");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+    let err = management_client(&gw)
+        .post_to_connection()
+        .connection_id("a/b")
+        .data(Blob::new("hi"))
+        .send()
+        .await
+        .expect_err("an impossible id");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(400),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some("BadRequestException"), "{err:?}");
     gw.stop().await;
 }

@@ -214,8 +214,8 @@ async fn route(
     if let Err(refused) = http::check_head(&req) {
         return *refused;
     }
-    if let Some(id) = management::connection_id(req.uri().path()) {
-        return management::handle(&gw, &id, req).await;
+    if let Some(target) = management::target(req.uri().path()) {
+        return management::handle(&gw, target, req).await;
     }
     if upgrade::is_websocket_upgrade(&req) {
         return upgrade::accept(gw, peer, req, done).await;
