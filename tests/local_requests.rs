@@ -148,3 +148,35 @@ async fn management_paths_with_impossible_ids_get_a_rest_json_400() {
     assert_eq!(err.code(), Some("BadRequestException"), "{err:?}");
     gw.stop().await;
 }
+
+/// A plain `GET /` (a browser, no upgrade) still answers 426 Upgrade Required, naming
+/// `websocket`, and invokes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_get_is_told_to_upgrade() {
+    let mut gw = Gateway::dev().await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        gw.addr
+    );
+    let resp = raw(gw.addr, &head).await;
+    assert_eq!(resp.status(), Some(426), "{}", resp.head);
+    assert_eq!(resp.header("upgrade").as_deref(), Some("websocket"));
+    let ok = raw(
+        gw.addr,
+        &upgrade(
+            "/?user_id=alice-01",
+            "HTTP/1.1",
+            Some(&gw.addr.to_string()),
+            KEY,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(ok.status(), Some(101), "{}", ok.head);
+    let connect = gw.next_invocation("CONNECT", None).await;
+    assert_eq!(
+        connect.event["queryStringParameters"]["user_id"],
+        "alice-01"
+    );
+    gw.stop().await;
+}
