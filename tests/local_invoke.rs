@@ -1,9 +1,16 @@
-//! `wsexec-local invoke` says precisely what is wrong with an event file: empty, not JSON,
-//! or JSON that is not a supported event; run through the built binary.
+//! The built `wsexec-local invoke`: sample events across processes sharing one data dir, and
+//! precise words for an event file that is empty, not JSON, or not a supported event.
 #![cfg(feature = "local")]
 
-use serde_json::Value;
-use std::path::PathBuf;
+#[path = "support/local_harness.rs"]
+mod local_harness;
+
+use local_harness::RUN_EVENTS;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// The HS256 secret the sample tokens in `events/` are signed with.
+const SAMPLE_SECRET: &str = "wsexec-sample-secret";
 
 /// Deletes its directory when dropped.
 struct TempDir(PathBuf);
@@ -67,4 +74,73 @@ fn invoke_names_what_is_wrong_with_an_event_file() {
         !error.contains("empty") && !error.contains("not JSON"),
         "{error}"
     );
+}
+
+fn run_invoke(data_dir: &Path, event: &str) -> (bool, Vec<Value>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsexec-local"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["invoke", "--data-dir"])
+        .arg(data_dir)
+        .arg(format!("events/{event}"))
+        .env("JWT_SECRET", SAMPLE_SECRET)
+        .env("WSEXEC_MODE", "local")
+        .env("RUST_LOG", "warn")
+        // Hermetic: only the settings the sample events need.
+        .env_remove("JWT_PUBLIC_KEY")
+        .env_remove("JWT_ISSUER")
+        .env_remove("JWT_AUDIENCE")
+        .env_remove("CONNECTIONS_ENDPOINT")
+        .output()
+        .expect("run wsexec-local");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line {l:?} is not JSON: {e}"))
+        })
+        .collect();
+    (out.status.success(), lines)
+}
+
+/// `invoke` runs sample events in separate processes sharing one data dir: the run streams its
+/// five events, and a later process reads it back `completed`; a bad file fails the command.
+#[test]
+fn invoke_keeps_state_across_processes() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("wsexec-local-invoke-{}", std::process::id())));
+
+    let (ok, lines) = run_invoke(&dir.0, "connect-jwt-query.json");
+    assert!(ok);
+    assert_eq!(
+        lines,
+        vec![
+            json!({ "event": "events/connect-jwt-query.json", "response": { "statusCode": 200 } })
+        ]
+    );
+
+    let (ok, lines) = run_invoke(&dir.0, "message-start-agent.json");
+    assert!(ok);
+    assert_eq!(lines[0]["response"]["statusCode"], 200);
+    let pushed: Vec<&Value> = lines[1..].iter().map(|l| &l["pushed"]).collect();
+    let types: Vec<&str> = pushed
+        .iter()
+        .map(|p| p["message"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, RUN_EVENTS);
+    assert!(
+        pushed
+            .iter()
+            .all(|p| p["connectionId"] == "L0SM9cOFvHcCIhw=")
+    );
+    let run_id = pushed[0]["message"]["run_id"].as_str().unwrap().to_owned();
+
+    let (ok, lines) = run_invoke(&dir.0, "message-get-execution.json");
+    assert!(ok);
+    let body: Value = serde_json::from_str(lines[0]["response"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "execution");
+    assert_eq!(body["run_id"], run_id.as_str());
+    assert_eq!(body["payload"]["state"], "completed");
+
+    let (ok, lines) = run_invoke(&dir.0, "no-such-event.json");
+    assert!(!ok);
+    assert!(lines[0]["error"].is_string());
 }

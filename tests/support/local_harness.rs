@@ -239,3 +239,12 @@ pub fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
+
+/// The HTTP status of a refused upgrade.
+pub async fn refused_status(req: impl IntoClientRequest + Unpin) -> u16 {
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected the upgrade to be refused"),
+    }
+}
