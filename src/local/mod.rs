@@ -4,8 +4,9 @@
 //! Gateway builds them, and serves the `@connections` management API the function's SDK client
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
-//! Modules point one way: `gateway` → `upgrade`, `management` → `connection` → `state`,
-//! `registry`, `http` → `events` → `codec`, `ids`.
+//! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → (`upgrade` →
+//! `connection`), `management` → `state` → `registry` → `events` → `codec`, `ids`; `http` is
+//! a leaf both sides of the server use.
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
