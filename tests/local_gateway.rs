@@ -1,26 +1,22 @@
-//! The local API Gateway emulator and `invoke`, driven by real clients: tokio-tungstenite, the
-//! `@connections` SDK client, and the built `wsexec-local` binary.
+//! The local API Gateway emulator driven by real clients (tokio-tungstenite, the `@connections`
+//! SDK client): the golden path, event shapes, authentication and the sweep.
 #![cfg(feature = "local")]
 
 #[path = "support/local_harness.rs"]
 mod local_harness;
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use futures_util::{SinkExt, StreamExt};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use local_harness::{
-    Gateway, RUN_EVENTS, Ws, dev_config, recv_close, recv_json, recv_run, request_with, send_json,
-    start_agent,
+    Gateway, dev_config, management_client, recv_close, recv_json, recv_run, refused_status,
+    request_with, send_json, start_agent,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsexec::Config;
 use wsexec::auth::JwtVerifier;
 use wsexec::notify::PushErrorKind;
@@ -58,36 +54,6 @@ fn context_paths(event: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     key_paths(&event["requestContext"], "", &mut out);
     out
-}
-
-/// A `@connections` client aimed at the emulator, configured like the function's.
-fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
-    let conf = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDLOCAL",
-            "local-secret",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(format!("http://{}", gw.addr))
-        .http_client(wsexec::tls::https_client(false))
-        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
-        .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
-}
-
-/// The HTTP status of a refused upgrade.
-async fn refused_status(
-    req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
-) -> u16 {
-    match tokio_tungstenite::connect_async(req).await {
-        Err(WsError::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("expected the upgrade to be refused"),
-    }
 }
 
 /// A dev-auth client's golden path: five run events in order, `completed` on read, and the
@@ -169,22 +135,6 @@ async fn two_hundred_connections_get_their_own_events_in_order() {
         .collect();
     let distinct: BTreeSet<&String> = run_ids.iter().collect();
     assert_eq!(distinct.len(), 200, "every connection ran its own run");
-    gw.stop().await;
-}
-
-/// Messages from one connection are handled one at a time, in order: a slow run's events all
-/// arrive before the next request's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_connections_messages_are_handled_in_order() {
-    let mut gw = Gateway::dev().await;
-    let (mut ws, _) = gw.connect_user("alice-01").await;
-    let slow = json!({ "type": "start_agent", "request_id": "req-slow", "payload": { "user_request": "slow", "delay_ms": 300 } });
-    send_json(&mut ws, slow).await;
-    send_json(&mut ws, start_agent("req-fast", "fast")).await;
-    send_json(&mut ws, json!({ "type": "ping", "request_id": "req-ping" })).await;
-    recv_run(&mut ws, "req-slow").await;
-    recv_run(&mut ws, "req-fast").await;
-    assert_eq!(recv_json(&mut ws).await["type"], "pong");
     gw.stop().await;
 }
 
@@ -348,103 +298,6 @@ async fn emulated_events_have_the_shape_of_the_samples() {
     gw.stop().await;
 }
 
-/// A message over 128 KiB, or a frame over 32 KiB, closes the connection with 1009.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_messages_and_frames_close_with_1009() {
-    let mut gw = Gateway::dev().await;
-
-    let (mut ws, conn_id) = gw.connect_user("alice-01").await;
-    ws.send(Message::text("x".repeat(40 * 1024))).await.unwrap();
-    assert_eq!(
-        recv_close(&mut ws).await.expect("close frame").code,
-        CloseCode::Size
-    );
-    let d = gw.next_invocation("DISCONNECT", Some(&conn_id)).await;
-    assert_eq!(d.event["requestContext"]["disconnectStatusCode"], 1009);
-
-    // 5 frames of 30 KiB: each frame is allowed, the 150 KiB message is not.
-    let (mut ws, conn_id) = gw.connect_user("alice-01").await;
-    let chunk = vec![b'y'; 30 * 1024];
-    ws.send(Message::Frame(Frame::message(
-        chunk.clone(),
-        OpCode::Data(Data::Text),
-        false,
-    )))
-    .await
-    .unwrap();
-    for i in 1..5 {
-        let frame = Frame::message(chunk.clone(), OpCode::Data(Data::Continue), i == 4);
-        if ws.send(Message::Frame(frame)).await.is_err() {
-            break;
-        }
-    }
-    assert_eq!(
-        recv_close(&mut ws).await.expect("close frame").code,
-        CloseCode::Size
-    );
-    let d = gw.next_invocation("DISCONNECT", Some(&conn_id)).await;
-    assert_eq!(d.event["requestContext"]["disconnectStatusCode"], 1009);
-
-    // A message just under the limits still reaches the function (and gets its error reply).
-    let (mut ws, _) = gw.connect_user("alice-01").await;
-    ws.send(Message::text("z".repeat(30 * 1024))).await.unwrap();
-    assert_eq!(recv_json_or_error(&mut ws).await, "error");
-    gw.stop().await;
-}
-
-/// The reply's `type` to a non-JSON message.
-async fn recv_json_or_error(ws: &mut Ws) -> String {
-    match tokio::time::timeout(local_harness::WAIT, ws.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap()["type"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned(),
-        other => panic!("expected a reply, got {other:?}"),
-    }
-}
-
-/// An idle connection is closed with 1001 after the idle timeout, and DISCONNECT fires.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_close_with_1001() {
-    let mut gw = Gateway::start(dev_config(), |o| o.idle_timeout = Duration::from_secs(1)).await;
-    let (mut ws, conn_id) = gw.connect_user("alice-01").await;
-    let started = std::time::Instant::now();
-    let close = recv_close(&mut ws).await.expect("close frame");
-    assert_eq!(close.code, CloseCode::Away);
-    assert_eq!(close.reason.as_str(), "Going away");
-    assert!(started.elapsed() >= Duration::from_millis(900));
-    let d = gw.next_invocation("DISCONNECT", Some(&conn_id)).await;
-    assert_eq!(d.event["requestContext"]["disconnectStatusCode"], 1001);
-    gw.stop().await;
-}
-
-/// A busy connection is still closed with 1001 at the maximum connection age.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_close_with_1001_at_max_age() {
-    let mut gw = Gateway::start(dev_config(), |o| {
-        o.max_connection_age = Duration::from_secs(1)
-    })
-    .await;
-    let (mut ws, conn_id) = gw.connect_user("alice-01").await;
-    let mut closed = None;
-    for _ in 0..100 {
-        send_json(&mut ws, json!({ "type": "ping" })).await;
-        match tokio::time::timeout(local_harness::WAIT, ws.next()).await {
-            Ok(Some(Ok(Message::Text(_)))) => {}
-            Ok(Some(Ok(Message::Close(f)))) => {
-                closed = f;
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(closed.expect("closed at max age").code, CloseCode::Away);
-    let d = gw.next_invocation("DISCONNECT", Some(&conn_id)).await;
-    assert_eq!(d.event["requestContext"]["disconnectStatusCode"], 1001);
-    gw.stop().await;
-}
-
 /// Without `--dev-auth` or a JWT the upgrade is refused with 401; a placeholder user with 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_without_credentials_is_refused() {
@@ -500,115 +353,6 @@ async fn jwt_subprotocol_is_echoed() {
     );
     assert_eq!(refused_status(bad).await, 401);
     gw.stop().await;
-}
-
-/// Shutdown closes every socket with 1001 and sends a DISCONNECT for each before `run` returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_closes_every_socket_with_a_disconnect() {
-    let mut gw = Gateway::dev().await;
-    let mut clients = Vec::new();
-    for i in 0..3 {
-        clients.push(gw.connect_user(&format!("user-{i}")).await);
-    }
-    gw.begin_stop();
-    for (ws, _) in clients.iter_mut() {
-        assert_eq!(
-            recv_close(ws).await.expect("close frame").code,
-            CloseCode::Away
-        );
-    }
-    let mut disconnected = BTreeSet::new();
-    for _ in 0..3 {
-        disconnected.insert(
-            gw.next_invocation("DISCONNECT", None)
-                .await
-                .connection_id()
-                .to_owned(),
-        );
-    }
-    let opened: BTreeSet<String> = clients.iter().map(|(_, id)| id.clone()).collect();
-    assert_eq!(disconnected, opened);
-    gw.stopped().await;
-    for id in &opened {
-        assert!(gw.store.get_connection(id).await.unwrap().is_none());
-    }
-}
-
-fn run_invoke(data_dir: &Path, event: &str) -> (bool, Vec<Value>) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsexec-local"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["invoke", "--data-dir"])
-        .arg(data_dir)
-        .arg(format!("events/{event}"))
-        .env("JWT_SECRET", SAMPLE_SECRET)
-        .env("WSEXEC_MODE", "local")
-        .env("RUST_LOG", "warn")
-        // Hermetic: only the settings the sample events need.
-        .env_remove("JWT_PUBLIC_KEY")
-        .env_remove("JWT_ISSUER")
-        .env_remove("JWT_AUDIENCE")
-        .env_remove("CONNECTIONS_ENDPOINT")
-        .output()
-        .expect("run wsexec-local");
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line {l:?} is not JSON: {e}"))
-        })
-        .collect();
-    (out.status.success(), lines)
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `invoke` runs sample events in separate processes sharing one data dir: the run streams its
-/// five events, and a later process reads it back `completed`; a bad file fails the command.
-#[test]
-fn invoke_keeps_state_across_processes() {
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("wsexec-local-invoke-{}", std::process::id())));
-
-    let (ok, lines) = run_invoke(&dir.0, "connect-jwt-query.json");
-    assert!(ok);
-    assert_eq!(
-        lines,
-        vec![
-            json!({ "event": "events/connect-jwt-query.json", "response": { "statusCode": 200 } })
-        ]
-    );
-
-    let (ok, lines) = run_invoke(&dir.0, "message-start-agent.json");
-    assert!(ok);
-    assert_eq!(lines[0]["response"]["statusCode"], 200);
-    let pushed: Vec<&Value> = lines[1..].iter().map(|l| &l["pushed"]).collect();
-    let types: Vec<&str> = pushed
-        .iter()
-        .map(|p| p["message"]["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(types, RUN_EVENTS);
-    assert!(
-        pushed
-            .iter()
-            .all(|p| p["connectionId"] == "L0SM9cOFvHcCIhw=")
-    );
-    let run_id = pushed[0]["message"]["run_id"].as_str().unwrap().to_owned();
-
-    let (ok, lines) = run_invoke(&dir.0, "message-get-execution.json");
-    assert!(ok);
-    let body: Value = serde_json::from_str(lines[0]["response"]["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["type"], "execution");
-    assert_eq!(body["run_id"], run_id.as_str());
-    assert_eq!(body["payload"]["state"], "completed");
-
-    let (ok, lines) = run_invoke(&dir.0, "no-such-event.json");
-    assert!(!ok);
-    assert!(lines[0]["error"].is_string());
 }
 
 /// The emulator runs the scheduled sweep: a run whose process died is marked `dead` and its

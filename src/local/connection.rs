@@ -1,23 +1,16 @@
-//! One WebSocket connection's life: its messages handled one at a time in order, pushes
-//! written in order, API Gateway's limits enforced, and a `$disconnect` however it ends.
+//! One WebSocket connection's life: each message its own concurrent invocation, replies and
+//! pushes written in the order produced, API Gateway's limits, and a `$disconnect` at the end.
 
 use super::events::{self, Body, ConnectionContext};
-use super::gateway::Gateway;
-use super::ids::IdGen;
-use super::{
-    CLOSE_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_QUEUED_MESSAGES,
-    OUTBOUND_QUEUE,
-};
-use crate::event::WsResponse;
+use super::registry::{Command, Handle};
+use super::state::Gateway;
+use super::{CLOSE_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, MAX_IN_FLIGHT_MESSAGES, MAX_MESSAGE_BYTES};
 use crate::time::now_ms;
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -31,95 +24,6 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// While discarding what a client sends after an oversized frame, this much silence means it
 /// is done (the stream can no longer be parsed, so there is no close frame to wait for).
 const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// What the management API asks of a connection.
-#[derive(Debug)]
-pub enum Command {
-    /// `POST @connections/{id}`: write this message.
-    Push(Message),
-    /// `DELETE @connections/{id}`: close the connection.
-    Delete,
-}
-
-/// What `GET @connections/{id}` describes.
-#[derive(Debug)]
-pub struct ConnectionInfo {
-    pub connected_at_ms: u64,
-    pub source_ip: String,
-    pub user_agent: String,
-    last_active_ms: AtomicU64,
-}
-
-impl ConnectionInfo {
-    /// When a message last went either way.
-    pub fn last_active_ms(&self) -> u64 {
-        self.last_active_ms.load(Ordering::Relaxed)
-    }
-}
-
-/// The management API's way to a live connection.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    pub tx: mpsc::Sender<Command>,
-    pub info: Arc<ConnectionInfo>,
-}
-
-impl Handle {
-    /// A handle and the receiving end its connection task reads commands from.
-    pub fn new(ctx: &ConnectionContext, user_agent: String) -> (Handle, mpsc::Receiver<Command>) {
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let info = ConnectionInfo {
-            connected_at_ms: ctx.connected_at_ms,
-            source_ip: ctx.source_ip.clone(),
-            user_agent,
-            last_active_ms: AtomicU64::new(ctx.connected_at_ms),
-        };
-        (
-            Handle {
-                tx,
-                info: Arc::new(info),
-            },
-            rx,
-        )
-    }
-}
-
-/// The live connections, by connection id.
-#[derive(Default)]
-pub struct Registry {
-    conns: Mutex<HashMap<String, Handle>>,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A connection id no live connection has.
-    pub fn fresh_id(&self, ids: &IdGen) -> String {
-        loop {
-            let id = ids.aws_id();
-            if !self.lock().contains_key(&id) {
-                return id;
-            }
-        }
-    }
-
-    /// Registers a live connection.
-    pub fn insert(&self, id: &str, handle: Handle) {
-        self.lock().insert(id.to_owned(), handle);
-    }
-
-    /// The live connection `id`, if any.
-    pub fn get(&self, id: &str) -> Option<Handle> {
-        self.lock().get(id).cloned()
-    }
-
-    /// Forgets `id`: from now on the management API answers 410 for it.
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-}
 
 /// How a connection ended, as its `$disconnect` reports it.
 struct Ending {
@@ -171,8 +75,6 @@ impl Ending {
     }
 }
 
-type Pending = Pin<Box<dyn Future<Output = Result<WsResponse, String>> + Send>>;
-
 /// API Gateway's frame and message limits.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -188,11 +90,34 @@ fn after(d: std::time::Duration) -> Instant {
         .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400))
 }
 
-/// Runs a MESSAGE through the function.
-fn start(gw: &Arc<Gateway>, ctx: &ConnectionContext, body: Body) -> Pending {
-    let event = events::message(ctx, &gw.ids, &body, now_ms());
-    let gw = gw.clone();
-    Box::pin(async move { gw.invoke(event).await })
+/// Runs one MESSAGE through the function, then queues its reply on the socket's FIFO queue.
+/// Every push the invocation made is already queued (its `@connections` POST returned), so
+/// the reply follows them; `_slot` frees the connection's in-flight slot when this returns.
+async fn invoke_message(
+    gw: Arc<Gateway>,
+    ctx: Arc<ConnectionContext>,
+    body: Body,
+    socket: mpsc::Sender<Command>,
+    _slot: OwnedSemaphorePermit,
+    _done: mpsc::Sender<()>,
+) {
+    let event = events::message(&ctx, &gw.ids, &body, now_ms());
+    let reply = match gw.invoke(event).await {
+        Ok(r) => r.body,
+        // API Gateway's own message when the integration fails.
+        Err(_) => Some(
+            serde_json::json!({
+                "message": "Internal server error",
+                "connectionId": ctx.connection_id,
+                "requestId": gw.ids.aws_id(),
+            })
+            .to_string(),
+        ),
+    };
+    if let Some(reply) = reply {
+        // A closed socket drops its queue: the reply has nowhere to go, as on API Gateway.
+        let _ = socket.send(Command::Push(Message::text(reply))).await;
+    }
 }
 
 /// Serves an upgraded connection until it ends, then sends its `$disconnect`.
@@ -212,17 +137,17 @@ pub async fn serve<S>(
     let max_age = sleep(gw.max_connection_age);
     let idle = sleep(gw.idle_timeout);
     tokio::pin!(shutdown, max_age, idle);
-    let mut queued: VecDeque<Body> = VecDeque::new();
-    let mut in_flight: Option<Pending> = None;
+    let ctx = Arc::new(ctx);
+    // Each message is its own invocation, as on API Gateway; a slot bounds how many run at
+    // once, and without a free slot the socket is not read (TCP back-pressure).
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT_MESSAGES));
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     let touch = |idle: Pin<&mut tokio::time::Sleep>| {
         idle.reset(after(gw.idle_timeout));
-        handle
-            .info
-            .last_active_ms
-            .store(now_ms(), Ordering::Relaxed);
+        handle.info.touch(now_ms());
     };
 
-    let ending = 'conn: loop {
+    let ending = loop {
         tokio::select! {
             _ = &mut shutdown => break Ending::server(CloseCode::Away, "Going away"),
             _ = &mut max_age => break Ending::server(CloseCode::Away, "Going away"),
@@ -236,40 +161,11 @@ pub async fn serve<S>(
                 }
                 Command::Delete => break Ending::server(CloseCode::Normal, "Connection deleted"),
             },
-            res = async { match in_flight.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
-                in_flight = None;
-                // Pushes the invocation made happened before its reply: write them first.
-                while let Ok(cmd) = commands.try_recv() {
-                    match cmd {
-                        Command::Push(m) => {
-                            if sink.send(m).await.is_err() {
-                                break 'conn Ending::abnormal();
-                            }
-                        }
-                        Command::Delete => break 'conn Ending::server(CloseCode::Normal, "Connection deleted"),
-                    }
-                }
-                let reply = match res {
-                    Ok(r) => r.body,
-                    // API Gateway's own message when the integration fails.
-                    Err(_) => Some(
-                        serde_json::json!({
-                            "message": "Internal server error",
-                            "connectionId": ctx.connection_id,
-                            "requestId": gw.ids.aws_id(),
-                        })
-                        .to_string(),
-                    ),
-                };
-                if let Some(body) = reply {
-                    touch(idle.as_mut());
-                    if sink.send(Message::text(body)).await.is_err() {
-                        break Ending::abnormal();
-                    }
-                }
-                in_flight = queued.pop_front().map(|b| start(&gw, &ctx, b));
-            }
-            frame = stream.next(), if queued.len() < MAX_QUEUED_MESSAGES => {
+            free = slots.clone().acquire_owned(), if slot.is_none() => match free {
+                Ok(free) => slot = Some(free),
+                Err(_) => break Ending::abnormal(),
+            },
+            frame = stream.next(), if slot.is_some() => {
                 let body = match frame {
                     Some(Ok(Message::Text(t))) => Body::Text(t.to_string()),
                     Some(Ok(Message::Binary(b))) => Body::Binary(b.to_vec()),
@@ -291,9 +187,9 @@ pub async fn serve<S>(
                     Some(Err(_)) | None => break Ending::abnormal(),
                 };
                 touch(idle.as_mut());
-                match in_flight {
-                    None => in_flight = Some(start(&gw, &ctx, body)),
-                    Some(_) => queued.push_back(body),
+                if let Some(free) = slot.take() {
+                    let (gw, ctx, socket) = (gw.clone(), ctx.clone(), handle.tx.clone());
+                    tokio::spawn(invoke_message(gw, ctx, body, socket, free, done.clone()));
                 }
             }
         }
@@ -301,14 +197,8 @@ pub async fn serve<S>(
 
     // From here on pushes answer 410, as API Gateway's do for a closing connection.
     gw.registry.remove(&ctx.connection_id);
-    if let Some(rest) = in_flight.take() {
-        // API Gateway does not cancel a running invocation when its client leaves.
-        let done = done.clone();
-        tokio::spawn(async move {
-            let _ = rest.await;
-            drop(done);
-        });
-    }
+    // Invocations still running go on (API Gateway does not cancel them when the client
+    // leaves); each holds a `done` clone, so shutdown waits for them too.
     if ending.close_frame {
         let frame = CloseFrame {
             code: CloseCode::from(ending.status),

@@ -1,6 +1,7 @@
 //! AWS-exact WebSocket events (`CONNECT`, `MESSAGE`, `DISCONNECT`), keyed exactly like the
 //! files in `events/`, and API Gateway's route selection.
 
+use super::codec::{base64, parse_query};
 use super::ids::IdGen;
 use crate::time::rfc3339_ms;
 use serde_json::{Map, Value, json};
@@ -99,41 +100,6 @@ pub fn canonical_header(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
-}
-
-/// Decodes `%XX` escapes; invalid escapes stay as they are (API Gateway is as lenient).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Splits a query string into decoded (name, value) pairs, in order.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(pair), String::new()),
-        })
-        .collect()
 }
 
 /// `{name: last value}` and `{name: [every value]}`, as API Gateway fills `headers` /
@@ -287,28 +253,6 @@ pub fn scheduled(ids: &IdGen, now: u64) -> Value {
     })
 }
 
-/// Standard base64 with padding (binary message bodies).
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,23 +296,14 @@ mod tests {
         );
     }
 
-    /// Header names get their usual spelling back; queries decode and keep every value.
+    /// Header names get their usual spelling back.
     #[test]
-    fn headers_and_queries_decode() {
+    fn headers_get_their_usual_spelling() {
         assert_eq!(
             canonical_header("sec-websocket-protocol"),
             "Sec-WebSocket-Protocol"
         );
         assert_eq!(canonical_header("user-agent"), "User-Agent");
-        assert_eq!(
-            parse_query("user_id=alice-01&a=%3D%zz&a=2&flag"),
-            vec![
-                ("user_id".to_owned(), "alice-01".to_owned()),
-                ("a".to_owned(), "=%zz".to_owned()),
-                ("a".to_owned(), "2".to_owned()),
-                ("flag".to_owned(), String::new()),
-            ]
-        );
     }
 
     /// The emulated schedule's event has the sample's keys and is decoded as a sweep.
@@ -384,20 +319,5 @@ mod tests {
             crate::event::decode(&built.to_string()),
             Ok(crate::event::Incoming::Scheduled)
         ));
-    }
-
-    /// Base64 matches RFC 4648's test vectors.
-    #[test]
-    fn base64_matches_rfc_4648() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
     }
 }

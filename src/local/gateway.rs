@@ -1,15 +1,15 @@
 //! The emulator's server: one loopback port serving WebSocket upgrades (`$connect`, any path)
 //! and the `@connections` management API, until the shutdown future resolves.
 
-use super::connection::{self, Registry};
-use super::events::{self, ConnectionContext, UpgradeRequest};
+use super::events;
+use super::http::{self, json_response};
 use super::ids::IdGen;
-use super::{
-    IDLE_TIMEOUT, LAMBDA_TIMEOUT, MAX_CONNECTION_AGE, SHUTDOWN_GRACE, STAGE, SWEEP_INTERVAL,
-    management,
-};
+use super::management;
+use super::registry::Registry;
+use super::state::{Gateway, Invoked};
+use super::upgrade;
+use super::{IDLE_TIMEOUT, LAMBDA_TIMEOUT, MAX_CONNECTION_AGE, SHUTDOWN_GRACE, SWEEP_INTERVAL};
 use crate::config::Config;
-use crate::event::WsResponse;
 use crate::handler::{Output, handle};
 use crate::manager::Manager;
 use crate::notify::Notifier;
@@ -24,7 +24,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -66,82 +64,6 @@ impl ServeOptions {
             max_connection_age: MAX_CONNECTION_AGE,
             sweep_interval: Some(SWEEP_INTERVAL),
             observer: None,
-        }
-    }
-}
-
-/// One invocation of the handler: the event the emulator built, and what the handler returned.
-#[derive(Clone, Debug)]
-pub struct Invoked {
-    pub event: Value,
-    /// The route's response, or the failed invocation's error.
-    pub response: Result<WsResponse, String>,
-}
-
-impl Invoked {
-    /// The event's `requestContext.eventType` (`CONNECT`, `MESSAGE`, `DISCONNECT`).
-    pub fn event_type(&self) -> &str {
-        self.event["requestContext"]["eventType"]
-            .as_str()
-            .unwrap_or("")
-    }
-
-    /// The event's `requestContext.connectionId`.
-    pub fn connection_id(&self) -> &str {
-        self.event["requestContext"]["connectionId"]
-            .as_str()
-            .unwrap_or("")
-    }
-}
-
-/// What every connection and request of one server shares.
-pub struct Gateway {
-    pub(crate) mgr: Manager,
-    pub(crate) ids: IdGen,
-    pub(crate) api_id: String,
-    pub(crate) domain_name: String,
-    pub(crate) port: u16,
-    pub(crate) registry: Registry,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_connection_age: Duration,
-    observer: Option<mpsc::UnboundedSender<Invoked>>,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl Gateway {
-    /// Runs one event through the function, as Lambda would: with its deadline and timeout.
-    pub(crate) async fn invoke(&self, event: Value) -> Result<WsResponse, String> {
-        let raw = event.to_string();
-        let deadline = now_ms() + LAMBDA_TIMEOUT.as_millis() as u64;
-        let run = handle(&raw, Ok(&self.mgr), Some(deadline));
-        let response = match tokio::time::timeout(LAMBDA_TIMEOUT, run).await {
-            Ok(Ok(Output::WebSocket(r))) => Ok(r),
-            Ok(Ok(Output::Sweep(_) | Output::Worker(_))) => {
-                Err("the handler answered a WebSocket event with a sweep report".into())
-            }
-            Ok(Err(e)) => Err(format!("{}: {}", e.error_type, e.message)),
-            Err(_) => Err(format!(
-                "Task timed out after {:.2} seconds",
-                LAMBDA_TIMEOUT.as_secs_f64()
-            )),
-        };
-        if let Err(e) = &response {
-            tracing::error!(error = %e, "invocation failed");
-        }
-        if let Some(obs) = &self.observer {
-            let _ = obs.send(Invoked {
-                event,
-                response: response.clone(),
-            });
-        }
-        response
-    }
-
-    /// Resolves once shutdown has begun.
-    pub(crate) fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.shutdown.clone();
-        async move {
-            let _ = rx.wait_for(|stopping| *stopping).await;
         }
     }
 }
@@ -281,18 +203,22 @@ async fn serve_tcp(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, done: 
     drop(done);
 }
 
-/// Dispatches one HTTP request: the management API, a WebSocket upgrade, or neither.
+/// Dispatches one HTTP request with an acceptable head: the management API, a WebSocket
+/// upgrade, or neither.
 async fn route(
     gw: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
     done: mpsc::Sender<()>,
 ) -> Response<Full<Bytes>> {
-    if let Some(id) = management::connection_id(req.uri().path()) {
-        return management::handle(&gw, &id, req).await;
+    if let Err(refused) = http::check_head(&req) {
+        return *refused;
     }
-    if is_websocket_upgrade(&req) {
-        return accept(gw, peer, req, done).await;
+    if let Some(target) = management::target(req.uri().path()) {
+        return management::handle(&gw, target, req).await;
+    }
+    if upgrade::is_websocket_upgrade(&req) {
+        return upgrade::accept(gw, peer, req, done).await;
     }
     let mut resp = json_response(
         StatusCode::UPGRADE_REQUIRED,
@@ -300,153 +226,5 @@ async fn route(
     );
     resp.headers_mut()
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    resp
-}
-
-fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
-    let has_token = |name: header::HeaderName, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
-            v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                .unwrap_or(false)
-        })
-    };
-    req.method() == hyper::Method::GET
-        && has_token(header::CONNECTION, "upgrade")
-        && has_token(header::UPGRADE, "websocket")
-}
-
-/// A response with a JSON (or empty) body.
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// `$connect`: builds the CONNECT event, lets the function decide, then upgrades (the function
-/// accepted) or answers the upgrade request with the function's status (it refused).
-async fn accept(
-    gw: Arc<Gateway>,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-    done: mpsc::Sender<()>,
-) -> Response<Full<Bytes>> {
-    let Some(accept_key) = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|k| derive_accept_key(k.as_bytes()))
-    else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            r#"{"message":"Sec-WebSocket-Key is required"}"#.into(),
-        );
-    };
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        let mut resp = json_response(
-            StatusCode::UPGRADE_REQUIRED,
-            r#"{"message":"Unsupported WebSocket version"}"#.into(),
-        );
-        resp.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return resp;
-    }
-    let now = now_ms();
-    let ctx = ConnectionContext {
-        api_id: gw.api_id.clone(),
-        domain_name: gw.domain_name.clone(),
-        stage: STAGE.to_owned(),
-        connection_id: gw.registry.fresh_id(&gw.ids),
-        connected_at_ms: now,
-        source_ip: peer.ip().to_string(),
-    };
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let upgrade = UpgradeRequest {
-        headers,
-        query: req.uri().query().map(str::to_owned),
-        port: gw.port,
-    };
-    let event = events::connect(&ctx, &gw.ids, &upgrade, now);
-    let decision = match gw.invoke(event).await {
-        Ok(r) => r,
-        Err(_) => {
-            return json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"message":"Internal server error"}"#.into(),
-            );
-        }
-    };
-    if !(200..300).contains(&decision.status_code) {
-        // API Gateway answers a refused $connect with the function's status; no upgrade.
-        let status =
-            StatusCode::from_u16(decision.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return json_response(status, decision.body.unwrap_or_default());
-    }
-    let protocol = decision
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .and_then(|(_, v)| HeaderValue::from_str(v).ok());
-
-    // Registered before the 101 goes out, so a push racing the upgrade is queued, not lost.
-    let (handle, rx) = connection::Handle::new(&ctx, user_agent);
-    gw.registry.insert(&ctx.connection_id, handle.clone());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                connection::serve(gw, ctx, handle, TokioIo::new(upgraded), rx, done).await
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "upgrade failed after $connect");
-                gw.registry.remove(&ctx.connection_id);
-                let event = events::disconnect(
-                    &ctx,
-                    &gw.ids,
-                    1006,
-                    "Connection closed abnormally",
-                    now_ms(),
-                );
-                let _ = gw.invoke(event).await;
-                drop(done);
-            }
-        }
-    });
-
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept_key) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    if let Some(p) = protocol {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
-    }
     resp
 }

@@ -20,15 +20,11 @@ pub async fn invoke_files(
     let mut all_ok = true;
     for file in files {
         let name = file.as_ref().display().to_string();
-        let raw = match std::fs::read_to_string(file.as_ref()) {
+        let raw = match read_event(file.as_ref()) {
             Ok(raw) => raw,
-            Err(e) => {
+            Err(problem) => {
                 all_ok = false;
-                writeln!(
-                    out,
-                    "{}",
-                    json!({ "event": name, "error": format!("cannot read event file: {e}") })
-                )?;
+                writeln!(out, "{}", json!({ "event": name, "error": problem }))?;
                 continue;
             }
         };
@@ -52,4 +48,21 @@ pub async fn invoke_files(
     }
     out.flush()?;
     Ok(all_ok)
+}
+
+/// The event file's text, or what is wrong with it in words for its author: unreadable,
+/// empty, or not JSON. Whether the JSON is an event is the handler's to say.
+fn read_event(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read event file: {e}"))?;
+    let Ok(raw) = String::from_utf8(bytes) else {
+        return Err("event file is not JSON: it is not UTF-8 text".into());
+    };
+    if raw.trim().is_empty() {
+        return Err("event file is empty: expected a JSON event such as events/*.json".into());
+    }
+    // The parser's own wording (`EOF while parsing...`) says nothing to the author.
+    if serde_json::from_str::<serde::de::IgnoredAny>(&raw).is_err() {
+        return Err("event file is not JSON".into());
+    }
+    Ok(raw)
 }

@@ -4,9 +4,10 @@
 //! Requests are SigV4-signed by their clients; the emulator does not check signatures.
 
 use super::MAX_MESSAGE_BYTES;
-use super::connection::Command;
-use super::events::percent_decode;
-use super::gateway::{Gateway, json_response};
+use super::codec::percent_decode;
+use super::http::json_response;
+use super::registry::Command;
+use super::state::Gateway;
 use crate::time::rfc3339_ms;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -17,11 +18,26 @@ use tokio_tungstenite::tungstenite::Message;
 /// The path segment before a connection id; anything before it (a stage) is ignored.
 const PREFIX: &str = "/@connections/";
 
-/// The connection id a management path names (`/@connections/{id}`, URL-decoded).
-pub fn connection_id(path: &str) -> Option<String> {
+/// What a management path names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `/@connections/{id}`, URL-decoded: an id a connection could have.
+    Connection(String),
+    /// `/@connections/...` with an id no connection can have (empty, or with a `/` in it,
+    /// raw or percent-encoded): the management API's own 400.
+    InvalidId,
+}
+
+/// What a management path (`/@connections/{id}`, after any stage) names; `None` for any
+/// other path.
+pub fn target(path: &str) -> Option<Target> {
     let (_, rest) = path.split_once(PREFIX)?;
     let id = percent_decode(rest.trim_end_matches('/'));
-    (!id.is_empty() && !id.contains('/')).then_some(id)
+    Some(if id.is_empty() || id.contains('/') {
+        Target::InvalidId
+    } else {
+        Target::Connection(id)
+    })
 }
 
 /// An error as API Gateway's REST-JSON protocol spells it: the type in `x-amzn-ErrorType`,
@@ -41,9 +57,17 @@ fn gone() -> Response<Full<Bytes>> {
     error(StatusCode::GONE, "GoneException", "Gone")
 }
 
-/// Serves one management request for connection `id`.
-pub async fn handle(gw: &Gateway, id: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut resp = respond(gw, id, req).await;
+/// Serves one management request for `target`.
+pub async fn handle(gw: &Gateway, target: Target, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut resp = match target {
+        Target::Connection(id) => respond(gw, &id, req).await,
+        // API Gateway's answer to an id it could never have issued.
+        Target::InvalidId => error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            "Invalid connectionId",
+        ),
+    };
     let request_id = gw.ids.aws_id();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
@@ -112,18 +136,20 @@ async fn respond(gw: &Gateway, id: &str, req: Request<Incoming>) -> Response<Ful
 mod tests {
     use super::*;
 
-    /// Management paths yield the decoded id, with or without a stage before them.
+    /// Management paths yield the decoded id, with or without a stage before them; an id with
+    /// a slash in it, raw or encoded, or none at all, is invalid.
     #[test]
     fn paths_name_connections() {
+        let id = |s: &str| Some(Target::Connection(s.to_owned()));
         assert_eq!(
-            connection_id("/@connections/L0SM9cOFvHcCIhw%3D").as_deref(),
-            Some("L0SM9cOFvHcCIhw=")
+            target("/@connections/L0SM9cOFvHcCIhw%3D"),
+            id("L0SM9cOFvHcCIhw=")
         );
-        assert_eq!(
-            connection_id("/local/@connections/abc=").as_deref(),
-            Some("abc=")
-        );
-        assert_eq!(connection_id("/@connections/"), None);
-        assert_eq!(connection_id("/chat"), None);
+        assert_eq!(target("/local/@connections/abc="), id("abc="));
+        assert_eq!(target("/@connections/abc=/"), id("abc="));
+        for invalid in ["/@connections/", "/@connections/a/b", "/@connections/a%2Fb"] {
+            assert_eq!(target(invalid), Some(Target::InvalidId), "{invalid}");
+        }
+        assert_eq!(target("/chat"), None);
     }
 }

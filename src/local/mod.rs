@@ -4,24 +4,39 @@
 //! Gateway builds them, and serves the `@connections` management API the function's SDK client
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
+//! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → (`upgrade` →
+//! `connection`), `management` → `state` → `registry` → `events` → `codec`, `ids`; `http` is
+//! a leaf both sides of the server use.
+//!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
 //! - [`gateway`]: the server: one port for WebSocket upgrades (`$connect`) and `@connections`.
+//! - [`upgrade`]: the WebSocket handshake and `$connect`, handing the socket to [`connection`].
 //! - [`connection`]: one WebSocket connection's life: messages, pushes, limits, `$disconnect`.
 //! - [`management`]: the `@connections/{id}` API (`POST`, `GET`, `DELETE`).
+//! - [`state`]: what one server's connections and requests share, and how it invokes.
+//! - [`registry`]: the live connections, and the handle that reaches a connection's socket.
+//! - [`http`]: the HTTP responses the gateway builds itself.
 //! - [`events`]: AWS-exact `CONNECT` / `MESSAGE` / `DISCONNECT` events and route selection.
+//! - [`codec`]: `%XX` escapes and base64, as API Gateway applies them.
 //! - [`ids`]: API Gateway style ids (`connectionId`, `requestId`, `messageId`, `apiId`).
 //! - [`invoke`]: running event files through the handler, printing JSON lines.
 
 pub mod cli;
+pub mod codec;
 pub mod connection;
 pub mod events;
 pub mod gateway;
+pub mod http;
 pub mod ids;
 pub mod invoke;
 pub mod management;
+pub mod registry;
+pub mod state;
+pub mod upgrade;
 
-pub use gateway::{Invoked, ServeOptions, run};
+pub use gateway::{ServeOptions, run};
+pub use state::Invoked;
 
 use std::time::Duration;
 
@@ -45,6 +60,14 @@ pub const MAX_FRAME_BYTES: usize = crate::limits::MAX_FRAME_BYTES;
 /// closes the connection with 1009, and a larger `@connections` POST answers 413.
 pub const MAX_MESSAGE_BYTES: usize = crate::limits::MAX_MESSAGE_BYTES;
 
+/// API Gateway's limit on a WebSocket API's URL (4096 characters): a longer request target
+/// answers 414.
+pub const MAX_URL_CHARS: usize = 4096;
+
+/// API Gateway's limit on a request's line and header values together (10 KiB, its documented
+/// quota for HTTP APIs; the WebSocket quota table names none): a larger head answers 431.
+pub const MAX_HEAD_BYTES: usize = 10 * 1024;
+
 /// The Lambda function's timeout in `template.yaml`: every emulated invocation gets the
 /// deadline a deployed one would.
 pub const LAMBDA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,9 +75,10 @@ pub const LAMBDA_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the emulator runs the sweep, as `template.yaml`'s `rate(1 minute)` schedule does.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Messages one connection may have waiting while an earlier one is handled; beyond this the
-/// emulator stops reading that socket (TCP back-pressure) instead of buffering without bound.
-pub const MAX_QUEUED_MESSAGES: usize = 64;
+/// Invocations one connection may have running at once (API Gateway invokes the function for
+/// every message concurrently, bounded only by Lambda's concurrency); beyond this the emulator
+/// stops reading that socket (TCP back-pressure) instead of holding unbounded work for it.
+pub const MAX_IN_FLIGHT_MESSAGES: usize = 64;
 
 /// Pushes waiting to be written to one socket; a full queue makes `@connections` POSTs wait,
 /// slowing the pushing function down to the client's pace instead of buffering without bound.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -218,4 +219,32 @@ pub fn request_with(
             .insert(*k, v.parse().expect("header value"));
     }
     req
+}
+
+/// A `@connections` client aimed at the emulator, configured like the function's.
+pub fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
+    let conf = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDLOCAL",
+            "local-secret",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(format!("http://{}", gw.addr))
+        .http_client(wsexec::tls::https_client(false))
+        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+}
+
+/// The HTTP status of a refused upgrade.
+pub async fn refused_status(req: impl IntoClientRequest + Unpin) -> u16 {
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected the upgrade to be refused"),
+    }
 }
