@@ -121,3 +121,12 @@ pub const MAX_NOTICE_TARGETS: usize = 16;
 /// Time all the notices of one read or sweep may take together: notices must never hold up
 /// the reply that caused them, whatever state the connection records are in.
 pub const NOTICE_BUDGET: Duration = Duration::from_millis(1500);
+
+/// Largest `agent_delta` text in one push: far below API Gateway's 128 KiB message (JSON
+/// escaping can grow text up to 6x), so streamed text is never truncated on its way.
+pub const MAX_DELTA_BYTES: usize = 16 * 1024;
+
+/// Largest run result stored with the run: DynamoDB items are at most 400 KB, and the item
+/// also holds the request (up to 64 KiB) and the run's other attributes. A longer answer's
+/// stored `text` is cut and marked; its client got every piece as `agent_delta`.
+pub const MAX_STORED_RESULT_BYTES: usize = 256 * 1024;

@@ -9,6 +9,8 @@ use crate::dispatch::Invoker;
 use crate::dispatch::lambda::LambdaInvoker;
 pub use crate::identity::Identity;
 use crate::identity::IdentityCache;
+use crate::llm::executor::LLM_AGENT;
+use crate::llm::{LlmAgent, LlmConfigError};
 use crate::notify::Notifier;
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::run::{Agents, Executor, RunDeps};
@@ -68,7 +70,32 @@ impl Manager {
             Ok(Arc::new(store) as Arc<dyn Store>)
         });
         let mgr =
-            Manager::with_store_factory(config, factory, Arc::new(ApiGatewayNotifier::from_env()));
+            Manager::with_store_factory(config, factory, Arc::new(ApiGatewayNotifier::from_env()))
+                .with_env_agents(|k| std::env::var(k).ok())?;
+        Ok(mgr)
+    }
+
+    /// The same manager with the agents the settings configure: `llm` when `LLM_PROVIDER` is
+    /// set (then also the default, unless `DEFAULT_AGENT` names another). Checks that the
+    /// default agent is registered. Reads settings only; no client is built.
+    pub fn with_env_agents(
+        self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Manager, ConfigError> {
+        let llm = LlmAgent::from_lookup(get).map_err(|e| match e {
+            LlmConfigError::Missing(var) => ConfigError::Missing { var },
+            LlmConfigError::Invalid { name, .. } => ConfigError::Invalid {
+                var: name,
+                reason: e.to_string(),
+            },
+        })?;
+        let mut mgr = self;
+        if let Some(agent) = llm {
+            mgr = mgr.with_agent(LLM_AGENT, Arc::new(agent));
+            if mgr.config.default_agent.is_none() {
+                mgr.agents.set_default(LLM_AGENT);
+            }
+        }
         mgr.check_default_agent()?;
         Ok(mgr)
     }

@@ -60,6 +60,7 @@ impl Code {
             env_read: wsexec::config::ENV_VARS
                 .iter()
                 .chain(wsexec::telemetry::ENV_VARS.iter())
+                .chain(wsexec::llm::ENV_VARS.iter())
                 .copied()
                 .collect(),
             routes: wsexec::routes::ROUTE_KEYS.to_vec(),

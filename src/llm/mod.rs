@@ -11,6 +11,7 @@ pub mod bedrock;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod executor;
 pub mod http;
 pub mod openai;
 pub mod sse;
@@ -41,8 +42,4 @@ pub trait AgentEvents: Send + Sync {
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PriorTurn {
-    pub user: String,
-    pub assistant: String,
-}
+pub use crate::run::Turn as PriorTurn;

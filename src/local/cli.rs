@@ -135,6 +135,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let addr = listener.local_addr()?;
     let mut opts = ServeOptions::new(config, store);
+    opts.agents_from_env = true;
     opts.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     opts.max_connection_age = Duration::from_secs(args.max_connection_secs);
     let mut stdout = std::io::stdout();
@@ -149,7 +150,8 @@ pub async fn invoke(args: InvokeArgs) -> Result<bool, CliError> {
     let config = config(&args.function)?;
     let store = open_store(&args.function, &config)?;
     let notifier = Arc::new(MemoryNotifier::new());
-    let mgr = Manager::new(config, store, notifier.clone());
+    let mgr =
+        Manager::new(config, store, notifier.clone()).with_env_agents(|k| std::env::var(k).ok())?;
     let mut stdout = std::io::stdout().lock();
     Ok(invoke::invoke_files(&mgr, &notifier, &args.events, &mut stdout).await?)
 }

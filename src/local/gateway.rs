@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub sweep_interval: Option<Duration>,
     /// Receives every WebSocket invocation the emulator makes (tests, tooling).
     pub observer: Option<mpsc::UnboundedSender<Invoked>>,
+    /// Registers the agents the environment configures (`llm` from `LLM_*`), as the deployed
+    /// function does; off for tests that build their own configuration.
+    pub agents_from_env: bool,
 }
 
 impl ServeOptions {
@@ -64,6 +67,7 @@ impl ServeOptions {
             max_connection_age: MAX_CONNECTION_AGE,
             sweep_interval: Some(SWEEP_INTERVAL),
             observer: None,
+            agents_from_env: false,
         }
     }
 }
@@ -99,8 +103,14 @@ pub async fn run(
     let notifier = opts.notifier.unwrap_or_else(|| Arc::new(sdk_notifier()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ids = IdGen::new();
+    let mut mgr = Manager::new(config, opts.store, notifier);
+    if opts.agents_from_env {
+        mgr = mgr
+            .with_env_agents(|k| std::env::var(k).ok())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    }
     let gw = Arc::new(Gateway {
-        mgr: Manager::new(config, opts.store, notifier),
+        mgr,
         api_id: ids.api_id(),
         ids,
         domain_name: addr.to_string(),

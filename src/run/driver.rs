@@ -14,7 +14,9 @@ use super::history::thread_turns;
 use super::write::{WriteOutcome, next_version, write_run};
 use super::{Origin, RunDeps};
 use crate::context::UserExecutionContext;
-use crate::limits::{HEARTBEAT_DIVISOR, TERMINAL_WRITE_ATTEMPTS};
+use crate::limits::{
+    HEARTBEAT_DIVISOR, MAX_DELTA_BYTES, MAX_STORED_RESULT_BYTES, TERMINAL_WRITE_ATTEMPTS,
+};
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
 use crate::store::{Expected, RunError, RunRecord, StorageError};
@@ -111,6 +113,39 @@ pub async fn drive(
             d.finish(&[RunEvent::TimeOut], None, Some(err)).await
         }
         End::Elsewhere(current) => d.tell_ended(&current).await,
+    }
+}
+
+/// `result` within [`MAX_STORED_RESULT_BYTES`]: an oversized `text` is cut at a character
+/// boundary and the result marked `truncated` with the text's full length; a result too large
+/// for other reasons is replaced by that mark alone.
+fn storable(mut result: Value) -> Value {
+    let size = |v: &Value| serde_json::to_string(v).map_or(0, |s| s.len());
+    let total = size(&result);
+    if total <= MAX_STORED_RESULT_BYTES {
+        return result;
+    }
+    let mark = serde_json::json!({ "truncated": true, "result_bytes": total });
+    let text = match result.get_mut("text") {
+        Some(Value::String(t)) => std::mem::take(t),
+        _ => return mark,
+    };
+    // Escaping makes the stored form larger than the text: shrink until it fits.
+    let mut keep = text.len().saturating_sub(total - MAX_STORED_RESULT_BYTES);
+    loop {
+        while !text.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        result["text"] = Value::String(text[..keep].to_owned());
+        result["truncated"] = Value::Bool(true);
+        result["text_bytes"] = Value::from(text.len());
+        if size(&result) <= MAX_STORED_RESULT_BYTES {
+            return result;
+        }
+        if keep == 0 {
+            return mark;
+        }
+        keep /= 2;
     }
 }
 
@@ -213,14 +248,24 @@ impl<'d> Driver<'d> {
         }
     }
 
-    /// Pushes the text streamed since the last `agent_delta`, if any.
+    /// Pushes the text streamed since the last `agent_delta`, if any, in pieces of at most
+    /// [`MAX_DELTA_BYTES`].
     async fn flush(&mut self) {
         self.flush_at = None;
         if self.pending.is_empty() {
             return;
         }
         let text = std::mem::take(&mut self.pending);
-        self.emit(Event::AgentDelta { text: &text }).await;
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(MAX_DELTA_BYTES);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.emit(Event::AgentDelta { text: piece }).await;
+            rest = tail;
+        }
         self.last_flush = Some(Instant::now());
     }
 
@@ -259,7 +304,7 @@ impl<'d> Driver<'d> {
             let Some(mut next) = next_version(&self.run, events, now) else {
                 return;
             };
-            next.result = result.clone();
+            next.result = result.clone().map(storable);
             next.error = stored.clone();
             match write_run(self.deps.store, next, Expected::of(&self.run)).await {
                 WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
@@ -309,5 +354,26 @@ impl<'d> Driver<'d> {
         {
             self.emit(Event::cancelled()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result over the item budget keeps as much text as fits and says how long it was.
+    #[test]
+    fn oversized_results_are_cut_to_fit_and_marked() {
+        let small = serde_json::json!({ "text": "hi", "model": "m" });
+        assert_eq!(storable(small.clone()), small);
+        let text = "é\u{1}".repeat(MAX_STORED_RESULT_BYTES);
+        let cut = storable(serde_json::json!({ "text": text, "model": "m" }));
+        assert!(serde_json::to_string(&cut).unwrap().len() <= MAX_STORED_RESULT_BYTES);
+        assert_eq!(cut["truncated"], true);
+        assert_eq!(cut["text_bytes"], text.len());
+        assert_eq!(cut["model"], "m");
+        assert!(text.starts_with(cut["text"].as_str().unwrap()));
+        let other = storable(serde_json::json!({ "blob": "x".repeat(MAX_STORED_RESULT_BYTES) }));
+        assert_eq!(other["truncated"], true);
     }
 }

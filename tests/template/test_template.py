@@ -59,8 +59,17 @@ EXPECTED_ENV = {
     "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
     "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
     "RUN_DISPATCH": "async",
+    "LLM_PROVIDER": {"Ref": "LlmProvider"},
+    "LLM_MODEL": {"Ref": "LlmModel"},
+    "LLM_BASE_URL": {"Ref": "LlmBaseUrl"},
+    "LLM_API_KEY": {"Ref": "LlmApiKey"},
+    "LLM_SYSTEM_PROMPT": {"Ref": "LlmSystemPrompt"},
+    "LLM_MAX_TOKENS": {"Ref": "LlmMaxTokens"},
+    "LLM_TEMPERATURE": {"Ref": "LlmTemperature"},
+    "LLM_TOOLS": {"Ref": "LlmTools"},
     "RUST_LOG": {"Ref": "LogLevel"},
 }
+BEDROCK_MODEL_ARN = "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${LlmModel}"
 SELF_ARN = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-wsexec"
 DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
@@ -286,6 +295,16 @@ def check_iam(cfn: Template) -> None:
     assert len(managed) == 1 and str(managed[0]).endswith(":policy/service-role/AWSLambdaBasicExecutionRole")
 
     statements = [s for policy in rp["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    # Bedrock is granted only under the UseBedrock condition (the provider is bedrock).
+    conditional = [st for st in statements if "Fn::If" in st]
+    assert len(conditional) == 1, conditional
+    cond, bedrock, otherwise = conditional[0]["Fn::If"]
+    assert cond == "UseBedrock" and otherwise == {"Ref": "AWS::NoValue"}
+    assert cfn["Conditions"]["UseBedrock"] == {"Fn::Equals": [{"Ref": "LlmProvider"}, "bedrock"]}
+    assert bedrock["Effect"] == "Allow"
+    assert bedrock["Action"] == ["bedrock:InvokeModelWithResponseStream"]
+    assert bedrock["Resource"] == [{"Fn::Sub": BEDROCK_MODEL_ARN}]
+    statements = [st for st in statements if "Fn::If" not in st]
     actions: dict[str, list[Any]] = {}
     for st in statements:
         assert st["Effect"] == "Allow"
@@ -366,7 +385,7 @@ def check_logging(cfn: Template) -> None:
 def check_parameters(cfn: Template) -> None:
     params = cfn["Parameters"]
     assert params["StageName"]["Default"] == "prod"
-    for secret in ("JwtSecret", "JwtPublicKey"):
+    for secret in ("JwtSecret", "JwtPublicKey", "LlmApiKey"):
         assert params[secret]["NoEcho"] is True, secret
         assert params[secret]["Default"] == "", f"{secret} must have no real default"
     for name in ("JwtIssuer", "JwtAudience"):

@@ -1,0 +1,70 @@
+//! The `llm` agent as the run core sees it: an `Executor` that asks for the thread's history,
+//! reporting through the run's `RunSink`, its failures mapped to client error codes.
+
+use super::{AgentEvents, LlmAgent, LlmErrorKind};
+use crate::protocol::ErrorCode;
+use crate::run::{AgentFailure, Executor, RunInput, RunSink};
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// The name the `llm` agent is registered under.
+pub const LLM_AGENT: &str = "llm";
+
+#[async_trait]
+impl AgentEvents for RunSink {
+    async fn thinking(&self, thought: String) {
+        RunSink::thinking(self, thought).await;
+    }
+
+    async fn tool_executing(&self, tool_name: &str, parameters: Value) {
+        RunSink::tool_executing(self, tool_name, parameters).await;
+    }
+
+    async fn tool_completed(&self, tool_name: &str, result: Value, execution_time_ms: u64) {
+        RunSink::tool_completed(self, tool_name, result, execution_time_ms).await;
+    }
+
+    async fn delta(&self, text: &str) {
+        RunSink::delta(self, text).await;
+    }
+}
+
+/// The client's code for a provider failure.
+pub fn error_code(kind: LlmErrorKind) -> ErrorCode {
+    match kind {
+        LlmErrorKind::Permission => ErrorCode::LlmPermission,
+        LlmErrorKind::Throttled => ErrorCode::LlmThrottled,
+        LlmErrorKind::Unavailable => ErrorCode::LlmUnavailable,
+        LlmErrorKind::Invalid => ErrorCode::LlmInvalid,
+        LlmErrorKind::Protocol => ErrorCode::LlmProtocol,
+    }
+}
+
+#[async_trait]
+impl Executor for LlmAgent {
+    fn wants_history(&self) -> bool {
+        true
+    }
+
+    async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        self.run(input.text, input.history, &sink)
+            .await
+            .map_err(|f| {
+                let retryable = f.is_retryable();
+                AgentFailure::new(error_code(f.kind), f.message, retryable)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every provider failure kind maps to the client code of the same name.
+    #[test]
+    fn every_kind_has_its_client_code() {
+        for kind in LlmErrorKind::ALL {
+            assert_eq!(error_code(kind).as_str(), kind.code());
+        }
+    }
+}
