@@ -4,6 +4,7 @@
 use super::{DEFAULT_PORT, IDLE_TIMEOUT, MAX_CONNECTION_AGE, ServeOptions, invoke, run};
 use crate::config::{Config, ConfigError};
 use crate::context::Mode;
+use crate::dispatch::memory::MemoryInvoker;
 use crate::manager::Manager;
 use crate::notify::memory::MemoryNotifier;
 use crate::store::dynamo::{DynamoSettings, DynamoStore};
@@ -150,10 +151,12 @@ pub async fn invoke(args: InvokeArgs) -> Result<bool, CliError> {
     let config = config(&args.function)?;
     let store = open_store(&args.function, &config)?;
     let notifier = Arc::new(MemoryNotifier::new());
-    let mgr =
-        Manager::new(config, store, notifier.clone()).with_env_agents(|k| std::env::var(k).ok())?;
+    let invoker = Arc::new(MemoryInvoker::new());
+    let mgr = Manager::new(config, store, notifier.clone())
+        .with_invoker(invoker.clone())
+        .with_env_agents(|k| std::env::var(k).ok())?;
     let mut stdout = std::io::stdout().lock();
-    Ok(invoke::invoke_files(&mgr, &notifier, &args.events, &mut stdout).await?)
+    Ok(invoke::invoke_files(&mgr, &notifier, &invoker, &args.events, &mut stdout).await?)
 }
 
 /// Resolves on Ctrl-C, or SIGTERM where there is one.

@@ -4,12 +4,14 @@
 use super::events;
 use super::http::{self, json_response};
 use super::ids::IdGen;
+use super::lambda_api;
 use super::management;
 use super::registry::Registry;
 use super::state::{Gateway, Invoked};
 use super::upgrade;
 use super::{IDLE_TIMEOUT, LAMBDA_TIMEOUT, MAX_CONNECTION_AGE, SHUTDOWN_GRACE, SWEEP_INTERVAL};
 use crate::config::Config;
+use crate::dispatch::lambda::LambdaInvoker;
 use crate::handler::{Output, handle};
 use crate::manager::Manager;
 use crate::notify::Notifier;
@@ -76,6 +78,13 @@ impl ServeOptions {
 /// come from the environment like Lambda's; without them, placeholders (the emulator ignores
 /// signatures, but the SDK needs something to sign with).
 fn sdk_notifier() -> ApiGatewayNotifier {
+    let (region, credentials) = local_credentials();
+    ApiGatewayNotifier::new(&region, credentials)
+}
+
+/// The region and credentials the function's SDK clients sign with locally: the environment's,
+/// else placeholders (the emulator ignores signatures, but the SDK needs something to sign with).
+fn local_credentials() -> (String, Credentials) {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let region = env("AWS_REGION")
         .or_else(|| env("AWS_DEFAULT_REGION"))
@@ -87,7 +96,7 @@ fn sdk_notifier() -> ApiGatewayNotifier {
         None,
         "wsexec-local",
     );
-    ApiGatewayNotifier::new(&region, credentials)
+    (region, credentials)
 }
 
 /// Serves `listener` until `shutdown` resolves, then closes every connection with 1001 (each
@@ -103,7 +112,9 @@ pub async fn run(
     let notifier = opts.notifier.unwrap_or_else(|| Arc::new(sdk_notifier()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ids = IdGen::new();
-    let mut mgr = Manager::new(config, opts.store, notifier);
+    let (region, credentials) = local_credentials();
+    let invoker = LambdaInvoker::new(&region, credentials, Some(&format!("http://{addr}")));
+    let mut mgr = Manager::new(config, opts.store, notifier).with_invoker(Arc::new(invoker));
     if opts.agents_from_env {
         mgr = mgr
             .with_env_agents(|k| std::env::var(k).ok())
@@ -226,6 +237,9 @@ async fn route(
     }
     if let Some(target) = management::target(req.uri().path()) {
         return management::handle(&gw, target, req).await;
+    }
+    if lambda_api::is_invoke(req.uri().path()) {
+        return lambda_api::handle(gw, req, done).await;
     }
     if upgrade::is_websocket_upgrade(&req) {
         return upgrade::accept(gw, peer, req, done).await;

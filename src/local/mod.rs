@@ -20,6 +20,7 @@
 //! - [`events`]: AWS-exact `CONNECT` / `MESSAGE` / `DISCONNECT` events and route selection.
 //! - [`codec`]: `%XX` escapes and base64, as API Gateway applies them.
 //! - [`ids`]: API Gateway style ids (`connectionId`, `requestId`, `messageId`, `apiId`).
+//! - [`lambda_api`]: Lambda's `Invoke` API, so async dispatch runs locally as deployed.
 //! - [`invoke`]: running event files through the handler, printing JSON lines.
 
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod invoke;
+pub mod lambda_api;
 pub mod management;
 pub mod registry;
 pub mod state;

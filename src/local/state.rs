@@ -80,6 +80,21 @@ impl Gateway {
         response
     }
 
+    /// Runs a raw event (a worker event from `Invoke`) through the function with `timeout`;
+    /// returns the handler's output as JSON.
+    pub(crate) async fn invoke_raw(&self, raw: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = now_ms() + timeout.as_millis() as u64;
+        let run = handle(raw, Ok(&self.mgr), Some(deadline));
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(out)) => serde_json::to_string(&out).map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("{}: {}", e.error_type, e.message)),
+            Err(_) => Err(format!(
+                "Task timed out after {:.2} seconds",
+                timeout.as_secs_f64()
+            )),
+        }
+    }
+
     /// Resolves once shutdown has begun.
     pub(crate) fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.shutdown.clone();
