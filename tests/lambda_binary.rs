@@ -8,6 +8,7 @@ use std::time::Duration;
 use support::dynamodb::*;
 use support::runtime_api::{Outcome, Runtime};
 use support::*;
+use wsexec::store::Store;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -23,6 +24,19 @@ async fn spawn(table: Option<&str>, connections: &str) -> Runtime {
 
 /// As [`spawn`], with extra environment variables.
 async fn spawn_with(table: Option<&str>, connections: &str, extra: &[(&str, &str)]) -> Runtime {
+    let env = function_env(table, connections, extra);
+    let mut rt = Runtime::start().await;
+    rt.spawn(&binary(), &[], &env, 128);
+    rt.wait_init(LIMIT).await;
+    rt
+}
+
+/// The function's environment: DynamoDB Local, the `@connections` endpoint, the sample secret.
+fn function_env(
+    table: Option<&str>,
+    connections: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
@@ -36,10 +50,147 @@ async fn spawn_with(table: Option<&str>, connections: &str, extra: &[(&str, &str
         env.push(("TABLE_NAME".to_owned(), t.to_owned()));
     }
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// `processes` execution environments of the binary with `RUN_DISPATCH=async`, whose Lambda
+/// client invokes the harness's own `Invoke` API.
+async fn spawn_async(
+    table: &str,
+    connections: &str,
+    extra: &[(&str, &str)],
+    processes: usize,
+) -> Runtime {
     let mut rt = Runtime::start().await;
-    rt.spawn(&binary(), &[], &env, 128);
+    let lambda = format!("http://{}", rt.addr);
+    let mut all = vec![
+        ("RUN_DISPATCH", "async"),
+        ("AWS_ENDPOINT_URL_LAMBDA", lambda.as_str()),
+    ];
+    all.extend_from_slice(extra);
+    let env = function_env(Some(table), connections, &all);
+    for _ in 0..processes {
+        rt.spawn(&binary(), &[], &env, 128);
+    }
     rt.wait_init(LIMIT).await;
     rt
+}
+
+/// Waits (bounded) until `conn` has been pushed an event of type `kind`.
+async fn wait_for_event(
+    ep: &support::connections::ConnectionsEndpoint,
+    conn: &str,
+    kind: &str,
+    limit: Duration,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let got = ep.delivered(conn);
+        if got.iter().any(|e| e["type"] == kind) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} within {limit:?}: {:?}",
+            types(&got)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start_event(request_id: &str, delay_ms: u64) -> Value {
+    let mut e = sample("message-start-agent.json");
+    e["body"] = json!(start_frame(request_id, "a long one", Some(delay_ms)).to_string());
+    e
+}
+
+/// Through the release binary with async dispatch: the `$default` invocation answers at once,
+/// a worker invocation of the same function drives a 40 s run with heartbeats, the client
+/// gets the five events in order and the run reads `completed`.
+#[tokio::test]
+async fn a_forty_second_run_through_a_worker_invocation() {
+    let store = fresh_store("bin-async").await;
+    let ep = support::connections::start().await;
+    let mut rt = spawn_async(store.table(), &ep.url, &[("RUN_TIME_LIMIT_MS", "60000")], 2).await;
+    let conn = sample("connect-jwt-query.json")["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
+        200
+    );
+    let (out, took) = rt
+        .invoke(&start_event("forty", 40_000).to_string(), LIMIT)
+        .await;
+    assert_eq!(out.json(), json!({"statusCode": 200}));
+    assert!(
+        took < Duration::from_secs(1),
+        "the route answered in {took:?}"
+    );
+    let events = wait_for_event(&ep, &conn, "agent_completed", Duration::from_secs(60)).await;
+    assert_eq!(types(&events), FIVE_EVENTS);
+    assert_eq!(rt.async_invocations(), 1);
+    let run_id = events[0]["run_id"].as_str().unwrap();
+    let run = store
+        .get_run("user-alice-01", run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.state, wsexec::ExecutionState::Completed);
+    // Created, claimed, ~12 heartbeats (one per 3.3 s), completed.
+    assert!(
+        run.version >= 10,
+        "version {} shows too few heartbeats",
+        run.version
+    );
+    let mut get = sample("message-get-execution.json");
+    get["body"] = json!(json!({"type": "get_execution", "run_id": run_id}).to_string());
+    let got = call(&mut rt, &get).await;
+    assert!(
+        got["body"]
+            .as_str()
+            .unwrap()
+            .contains(r#""state":"completed""#),
+        "{got}"
+    );
+}
+
+/// A worker killed mid-run (its environment stops answering): the sweep ends the run `dead`
+/// after the heartbeat deadline and tells the owner once.
+#[tokio::test]
+async fn a_killed_worker_leaves_its_run_to_the_sweep() {
+    let store = fresh_store("bin-kill").await;
+    let ep = support::connections::start().await;
+    let extra = [
+        ("RUN_TIME_LIMIT_MS", "60000"),
+        ("HEARTBEAT_DEADLINE_MS", "2000"),
+    ];
+    let mut rt = spawn_async(store.table(), &ep.url, &extra, 1).await;
+    let conn = sample("connect-jwt-query.json")["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
+        200
+    );
+    rt.invoke(&start_event("doomed", 40_000).to_string(), LIMIT)
+        .await;
+    wait_for_event(&ep, &conn, "tool_executing", Duration::from_secs(20)).await;
+    rt.kill_all();
+    let mut rt = spawn_async(store.table(), &ep.url, &extra, 1).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let sweep = call(&mut rt, &sample("scheduled-sweep.json")).await;
+    assert_eq!(sweep["dead"], 1, "{sweep}");
+    let again = call(&mut rt, &sample("scheduled-sweep.json")).await;
+    assert_eq!(again["dead"], 0);
+    let deaths = ep
+        .delivered(&conn)
+        .into_iter()
+        .filter(|e| e["type"] == "agent_death")
+        .count();
+    assert_eq!(deaths, 1);
 }
 
 async fn call(rt: &mut Runtime, event: &Value) -> Value {

@@ -61,7 +61,8 @@ fn prepare(
 
     let now = now_ms();
     let mut limit = mgr.config().run_time_limit;
-    if let Some(deadline) = caller.origin.deadline_ms {
+    // An inline run lives within this invocation; a worker caps the run by its own deadline.
+    if let (Dispatch::Inline, Some(deadline)) = (mgr.config().dispatch, caller.origin.deadline_ms) {
         let left = Duration::from_millis(deadline.saturating_sub(now));
         limit = limit.min(left.saturating_sub(LAMBDA_DEADLINE_MARGIN));
     }

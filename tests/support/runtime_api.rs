@@ -14,6 +14,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
+/// The deadline the harness gives an invocation: the template's 30 s of old for route and
+/// sweep events (they finish in milliseconds).
+const INVOCATION_TIMEOUT_MS: u128 = 30_000;
+
+/// The deadline of an asynchronous (worker) invocation: the template's function timeout.
+const ASYNC_INVOCATION_TIMEOUT_MS: u128 = 900_000;
+
 /// How one invocation ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -37,19 +44,29 @@ impl Outcome {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<(String, String)>,
+    /// Queued invocations: request id, event, time limit in milliseconds.
+    queue: VecDeque<(String, String, u128)>,
     waiting: HashMap<String, oneshot::Sender<Outcome>>,
     first_next: Option<Instant>,
     init_error: Option<String>,
     next_calls: u64,
+    /// Asynchronous invocations accepted through the emulated `Invoke` API.
+    invoked: u64,
+    /// Outcomes of asynchronous invocations, in the order they ended.
+    async_outcomes: Vec<Outcome>,
+    /// While set, `Invoke` answers with this (status, error type) instead of accepting.
+    invoke_fault: Option<(u16, &'static str)>,
 }
 
-/// The Runtime API server and the function process it serves.
+/// The Runtime API server and the function processes it serves (execution environments
+/// sharing one invocation queue). It also serves Lambda's `Invoke` API: an `Event` invocation
+/// is queued like any other, as Lambda queues a function's asynchronous invocations.
 pub struct Runtime {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
     pub addr: String,
     child: Option<Child>,
+    others: Vec<Child>,
     spawned_at: Option<Instant>,
     counter: u64,
 }
@@ -97,6 +114,7 @@ impl Runtime {
             notify,
             addr,
             child: None,
+            others: Vec::new(),
             spawned_at: None,
             counter: 0,
         }
@@ -133,10 +151,40 @@ impl Runtime {
                 Stdio::null()
             });
         self.spawned_at = Some(Instant::now());
-        self.child = Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("spawn {program}: {e}")),
-        );
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        // The first process is the one measured; later ones are more execution environments.
+        match self.child {
+            None => self.child = Some(child),
+            Some(_) => self.others.push(child),
+        }
+    }
+
+    /// Kills every function process at once (SIGKILL: a crash, or Lambda ending a timed-out
+    /// environment); their in-flight invocations never answer.
+    pub fn kill_all(&mut self) {
+        for c in self.child.iter_mut().chain(self.others.iter_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.child = None;
+        self.others.clear();
+    }
+
+    /// Asynchronous invocations accepted so far through the `Invoke` API.
+    pub fn async_invocations(&self) -> u64 {
+        self.state.lock().unwrap().invoked
+    }
+
+    /// Outcomes of asynchronous invocations that have ended, in order.
+    pub fn async_outcomes(&self) -> Vec<Outcome> {
+        self.state.lock().unwrap().async_outcomes.clone()
+    }
+
+    /// Makes `Invoke` answer `(status, error type)` (`None`: accept again).
+    pub fn fail_invokes(&self, fault: Option<(u16, &'static str)>) {
+        self.state.lock().unwrap().invoke_fault = fault;
     }
 
     /// Time from spawn to the function's first `/next` (its init), waiting up to `limit`.
@@ -178,7 +226,8 @@ impl Runtime {
         {
             let mut s = self.state.lock().unwrap();
             s.waiting.insert(id.clone(), tx);
-            s.queue.push_back((id, event.to_owned()));
+            s.queue
+                .push_back((id, event.to_owned(), INVOCATION_TIMEOUT_MS));
         }
         self.notify.notify_waiters();
         let out = tokio::time::timeout(limit, rx)
@@ -235,10 +284,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill_all();
     }
 }
 
@@ -269,7 +315,7 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
             }
             notify.notify_waiters();
             // Long-poll, as Lambda does, until an invocation is queued.
-            let (id, event) = loop {
+            let (id, event, timeout_ms) = loop {
                 let notified = notify.notified();
                 if let Some(item) = state.lock().unwrap().queue.pop_front() {
                     break item;
@@ -280,7 +326,7 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 30_000;
+                + timeout_ms;
             let hdrs = [
                 ("Content-Type", "application/json".to_owned()),
                 ("Lambda-Runtime-Aws-Request-Id", id),
@@ -295,6 +341,28 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 ),
             ];
             if !respond(&mut sock, 200, &hdrs, event.as_bytes()).await {
+                return;
+            }
+        } else if method == "POST"
+            && req.path().starts_with("/2015-03-31/functions/")
+            && req.path().ends_with("/invocations")
+        {
+            let fault = state.lock().unwrap().invoke_fault;
+            if let Some((status, kind)) = fault {
+                let body = format!(r#"{{"Type":"Service","message":"injected {kind}"}}"#);
+                let hdrs = [("x-amzn-ErrorType", kind.to_owned())];
+                respond(&mut sock, status, &hdrs, body.as_bytes()).await;
+                continue;
+            }
+            let event = String::from_utf8_lossy(body).into_owned();
+            {
+                let mut s = state.lock().unwrap();
+                s.invoked += 1;
+                let id = format!("a5c2a1e0-0000-4000-8000-{:012}", s.invoked);
+                s.queue.push_back((id, event, ASYNC_INVOCATION_TIMEOUT_MS));
+            }
+            notify.notify_waiters();
+            if !respond(&mut sock, 202, &[], b"").await {
                 return;
             }
         } else if method == "POST" && path == "/runtime/init/error" {
@@ -314,9 +382,16 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                     body,
                 },
             };
-            if let Some(tx) = state.lock().unwrap().waiting.remove(id) {
-                let _ = tx.send(outcome);
+            {
+                let mut s = state.lock().unwrap();
+                match s.waiting.remove(id) {
+                    Some(tx) => {
+                        let _ = tx.send(outcome);
+                    }
+                    None => s.async_outcomes.push(outcome),
+                }
             }
+            notify.notify_waiters();
             if !respond(&mut sock, 202, &[], b"{}").await {
                 return;
             }
