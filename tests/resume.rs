@@ -346,3 +346,56 @@ async fn async_runs_are_followed_from_before_the_claim_and_mid_run() {
     let tail = wait_terminal(&h, &late).await;
     assert_eq!(seqs(&tail), (at + 1..=n).collect::<Vec<_>>());
 }
+
+/// A follower's `$disconnect` removes its attachment from the alive run; the run goes on.
+#[tokio::test]
+async fn disconnect_detaches_a_follower() {
+    let h = harness(Dispatch::Inline, None);
+    let a = h.connect(USER).await;
+    let run_id = wsexec::run::derive_run_id(USER, "leave");
+    let runner = spawn_start(&h, &a, "leave");
+    wait_pushed(&h, &a, 2).await;
+    let b = h.connect(USER).await;
+    h.send_json(&b, resume(&run_id, Some(0))).await.unwrap();
+    let attached = stored(&h, &run_id).await;
+    assert!(attached.followers.iter().any(|f| f.connection_id == b));
+    h.invoke(&disconnect_event(&b)).await;
+    let left = stored(&h, &run_id).await;
+    assert!(left.state.is_alive(), "still running");
+    assert!(
+        !left.followers.iter().any(|f| f.connection_id == b),
+        "{:?}",
+        left.followers
+    );
+    wait_terminal(&h, &a).await;
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Past `MAX_RUN_FOLLOWERS` a `resume` is refused as `too_many_followers` and attaches nothing.
+#[tokio::test]
+async fn followers_are_bounded() {
+    let h = harness(Dispatch::Inline, None);
+    let a = h.connect(USER).await;
+    let run_id = wsexec::run::derive_run_id(USER, "many");
+    let runner = spawn_start(&h, &a, "many");
+    wait_pushed(&h, &a, 1).await;
+    for _ in 0..wsexec::limits::MAX_RUN_FOLLOWERS {
+        let c = h.connect(USER).await;
+        let reply = h.send_json(&c, resume(&run_id, Some(0))).await.unwrap();
+        assert_eq!(reply["type"], "execution", "{reply}");
+    }
+    let extra = h.connect(USER).await;
+    let reply = h.send_json(&extra, resume(&run_id, Some(0))).await.unwrap();
+    assert_eq!(reply["payload"]["code"], "too_many_followers", "{reply}");
+    let run = stored(&h, &run_id).await;
+    assert_eq!(run.followers.len(), wsexec::limits::MAX_RUN_FOLLOWERS);
+    assert!(!run.followers.iter().any(|f| f.connection_id == extra));
+    wait_terminal(&h, &a).await;
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -42,11 +42,6 @@ impl<'d> Channel<'d> {
         }
     }
 
-    /// The connection that started the run.
-    pub fn connection_id(&self) -> &str {
-        &self.targets[0].connection_id
-    }
-
     /// Whether `connection_id` answered 410.
     pub fn is_gone(&self, connection_id: &str) -> bool {
         self.targets
