@@ -66,9 +66,42 @@ pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);
 /// and the client is told `conflict` rather than looping.
 pub const CANCEL_ATTEMPTS: usize = 3;
 
-/// Attempts of a run's terminal write: a second is needed only when the run's own last
-/// heartbeat landed although its answer was lost, so the stored version is one ahead.
-pub const TERMINAL_WRITE_ATTEMPTS: usize = 2;
+/// Attempts of a run's terminal write: another is needed when the run's own last heartbeat
+/// landed although its answer was lost, or a `resume` attached a follower since the last write
+/// (each bumps the version); more means the run is changing too fast and the sweep ends it.
+pub const TERMINAL_WRITE_ATTEMPTS: usize = 4;
+
+/// Attempts of a heartbeat write: a `resume` that attached a follower since the last write
+/// bumped the version, so the heartbeat is written again on top of it (and so learns of the
+/// follower); a miss beyond that only risks one renewal out of three per deadline.
+pub const HEARTBEAT_WRITE_ATTEMPTS: usize = 2;
+
+/// Attempts of `resume`'s read-then-conditional-write attach: a heartbeat landing between the
+/// read and the write costs one more attempt; more means the client is told `conflict`.
+pub const RESUME_ATTEMPTS: usize = 3;
+
+/// Attempts of a worker's claim: a `resume` may attach a follower to a run still waiting in
+/// `starting`, bumping its version; a conflict with anything else is another worker's claim.
+pub const CLAIM_ATTEMPTS: usize = 3;
+
+/// Connections that may follow one run besides the one that started it: a user has a few
+/// tabs and devices, every event is pushed to each of them from the one driving invocation
+/// (so each adds push latency and `@connections` calls), and the list lives on the run item.
+pub const MAX_RUN_FOLLOWERS: usize = 8;
+
+/// Runs one connection is remembered to follow, for `$disconnect` to detach it: a client
+/// follows the run it is watching, rarely more; older attachments are left to expire.
+pub const MAX_FOLLOWED_RUNS: usize = 8;
+
+/// Streamed text a heartbeat checkpoints on an alive run item, so `resume` can show the text so
+/// far: with the request (64 KiB) and the rest it stays far below DynamoDB's 400 KB item. A
+/// longer stream's checkpoint keeps `seq` only; the driver still replays what a follower missed.
+pub const MAX_CHECKPOINT_TEXT_BYTES: usize = 128 * 1024;
+
+/// Pushed frames the driver keeps in memory to bring a new follower up to date: every frame
+/// of a run unless it streams more than this (a 15-minute LLM answer is a few hundred KiB);
+/// beyond it the oldest are dropped, and a follower who missed those starts at the oldest kept.
+pub const MAX_REPLAY_BYTES: usize = 1024 * 1024;
 
 /// Runs stay readable this long, then TTL removes them.
 pub const RUN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -167,6 +167,86 @@ async fn requests_per_route_are_counted() {
     assert_eq!(counter.get() - before, 2);
 }
 
+/// DynamoDB requests of a run with and without a follower, and of `resume`: a run is its
+/// create, one write per heartbeat and its terminal write; a `resume` of an alive run is one
+/// read and one conditional write, and costs the run two more (its next heartbeat conflicts,
+/// is read back and written again); a `resume` of a finished run is one read.
+#[tokio::test]
+async fn requests_per_run_with_and_without_followers_are_counted() {
+    let driving = Arc::new(fresh_store("follow").await);
+    // The resuming connection's instance: same table, its own request counter.
+    let resuming = Arc::new(store_at(
+        driving.table(),
+        &endpoint(),
+        wsexec::store::dynamo::DynamoSettings::default(),
+    ));
+    let mut config = test_config();
+    // Heartbeats at 1 s and 2 s of a 2.5 s echo step: far from every other request.
+    config.heartbeat_deadline = std::time::Duration::from_millis(3_000);
+    let h = Arc::new(Harness::on(config.clone(), driving.clone()));
+    let other = Harness::on(config, resuming.clone());
+    let (runs, resumes) = (driving.requests(), resuming.requests());
+    let a = h.connect("alice-01").await;
+    let b = h.connect("alice-01").await;
+    // Warm `other`'s identity cache for `b` (one GetItem), so the resume counts only itself.
+    other
+        .send_json(&b, json!({"type": "get_execution", "run_id": "run-none-1"}))
+        .await;
+
+    let mut per_run = Vec::new();
+    for (request_id, follow) in [("plain-1", false), ("followed-1", true)] {
+        let before = runs.get();
+        let runner = {
+            let (h, a) = (h.clone(), a.clone());
+            let frame = start_frame(request_id, "count me", Some(2_500));
+            tokio::spawn(async move { h.send_json(&a, frame).await })
+        };
+        if follow {
+            let run_id = wsexec::run::derive_run_id("alice-01", request_id);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let r0 = resumes.get();
+            let reply = other
+                .send_json(
+                    &b,
+                    json!({"type": "resume", "run_id": run_id, "after_seq": 0}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(reply["payload"]["state"], "running", "{reply}");
+            assert_eq!(
+                resumes.get() - r0,
+                2,
+                "resume of an alive run: GetItem + PutItem"
+            );
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), runner)
+            .await
+            .unwrap()
+            .unwrap();
+        per_run.push(runs.get() - before);
+    }
+    assert_eq!(
+        per_run,
+        vec![4, 6],
+        "create + 2 heartbeats + terminal; +2 for the follower"
+    );
+    let followed = h.pushed(&b);
+    assert_eq!(
+        types(&followed),
+        FIVE_EVENTS,
+        "the follower got the whole run"
+    );
+
+    let run_id = wsexec::run::derive_run_id("alice-01", "followed-1");
+    let r0 = resumes.get();
+    let reply = other
+        .send_json(&b, json!({"type": "resume", "run_id": run_id}))
+        .await
+        .unwrap();
+    assert_eq!(reply["payload"]["state"], "completed");
+    assert_eq!(resumes.get() - r0, 1, "resume of a finished run: GetItem");
+}
+
 /// 50 writers racing the same transition: exactly one wins, the rest get Conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transitions_have_one_winner() {

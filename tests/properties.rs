@@ -441,7 +441,7 @@ proptest! {
     fn padded_ids_are_refused_by_every_command(
         pad in padding(),
         at_end in any::<bool>(),
-        command in 0usize..6,
+        command in 0usize..7,
     ) {
         RT.block_on(async {
             let h = Harness::memory();
@@ -455,6 +455,7 @@ proptest! {
                 2 => (json!({"type": "list_executions", "thread_id": padded("th-1")}), "invalid_id"),
                 3 => (json!({"type": "start_agent", "request_id": padded("r-2"), "payload": {"user_request": "x"}}), "invalid_id"),
                 4 => (json!({"type": "user_message", "request_id": "r-3", "thread_id": padded("th-1"), "payload": {"message": "x"}}), "invalid_id"),
+                5 => (json!({"type": "resume", "run_id": padded(&run_id)}), "invalid_id"),
                 _ => (json!({"type": "list_executions", "cursor": padded(&format!("0000000000001.{run_id}"))}), "invalid_field"),
             };
             let store = h.mgr.store().unwrap();

@@ -87,6 +87,10 @@ async fn another_users_run_answers_exactly_like_an_unknown_one() {
             json!({"type": "cancel_agent", "run_id": "run_0123456789abcdef", "request_id": "q"}),
         ),
         (
+            json!({"type": "resume", "run_id": run_id, "request_id": "q"}),
+            json!({"type": "resume", "run_id": "run_0123456789abcdef", "request_id": "q"}),
+        ),
+        (
             json!({"type": "list_executions", "thread_id": "t-alice", "request_id": "q"}),
             json!({"type": "list_executions", "thread_id": "t-nobody", "request_id": "q"}),
         ),
@@ -158,6 +162,7 @@ async fn ids_that_address_other_keys_are_refused_and_change_nothing() {
         let frames = [
             (json!({"type": "get_execution", "run_id": v}), id_code),
             (json!({"type": "cancel_agent", "run_id": v}), id_code),
+            (json!({"type": "resume", "run_id": v}), id_code),
             (
                 json!({"type": "start_agent", "thread_id": v, "payload": {"user_request": "x"}}),
                 id_code,
@@ -207,7 +212,7 @@ async fn ids_that_address_other_keys_are_refused_and_change_nothing() {
         snapshot(store, &[ALICE, BOB], &[&alice, &bob]).await,
         before
     );
-    assert_eq!(refused, hostile.len() * 9);
+    assert_eq!(refused, hostile.len() * 10);
     logs.assert_free_of(&[]);
 }
 

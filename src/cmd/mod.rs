@@ -6,10 +6,12 @@
 //! - [`cancel`]: cancels a run (`cancel_agent`).
 //! - [`get`]: reads one run (`get_execution`).
 //! - [`list`]: reads a page of runs (`list_executions`).
+//! - [`resume`]: a run's snapshot, and its events from then on to this connection (`resume`).
 
 pub mod cancel;
 pub mod get;
 pub mod list;
+pub mod resume;
 pub mod start;
 
 use crate::context::validate_id;
@@ -56,6 +58,9 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, message: Inbound<'_>) -> 
         Inbound::GetExecution { run_id } => Some(get::apply(mgr, caller, &run_id).await),
         Inbound::CancelAgent { run_id } => Some(cancel::apply(mgr, caller, &run_id).await),
         Inbound::ListExecutions(l) => Some(list::apply(mgr, caller, l).await),
+        Inbound::Resume { run_id, after_seq } => {
+            Some(resume::apply(mgr, caller, &run_id, after_seq).await)
+        }
         Inbound::Ping | Inbound::Heartbeat | Inbound::Unknown(_) => None,
     }
 }

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     RunFinished,
     /// `agent` names no registered agent.
     UnknownAgent,
+    /// The run already has as many followers as it may (`MAX_RUN_FOLLOWERS`).
+    TooManyFollowers,
     /// The connection has no identity (unknown or expired connection).
     Unauthorized,
     /// The agent itself failed.
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::RunFinished => "run_finished",
             ErrorCode::UnknownAgent => "unknown_agent",
+            ErrorCode::TooManyFollowers => "too_many_followers",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::AgentFailed => "agent_failed",
             ErrorCode::RunTimeout => "run_timeout",

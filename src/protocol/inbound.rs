@@ -30,6 +30,7 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     cursor: Option<Cow<'a, str>>,
     limit: Option<u64>,
+    after_seq: Option<u64>,
     #[serde(borrow)]
     payload: Option<RawPayload<'a>>,
 }
@@ -78,9 +79,19 @@ pub enum Inbound<'a> {
     Heartbeat,
     StartAgent(StartRequest<'a>),
     UserMessage(StartRequest<'a>),
-    GetExecution { run_id: Cow<'a, str> },
+    GetExecution {
+        run_id: Cow<'a, str>,
+    },
     ListExecutions(ListRequest<'a>),
-    CancelAgent { run_id: Cow<'a, str> },
+    CancelAgent {
+        run_id: Cow<'a, str>,
+    },
+    /// Follow a run again after a reconnect: every event after `after_seq` (default: the
+    /// snapshot's own `seq`).
+    Resume {
+        run_id: Cow<'a, str>,
+        after_seq: Option<u64>,
+    },
     Unknown(Cow<'a, str>),
 }
 
@@ -207,6 +218,10 @@ fn build(raw: RawFrame<'_>) -> Result<Frame<'_>, ClientError> {
         },
         "cancel_agent" => Inbound::CancelAgent {
             run_id: required("run_id", raw.run_id, MAX_ID_FIELD_BYTES)?,
+        },
+        "resume" => Inbound::Resume {
+            run_id: required("run_id", raw.run_id, MAX_ID_FIELD_BYTES)?,
+            after_seq: raw.after_seq,
         },
         "list_executions" => Inbound::ListExecutions(ListRequest {
             thread_id: sized("thread_id", raw.thread_id, MAX_ID_FIELD_BYTES)?,

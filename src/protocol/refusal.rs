@@ -11,7 +11,7 @@ fn err(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> ClientError {
 }
 
 /// The JSON kind each top-level field must have, for error messages in the protocol's words.
-const FIELD_KINDS: [(&str, Kind); 8] = [
+const FIELD_KINDS: [(&str, Kind); 9] = [
     ("type", Kind::String),
     ("run_id", Kind::String),
     ("request_id", Kind::String),
@@ -19,6 +19,7 @@ const FIELD_KINDS: [(&str, Kind); 8] = [
     ("agent", Kind::String),
     ("cursor", Kind::String),
     ("limit", Kind::WholeNumber),
+    ("after_seq", Kind::WholeNumber),
     ("payload", Kind::Object),
 ];
 

@@ -16,6 +16,12 @@ pub struct ExecutionView<'a> {
     pub version: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// The latest `seq` of the run's events as last persisted (a checkpoint of an alive run,
+    /// the terminal event's of a finished one).
+    pub seq: u64,
+    /// An alive run's streamed text up to `seq`, as of its last checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +43,8 @@ impl<'a> ExecutionView<'a> {
             version: run.version,
             created_at: rfc3339_ms(run.created_at),
             updated_at: rfc3339_ms(run.updated_at),
+            seq: run.seq,
+            streamed: run.streamed.as_deref().filter(|_| run.state.is_alive()),
             result: run.result.as_ref(),
             error: run.error.as_ref(),
             deduplicated,

@@ -3,19 +3,22 @@
 //! work whatever the agent is doing; dropping the agent's future is how the agent is stopped.
 //!
 //! Writes per run: the create (made by the caller, persisted directly as `running`), one
-//! heartbeat per third of the heartbeat deadline while the run lasts, and the terminal write
-//! (`running → completing → completed` in one conditional write). Every write is conditional on
-//! the previously persisted (state, version), so a cancel or a sweep in between wins cleanly: a
-//! heartbeat that meets a terminal run stops the agent.
+//! heartbeat per third of the heartbeat deadline while the run lasts (each also checkpoints the
+//! `seq` and streamed text), and the terminal write (`running → completing → completed` in one
+//! conditional write). Every write is conditional on the persisted (state, version), so a cancel
+//! or a sweep in between wins cleanly, and a `resume` that attached a follower makes the next
+//! write conflict, which is how the driver learns of it (one more write, no read per event).
 
 use super::channel::Channel;
+use super::checkpoint::{checkpoint_text, storable};
 use super::executor::{Executor, Progress, RunInput, RunSink};
+use super::follow::Replay;
 use super::history::thread_turns;
 use super::write::{WriteOutcome, next_version, write_run};
 use super::{Origin, RunDeps};
 use crate::context::UserExecutionContext;
 use crate::limits::{
-    HEARTBEAT_DIVISOR, MAX_DELTA_BYTES, MAX_STORED_RESULT_BYTES, TERMINAL_WRITE_ATTEMPTS,
+    HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS, MAX_DELTA_BYTES, TERMINAL_WRITE_ATTEMPTS,
 };
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
@@ -47,10 +50,12 @@ pub async fn drive(
     agent: &dyn Executor,
 ) {
     let mut d = Driver::new(deps, origin, run);
+    // A `resume` may have attached followers while the run waited for its worker.
+    d.adopt().await;
     let started = d.frame(Event::AgentStarted {
         agent_name: &d.run.agent,
     });
-    d.channel.send(&started).await;
+    d.send(started).await;
     let history = if agent.wants_history() {
         match thread_turns(deps.store, &d.run).await {
             Ok(turns) => turns,
@@ -116,39 +121,6 @@ pub async fn drive(
     }
 }
 
-/// `result` within [`MAX_STORED_RESULT_BYTES`]: an oversized `text` is cut at a character
-/// boundary and the result marked `truncated` with the text's full length; a result too large
-/// for other reasons is replaced by that mark alone.
-fn storable(mut result: Value) -> Value {
-    let size = |v: &Value| serde_json::to_string(v).map_or(0, |s| s.len());
-    let total = size(&result);
-    if total <= MAX_STORED_RESULT_BYTES {
-        return result;
-    }
-    let mark = serde_json::json!({ "truncated": true, "result_bytes": total });
-    let text = match result.get_mut("text") {
-        Some(Value::String(t)) => std::mem::take(t),
-        _ => return mark,
-    };
-    // Escaping makes the stored form larger than the text: shrink until it fits.
-    let mut keep = text.len().saturating_sub(total - MAX_STORED_RESULT_BYTES);
-    loop {
-        while !text.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        result["text"] = Value::String(text[..keep].to_owned());
-        result["truncated"] = Value::Bool(true);
-        result["text_bytes"] = Value::from(text.len());
-        if size(&result) <= MAX_STORED_RESULT_BYTES {
-            return result;
-        }
-        if keep == 0 {
-            return mark;
-        }
-        keep /= 2;
-    }
-}
-
 /// An instant no run reaches (about a century away).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
@@ -161,6 +133,10 @@ struct Driver<'d> {
     run: RunRecord,
     /// The last `seq` given out (a `Cell`, so a frame can borrow the record while numbered).
     seq: Cell<u64>,
+    /// The frames pushed so far, to bring new followers up to date.
+    replay: Replay,
+    /// The text of every `agent_delta` pushed so far (what a checkpoint persists).
+    streamed: String,
     /// The last `agent_thinking` step number.
     step: u32,
     /// Streamed text not pushed yet.
@@ -178,6 +154,8 @@ impl<'d> Driver<'d> {
             channel: Channel::new(deps, origin.endpoint, origin.connection_id),
             run,
             seq: Cell::new(0),
+            replay: Replay::default(),
+            streamed: String::new(),
             step: 0,
             pending: String::new(),
             flush_at: None,
@@ -186,18 +164,49 @@ impl<'d> Driver<'d> {
     }
 
     /// One event of this run as a frame, numbered in its stream.
-    fn frame(&self, event: Event<'_>) -> String {
+    fn frame(&self, event: Event<'_>) -> (u64, String) {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
-        Envelope::new(event, RunRef::of(&self.run), now_ms())
+        let frame = Envelope::new(event, RunRef::of(&self.run), now_ms())
             .with_seq(seq)
-            .to_json()
+            .to_json();
+        (seq, frame)
+    }
+
+    /// Pushes one numbered frame to every connection of the run, and keeps it for replay.
+    async fn send(&mut self, (seq, frame): (u64, String)) {
+        self.replay.keep(seq, &frame);
+        self.channel.send(seq, &frame).await;
     }
 
     /// Pushes one event of this run.
     async fn emit(&mut self, event: Event<'_>) {
         let frame = self.frame(event);
-        self.channel.send(&frame).await;
+        self.send(frame).await;
+    }
+
+    /// Takes in the followers the stored run lists: each new one is first sent what it missed
+    /// (every kept frame after its `after_seq`), then follows live; one `$disconnect` removed
+    /// is no longer pushed to.
+    async fn adopt(&mut self) {
+        let fallback = self.run.endpoint.as_deref().unwrap_or_default();
+        let (followers, now_secs) = (&self.run.followers, now_ms() / 1000);
+        self.channel
+            .adopt(followers, fallback, &self.replay, now_secs)
+            .await;
+    }
+
+    /// What every write of this run persists of its stream: the last `seq`, the text streamed
+    /// (unless a result now keeps it), and the followers still reachable.
+    fn checkpoint(&self, next: &mut RunRecord, seq: u64) {
+        let now_secs = now_ms() / 1000;
+        next.seq = seq;
+        next.streamed = match next.result {
+            Some(_) => None,
+            None => checkpoint_text(&self.streamed),
+        };
+        next.followers
+            .retain(|f| f.expires_at > now_secs && !self.channel.is_gone(&f.connection_id));
     }
 
     /// Turns one agent report into its event; text is coalesced, and flushed before any step.
@@ -263,23 +272,38 @@ impl<'d> Driver<'d> {
                 cut -= 1;
             }
             let (piece, tail) = rest.split_at(cut);
+            self.streamed.push_str(piece);
             self.emit(Event::AgentDelta { text: piece }).await;
             rest = tail;
         }
         self.last_flush = Some(Instant::now());
     }
 
-    /// Renews the run's heartbeat. `Some(run)` when another writer has ended it meanwhile.
+    /// Renews the run's heartbeat and checkpoints its stream; learns of new followers from
+    /// what a conflicting write finds stored. `Some(run)` when another writer has ended it.
     async fn heartbeat(&mut self) -> Option<RunRecord> {
-        let now = now_ms();
-        let mut next = next_version(&self.run, &[RunEvent::Heartbeat], now)?;
-        next.stale_at = now + self.deps.limits.heartbeat_deadline.as_millis() as u64;
-        match write_run(self.deps.store, next, Expected::of(&self.run)).await {
-            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => self.run = r,
-            WriteOutcome::Conflict(current) if current.state.is_alive() => self.run = current,
-            WriteOutcome::Conflict(current) => return Some(current),
-            // Best effort: a missed renewal only risks the sweep calling the run dead.
-            WriteOutcome::Failed(e) => log_storage(&e),
+        for _ in 0..HEARTBEAT_WRITE_ATTEMPTS {
+            let now = now_ms();
+            let mut next = next_version(&self.run, &[RunEvent::Heartbeat], now)?;
+            next.stale_at = now + self.deps.limits.heartbeat_deadline.as_millis() as u64;
+            self.checkpoint(&mut next, self.seq.get());
+            match write_run(self.deps.store, next, Expected::of(&self.run)).await {
+                WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
+                    self.run = r;
+                    break;
+                }
+                // A `resume` attached a follower (or a cancel lost its race): write on top.
+                WriteOutcome::Conflict(current) if current.state.is_alive() => {
+                    self.run = current;
+                    self.adopt().await;
+                }
+                WriteOutcome::Conflict(current) => return Some(current),
+                // Best effort: a missed renewal only risks the sweep calling the run dead.
+                WriteOutcome::Failed(e) => {
+                    log_storage(&e);
+                    break;
+                }
+            }
         }
         None
     }
@@ -306,6 +330,8 @@ impl<'d> Driver<'d> {
             };
             next.result = result.clone().map(storable);
             next.error = stored.clone();
+            // The terminal event is the next frame.
+            self.checkpoint(&mut next, self.seq.get() + 1);
             match write_run(self.deps.store, next, Expected::of(&self.run)).await {
                 WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
                     self.run = r;
@@ -314,9 +340,11 @@ impl<'d> Driver<'d> {
                 WriteOutcome::Conflict(current) if current.state.is_terminal() => {
                     return self.tell_ended(&current).await;
                 }
-                // This run's own last heartbeat landed although its answer was lost.
+                // A `resume` attached a follower, or this run's own last heartbeat landed
+                // although its answer was lost.
                 WriteOutcome::Conflict(current) if attempts < TERMINAL_WRITE_ATTEMPTS => {
                     self.run = current;
+                    self.adopt().await;
                 }
                 WriteOutcome::Conflict(_) => {
                     return self
@@ -326,6 +354,8 @@ impl<'d> Driver<'d> {
                 WriteOutcome::Failed(e) => return self.left_to_sweep(&e).await,
             }
         }
+        // Followers attached since the last heartbeat catch up before the terminal event.
+        self.adopt().await;
         let took = now.saturating_sub(self.run.created_at);
         metrics::run_finished(self.run.state, took);
         let frame = match &error {
@@ -336,7 +366,7 @@ impl<'d> Driver<'d> {
             }),
             Some(e) => self.frame(Event::AgentError(e)),
         };
-        self.channel.send(&frame).await;
+        self.send(frame).await;
     }
 
     /// The terminal write failed and the run stays alive in storage; the sweep will end it.
@@ -349,31 +379,15 @@ impl<'d> Driver<'d> {
     /// Tells this connection about a cancel it did not ask for; the sweep already told the
     /// owner about deaths and timeouts.
     async fn tell_ended(&mut self, run: &RunRecord) {
-        if run.state == ExecutionState::Cancelled
-            && run.cancelled_by.as_deref() != Some(self.channel.connection_id())
-        {
-            self.emit(Event::cancelled()).await;
+        if run.state != ExecutionState::Cancelled {
+            return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A result over the item budget keeps as much text as fits and says how long it was.
-    #[test]
-    fn oversized_results_are_cut_to_fit_and_marked() {
-        let small = serde_json::json!({ "text": "hi", "model": "m" });
-        assert_eq!(storable(small.clone()), small);
-        let text = "é\u{1}".repeat(MAX_STORED_RESULT_BYTES);
-        let cut = storable(serde_json::json!({ "text": text, "model": "m" }));
-        assert!(serde_json::to_string(&cut).unwrap().len() <= MAX_STORED_RESULT_BYTES);
-        assert_eq!(cut["truncated"], true);
-        assert_eq!(cut["text_bytes"], text.len());
-        assert_eq!(cut["model"], "m");
-        assert!(text.starts_with(cut["text"].as_str().unwrap()));
-        let other = storable(serde_json::json!({ "blob": "x".repeat(MAX_STORED_RESULT_BYTES) }));
-        assert_eq!(other["truncated"], true);
+        self.run.followers = run.followers.clone();
+        self.adopt().await;
+        // The canceller has its own reply.
+        if let Some(by) = &run.cancelled_by {
+            self.channel.mark_has(by, self.seq.get() + 1);
+        }
+        self.emit(Event::cancelled()).await;
     }
 }

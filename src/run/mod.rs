@@ -10,15 +10,19 @@
 //! - [`echo`]: the built-in `echo` agent.
 //! - [`driver`]: drives one run: events, heartbeats, cancellation, deadline, terminal write.
 //! - [`write`]: the one conditional-write primitive every run writer uses.
-//! - [`channel`]: pushing a run's events, gone connections, bounded owner notices.
+//! - [`channel`]: pushing a run's events to its connections, gone ones, bounded owner notices.
+//! - [`follow`]: followers attached by `resume`, and the replay that brings them up to date.
+//! - [`checkpoint`]: what a run's writes persist of its stream, within the item's budget.
 //! - [`history`]: a thread's earlier turns for agents that want them.
 //! - [`ids`]: run ids derived from (user, idempotency key).
 
 pub mod agents;
 pub mod channel;
+pub mod checkpoint;
 pub mod driver;
 pub mod echo;
 pub mod executor;
+pub mod follow;
 pub mod history;
 pub mod ids;
 pub mod write;

@@ -11,7 +11,7 @@ pub mod memory;
 pub mod record;
 
 pub use error::{StorageError, StorageErrorKind};
-pub use record::{ConnectionRecord, RunError, RunRecord};
+pub use record::{ConnectionRecord, Follower, RunError, RunRecord};
 
 use crate::state::ExecutionState;
 use async_trait::async_trait;

@@ -73,7 +73,32 @@ pub struct RunRecord {
     /// answer was lost is recognised as its own and no other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
+    /// The last `seq` the driver had given out when it last wrote the run (a checkpoint, or the
+    /// terminal write: then the terminal event's own `seq`).
+    #[serde(default)]
+    pub seq: u64,
+    /// The answer text streamed up to `seq`, as of the last checkpoint of an alive run; absent
+    /// once the run has a result (which keeps the final text) or when it outgrew the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<String>,
+    /// Connections attached by `resume`, which the driver also pushes the run's events to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<Follower>,
     /// Epoch seconds (DynamoDB TTL).
+    pub expires_at: u64,
+}
+
+/// A connection that follows a run it did not start (attached by `resume`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follower {
+    pub connection_id: String,
+    /// The `@connections` endpoint the connection is reached through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The last `seq` the connection already has: it is sent every event after it.
+    pub after_seq: u64,
+    /// Epoch seconds after which the attachment is ignored and pruned (a connection lives at
+    /// most as long as its record).
     pub expires_at: u64,
 }
 

@@ -52,6 +52,15 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         error: None,
         cancelled_by: None,
         claimed_by: None,
+        // Checkpoint and followers round-trip too.
+        seq: 7,
+        streamed: Some("so far".into()),
+        followers: vec![wsexec::store::Follower {
+            connection_id: "F0000000000001=".into(),
+            endpoint: Some("https://x.example/prod".into()),
+            after_seq: 3,
+            expires_at: far_future_secs(),
+        }],
         expires_at: far_future_secs(),
     }
 }

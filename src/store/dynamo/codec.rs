@@ -1,5 +1,6 @@
 //! Items ↔ records. One attribute table per record drives both encoding and decoding, so every
 //! attribute name is spelled once; keys and index attributes are derived from the record.
+//! Structured attributes (`result`, `options`, `followers`) are JSON text.
 
 use super::schema::{
     ALIVE_DUE, ALIVE_SHARD, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK, TTL_ATTRIBUTE,
@@ -24,6 +25,8 @@ enum Attr<T> {
     ),
     /// A required number.
     Num(&'static str, fn(&T) -> u64, fn(&mut T) -> &mut u64),
+    /// A number that items written before it existed lack: 0 when absent.
+    Count(&'static str, fn(&T) -> u64, fn(&mut T) -> &mut u64),
 }
 
 impl<T> Attr<T> {
@@ -37,7 +40,7 @@ impl<T> Attr<T> {
                     item.insert((*k).into(), s(v));
                 }
             }
-            Attr::Num(k, get, _) => {
+            Attr::Num(k, get, _) | Attr::Count(k, get, _) => {
                 item.insert((*k).into(), n(get(rec)));
             }
         }
@@ -48,6 +51,13 @@ impl<T> Attr<T> {
             Attr::Str(k, _, set) => *set(rec) = get_s(op, item, k)?,
             Attr::OptStr(k, _, set) => *set(rec) = opt_s(item, k),
             Attr::Num(k, _, set) => *set(rec) = get_n(op, item, k)?,
+            Attr::Count(k, _, set) => {
+                *set(rec) = if item.contains_key(*k) {
+                    get_n(op, item, k)?
+                } else {
+                    0
+                }
+            }
         }
         Ok(())
     }
@@ -69,7 +79,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 17] = [
+const RUN_ATTRS: [Attr<RunRecord>; 19] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -85,6 +95,8 @@ const RUN_ATTRS: [Attr<RunRecord>; 17] = [
     Attr::OptStr("endpoint", |r| &r.endpoint, |r| &mut r.endpoint),
     Attr::OptStr("cancelled_by", |r| &r.cancelled_by, |r| &mut r.cancelled_by),
     Attr::OptStr("claimed_by", |r| &r.claimed_by, |r| &mut r.claimed_by),
+    Attr::OptStr("streamed", |r| &r.streamed, |r| &mut r.streamed),
+    Attr::Count("seq", |r| r.seq, |r| &mut r.seq),
     Attr::Num("version", |r| r.version, |r| &mut r.version),
     Attr::Num("created_at", |r| r.created_at, |r| &mut r.created_at),
     Attr::Num("updated_at", |r| r.updated_at, |r| &mut r.updated_at),
@@ -97,6 +109,7 @@ const ITEM_TYPE: &str = "item_type";
 const STATE: &str = "state";
 const RESULT: &str = "result";
 const OPTIONS: &str = "options";
+const FOLLOWERS: &str = "followers";
 const ERROR_CODE: &str = "error_code";
 const ERROR_MESSAGE: &str = "error_message";
 
@@ -190,6 +203,10 @@ pub fn run_item(r: &RunRecord) -> Item {
             s(serde_json::Value::from(r.options.clone()).to_string()),
         );
     }
+    if !r.followers.is_empty() {
+        let json = serde_json::to_string(&r.followers).unwrap_or_default();
+        item.insert(FOLLOWERS.into(), s(json));
+    }
     if let Some(e) = &r.error {
         item.insert(ERROR_CODE.into(), s(&e.code));
         item.insert(ERROR_MESSAGE.into(), s(&e.message));
@@ -211,6 +228,10 @@ pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError
     r.options = match opt_s(item, OPTIONS) {
         Some(j) => serde_json::from_str(&j).map_err(|_| bad_item(op, OPTIONS))?,
         None => Default::default(),
+    };
+    r.followers = match opt_s(item, FOLLOWERS) {
+        Some(j) => serde_json::from_str(&j).map_err(|_| bad_item(op, FOLLOWERS))?,
+        None => Vec::new(),
     };
     r.error = opt_s(item, ERROR_CODE).map(|code| RunError {
         code,
