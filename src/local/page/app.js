@@ -23,11 +23,8 @@ function submit() {
 
 function cancel() {
   const run = current();
-  if (!run) return;
-  send({ type: "cancel_agent", run_id: run.runId }, (reply) => {
-    if (reply.type === "agent_cancelled") setState(run, (reply.payload && reply.payload.state) || "cancelled");
-    else if (reply.type === "error" && reply.payload) status("Cancel: " + reply.payload.code + ": " + reply.payload.message);
-  });
+  // The reply (`agent_cancelled`, or `error run_finished`) names the run; `receive` applies it.
+  if (run) send({ type: "cancel_agent", run_id: run.runId });
 }
 
 // --- threads --------------------------------------------------------------------------

@@ -146,13 +146,12 @@ function resumeAlive() {
   }
 }
 
+// Run-scoped replies (`execution`) carry the run's own request_id, not the frame's, so a poll
+// re-arms on a timer and its snapshots arrive through `receive` like any other.
 function poll(run) {
   if (!ALIVE.has(run.state) || !run.root.isConnected) return;
-  const sent = send({ type: "get_execution", run_id: run.runId }, (reply) => {
-    if (reply.type === "execution" && reply.payload) snapshot(run, reply.payload);
-    if (ALIVE.has(run.state)) setTimeout(() => poll(run), POLL_MS);
-  });
-  if (!sent) status("Not connected; the run resumes on reconnect.");
+  if (!send({ type: "get_execution", run_id: run.runId })) return; // the next open resumes it
+  setTimeout(() => poll(run), POLL_MS);
 }
 
 // --- runs -----------------------------------------------------------------------------
