@@ -15,7 +15,10 @@ import threading
 import time
 import urllib.parse
 
-from selenium import webdriver
+# Selenium Manager must never fetch a driver or browser: Debian's packages are the ones used.
+os.environ.setdefault("SE_OFFLINE", "true")
+
+from selenium import webdriver  # noqa: E402 (after SE_OFFLINE, which it reads on use)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait

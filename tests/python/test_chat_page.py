@@ -195,6 +195,17 @@ def test_a_slow_run_is_cancelled(server, browser):
     assert not cancel.is_enabled()
 
 
+def test_a_refused_run_shows_its_error_code(server, browser):
+    """A run the server refuses (an agent that does not exist) ends `failed` with the
+    error's code shown in the run."""
+    open_page(browser, server)
+    connect(browser, "judy-01")
+    set_options(browser, agent="no-such-agent")
+    run = send(browser, "anyone there?")
+    assert wait_state(browser, run, {"failed", "completed"}) == "failed"
+    assert run.find_element(By.CSS_SELECTOR, ".error code").text == "unknown_agent"
+
+
 def test_the_page_talks_to_no_host_but_the_gateway(server, browser):
     """Chromium's performance log shows requests to this gateway only, and the CSP in force
     blocks a fetch and a WebSocket to any other address."""
