@@ -149,27 +149,36 @@ async fn management_paths_with_impossible_ids_get_a_rest_json_400() {
     gw.stop().await;
 }
 
-/// A plain `GET /` (a browser, no upgrade) still answers 426 Upgrade Required, naming
-/// `websocket`, and invokes nothing.
+/// A plain `GET /` (a browser, no upgrade) gets the chat page; other paths and methods still
+/// answer 426 Upgrade Required naming `websocket`; none of them invokes the function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_get_is_told_to_upgrade() {
+async fn plain_get_of_root_is_the_page_and_the_rest_is_told_to_upgrade() {
     let mut gw = Gateway::dev().await;
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        gw.addr
+    let host = gw.addr.to_string();
+    let plain = |method: &str, path: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let page = raw(gw.addr, &plain("GET", "/?user_id=alice-01")).await;
+    assert_eq!(page.status(), Some(200), "{}", page.head);
+    assert_eq!(
+        page.header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
     );
-    let resp = raw(gw.addr, &head).await;
-    assert_eq!(resp.status(), Some(426), "{}", resp.head);
-    assert_eq!(resp.header("upgrade").as_deref(), Some("websocket"));
+    for (method, path) in [
+        ("GET", "/chat"),
+        ("GET", "/local"),
+        ("POST", "/"),
+        ("PUT", "/"),
+    ] {
+        let resp = raw(gw.addr, &plain(method, path)).await;
+        assert_eq!(resp.status(), Some(426), "{method} {path}: {}", resp.head);
+        assert_eq!(resp.header("upgrade").as_deref(), Some("websocket"));
+    }
     let ok = raw(
         gw.addr,
-        &upgrade(
-            "/?user_id=alice-01",
-            "HTTP/1.1",
-            Some(&gw.addr.to_string()),
-            KEY,
-            "",
-        ),
+        &upgrade("/?user_id=alice-01", "HTTP/1.1", Some(&host), KEY, ""),
     )
     .await;
     assert_eq!(ok.status(), Some(101), "{}", ok.head);

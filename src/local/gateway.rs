@@ -1,11 +1,12 @@
-//! The emulator's server: one loopback port serving WebSocket upgrades (`$connect`, any path)
-//! and the `@connections` management API, until the shutdown future resolves.
+//! The emulator's server: one loopback port serving WebSocket upgrades (`$connect`, any path),
+//! the `@connections` management API and the chat page, until the shutdown future resolves.
 
 use super::events;
 use super::http::{self, json_response};
 use super::ids::IdGen;
 use super::lambda_api;
 use super::management;
+use super::page;
 use super::registry::Registry;
 use super::state::{Gateway, Invoked};
 use super::upgrade;
@@ -225,7 +226,7 @@ async fn serve_tcp(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, done: 
 }
 
 /// Dispatches one HTTP request with an acceptable head: the management API, a WebSocket
-/// upgrade, or neither.
+/// upgrade, the chat page (a plain `GET /`), or neither (426, as API Gateway answers).
 async fn route(
     gw: Arc<Gateway>,
     peer: SocketAddr,
@@ -243,6 +244,9 @@ async fn route(
     }
     if upgrade::is_websocket_upgrade(&req) {
         return upgrade::accept(gw, peer, req, done).await;
+    }
+    if page::is_page_request(&req) {
+        return page::response(&req);
     }
     let mut resp = json_response(
         StatusCode::UPGRADE_REQUIRED,

@@ -5,8 +5,8 @@
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
 //! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → (`upgrade` →
-//! `connection`), `management` → `state` → `registry` → `events` → `codec`, `ids`; `http` is
-//! a leaf both sides of the server use.
+//! `connection`), `management` → `state` → `registry` → `events` → `codec`, `ids`; `page` →
+//! `codec`; `http` is a leaf both sides of the server use.
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
@@ -14,6 +14,7 @@
 //! - [`upgrade`]: the WebSocket handshake and `$connect`, handing the socket to [`connection`].
 //! - [`connection`]: one WebSocket connection's life: messages, pushes, limits, `$disconnect`.
 //! - [`management`]: the `@connections/{id}` API (`POST`, `GET`, `DELETE`).
+//! - [`page`]: the chat page a plain `GET /` answers (HTML, style and script from `page/`).
 //! - [`state`]: what one server's connections and requests share, and how it invokes.
 //! - [`registry`]: the live connections, and the handle that reaches a connection's socket.
 //! - [`http`]: the HTTP responses the gateway builds itself.
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod invoke;
 pub mod lambda_api;
 pub mod management;
+pub mod page;
 pub mod registry;
 pub mod state;
 pub mod upgrade;
