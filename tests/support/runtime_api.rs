@@ -56,6 +56,9 @@ struct State {
     async_outcomes: Vec<Outcome>,
     /// While set, `Invoke` answers with this (status, error type) instead of accepting.
     invoke_fault: Option<(u16, &'static str)>,
+    /// While set, accepted asynchronous invocations wait here instead of the queue.
+    hold_async: bool,
+    held: VecDeque<(String, String, u128)>,
 }
 
 /// The Runtime API server and the function processes it serves (execution environments
@@ -180,6 +183,20 @@ impl Runtime {
     /// Outcomes of asynchronous invocations that have ended, in order.
     pub fn async_outcomes(&self) -> Vec<Outcome> {
         self.state.lock().unwrap().async_outcomes.clone()
+    }
+
+    /// Holds accepted asynchronous invocations back (`true`), or queues the held ones and
+    /// every later one (`false`): lets a test choose which environment serves a worker.
+    pub fn hold_async(&self, hold: bool) {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.hold_async = hold;
+            if !hold {
+                let held: Vec<_> = s.held.drain(..).collect();
+                s.queue.extend(held);
+            }
+        }
+        self.notify.notify_waiters();
     }
 
     /// Makes `Invoke` answer `(status, error type)` (`None`: accept again).
@@ -359,7 +376,12 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 let mut s = state.lock().unwrap();
                 s.invoked += 1;
                 let id = format!("a5c2a1e0-0000-4000-8000-{:012}", s.invoked);
-                s.queue.push_back((id, event, ASYNC_INVOCATION_TIMEOUT_MS));
+                let item = (id, event, ASYNC_INVOCATION_TIMEOUT_MS);
+                if s.hold_async {
+                    s.held.push_back(item);
+                } else {
+                    s.queue.push_back(item);
+                }
             }
             notify.notify_waiters();
             if !respond(&mut sock, 202, &[], b"").await {
