@@ -47,8 +47,11 @@ impl Executor for Echo {
         sink.tool_executing(ECHO_TOOL, json!({ "text": input.text }))
             .await;
         let started = Instant::now();
-        // The driver heartbeats, cancels and times out the run while this sleeps.
-        tokio::time::sleep(pause).await;
+        // The driver heartbeats, cancels and times out the run while this sleeps. A zero delay
+        // takes no timer: a zero sleep still waits for the timer wheel's next 1 ms tick.
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let tool_result = json!({ "echo": input.text, "length": input.text.chars().count() });
         sink.tool_completed(ECHO_TOOL, tool_result, started.elapsed().as_millis() as u64)
             .await;
