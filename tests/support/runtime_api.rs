@@ -319,6 +319,16 @@ async fn respond(
     sock.write_all(head.as_bytes()).await.is_ok() && sock.write_all(body).await.is_ok()
 }
 
+/// Resolves once the peer has closed `sock` (a killed environment).
+async fn closed(sock: &TcpStream) {
+    let mut b = [0u8; 1];
+    match sock.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        // Data while long-polling: not a close; wait for the invocation instead.
+        Ok(_) => std::future::pending::<()>().await,
+    }
+}
+
 async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify>) {
     let mut buf = Vec::new();
     while let Some(req) = read_message(&mut sock, &mut buf).await {
@@ -337,7 +347,11 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 if let Some(item) = state.lock().unwrap().queue.pop_front() {
                     break item;
                 }
-                notified.await;
+                // An environment killed while it long-polls must not take the next invocation.
+                tokio::select! {
+                    _ = notified => {}
+                    _ = closed(&sock) => return,
+                }
             };
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -358,6 +372,15 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 ),
             ];
             if !respond(&mut sock, 200, &hdrs, event.as_bytes()).await {
+                // The environment that long-polled is gone (killed): Lambda would hand the
+                // invocation to another one, so it goes back to the head of the queue.
+                let id = hdrs[1].1.clone();
+                state
+                    .lock()
+                    .unwrap()
+                    .queue
+                    .push_front((id, event, timeout_ms));
+                notify.notify_waiters();
                 return;
             }
         } else if method == "POST"
