@@ -98,6 +98,14 @@ async fn wait_for_event(
     }
 }
 
+/// The connection id of the sample `$connect` event (`events/connect-jwt-query.json`).
+fn sample_connection() -> String {
+    sample("connect-jwt-query.json")["requestContext"]["connectionId"]
+        .as_str()
+        .expect("the sample has a connection id")
+        .to_owned()
+}
+
 fn start_event(request_id: &str, delay_ms: u64) -> Value {
     let mut e = sample("message-start-agent.json");
     e["body"] = json!(start_frame(request_id, "a long one", Some(delay_ms)).to_string());
@@ -112,10 +120,7 @@ async fn a_forty_second_run_through_a_worker_invocation() {
     let store = fresh_store("bin-async").await;
     let ep = support::connections::start().await;
     let mut rt = spawn_async(store.table(), &ep.url, &[("RUN_TIME_LIMIT_MS", "60000")], 2).await;
-    let conn = sample("connect-jwt-query.json")["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conn = sample_connection();
     assert_eq!(
         call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
         200
@@ -167,10 +172,7 @@ async fn a_killed_worker_leaves_its_run_to_the_sweep() {
         ("HEARTBEAT_DEADLINE_MS", "2000"),
     ];
     let mut rt = spawn_async(store.table(), &ep.url, &extra, 1).await;
-    let conn = sample("connect-jwt-query.json")["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conn = sample_connection();
     assert_eq!(
         call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
         200
@@ -204,10 +206,7 @@ async fn golden_path_through_the_lambda_binary() {
     let store = fresh_store("bin").await;
     let ep = support::connections::start().await;
     let mut rt = spawn(Some(store.table()), &ep.url).await;
-    let conn = sample("connect-jwt-query.json")["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conn = sample_connection();
     assert_eq!(
         call(&mut rt, &sample("connect-jwt-query.json")).await["statusCode"],
         200
