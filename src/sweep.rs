@@ -121,7 +121,7 @@ pub async fn reap_page(deps: &RunDeps<'_>, runs: Vec<RunRecord>, now_ms: u64) ->
         });
     }
     if let Some(first) = ended.first() {
-        tell_owner(deps, &first.user_id.clone(), &ended).await;
+        tell_owner(deps, &first.user_id, &ended).await;
     }
     out
 }

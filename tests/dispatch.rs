@@ -36,15 +36,6 @@ async fn work(h: &Harness, event: &str) -> String {
     out["outcome"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn stored(h: &Harness, run_id: &str) -> wsexec::store::RunRecord {
-    let store = h.mgr.store().unwrap();
-    store
-        .get_run("alice-01", run_id)
-        .await
-        .unwrap()
-        .expect("stored")
-}
-
 /// The route creates the run in `starting` and returns at once; the worker claims it and
 /// pushes the five events to the starting connection.
 #[tokio::test]
@@ -58,7 +49,7 @@ async fn a_dispatched_run_is_claimed_and_driven_by_its_worker() {
     );
     assert!(h.pushed(&conn).is_empty(), "the route pushes nothing");
     let run_id = wsexec::run::derive_run_id("alice-01", "a1");
-    assert_eq!(stored(&h, &run_id).await.state, ExecutionState::Starting);
+    assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Starting);
     let sent = invoker.drain();
     assert_eq!(sent.len(), 1);
     let event: Value = serde_json::from_str(&sent[0].1).unwrap();
@@ -68,7 +59,7 @@ async fn a_dispatched_run_is_claimed_and_driven_by_its_worker() {
     );
     assert_eq!(work(&h, &sent[0].1).await, "drove");
     assert_eq!(types(&h.pushed(&conn)), FIVE_EVENTS);
-    let run = stored(&h, &run_id).await;
+    let run = h.alice_run(&run_id).await;
     assert_eq!(run.state, ExecutionState::Completed);
     assert!(run.claimed_by.is_some());
 }
@@ -92,10 +83,10 @@ async fn a_worker_event_delivered_twice_drives_the_run_once() {
         "{outcomes:?}"
     );
     let run_id = wsexec::run::derive_run_id("alice-01", "twice");
-    let after = stored(&h, &run_id).await;
+    let after = h.alice_run(&run_id).await;
     assert_eq!(work(&h, &event).await, "not_claimable");
     assert_eq!(
-        stored(&h, &run_id).await,
+        h.alice_run(&run_id).await,
         after,
         "a late delivery changes nothing"
     );
@@ -120,7 +111,7 @@ async fn forged_worker_events_do_nothing() {
         let ev = json!({"wsexec_worker": {"user_id": user, "run_id": run}}).to_string();
         assert_eq!(work(&h, &ev).await, "not_found", "{user} {run}");
     }
-    assert_eq!(stored(&h, &run_id).await.state, ExecutionState::Starting);
+    assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Starting);
     assert!(h.pushed(&conn).is_empty());
 }
 
@@ -145,7 +136,7 @@ async fn a_route_cancel_stops_the_workers_run_within_one_heartbeat() {
     };
     let run_id = wsexec::run::derive_run_id("alice-01", "long");
     for _ in 0..100 {
-        if stored(&h, &run_id).await.state == ExecutionState::Running {
+        if h.alice_run(&run_id).await.state == ExecutionState::Running {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -167,7 +158,7 @@ async fn a_route_cancel_stops_the_workers_run_within_one_heartbeat() {
         "{kinds:?}"
     );
     assert!(!kinds.contains(&"agent_completed".to_owned()));
-    assert_eq!(stored(&h, &run_id).await.state, ExecutionState::Cancelled);
+    assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Cancelled);
 }
 
 /// A loopback Lambda `Invoke` endpoint: answers `failures` scripted (status, error type) in
@@ -247,7 +238,7 @@ async fn refused_invokes_fail_the_run_and_a_retry_runs_it() {
         );
         assert_eq!(r["payload"]["retryable"], true);
         let run_id = wsexec::run::derive_run_id("alice-01", "retry-me");
-        let failed = stored(&h, &run_id).await;
+        let failed = h.alice_run(&run_id).await;
         assert_eq!(failed.state, ExecutionState::Failed);
         assert_eq!(failed.error.as_ref().unwrap().code, code);
         // The same request again: created anew, dispatched, driven.
@@ -258,7 +249,7 @@ async fn refused_invokes_fail_the_run_and_a_retry_runs_it() {
         );
         let event = accepted.lock().unwrap().pop().expect("dispatched on retry");
         assert_eq!(work(&h, &event).await, "drove");
-        assert_eq!(stored(&h, &run_id).await.state, ExecutionState::Completed);
+        assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Completed);
         assert_eq!(types(&h.pushed(&conn)), FIVE_EVENTS);
     }
     let refused = support::dynamodb::refused_endpoint();
@@ -270,5 +261,5 @@ async fn refused_invokes_fail_the_run_and_a_retry_runs_it() {
         .unwrap();
     assert_eq!(r["payload"]["code"], "dispatch_connection", "{r}");
     let run_id = wsexec::run::derive_run_id("alice-01", "nowhere");
-    assert_eq!(stored(&h, &run_id).await.state, ExecutionState::Failed);
+    assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Failed);
 }

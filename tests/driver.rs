@@ -70,16 +70,6 @@ async fn wait_for(
     panic!("run {run_id} never {what}");
 }
 
-/// Alice's run `run_id` as stored.
-async fn stored(h: &Harness, run_id: &str) -> wsexec::store::RunRecord {
-    let store = h.mgr.store().unwrap();
-    store
-        .get_run("alice-01", run_id)
-        .await
-        .unwrap()
-        .expect("run is stored")
-}
-
 fn hang_frame(request_id: &str) -> Value {
     json!({"type": "start_agent", "agent": "hang", "request_id": request_id, "payload": {"user_request": "x"}})
 }
@@ -112,7 +102,7 @@ async fn a_stuck_agent_is_heartbeated_then_timed_out_at_its_deadline() {
         ["agent_started", "agent_thinking", "agent_error"]
     );
     assert_eq!(events[2]["payload"]["code"], "run_timeout");
-    let stored = stored(&h, &run_id).await;
+    let stored = h.alice_run(&run_id).await;
     assert_eq!(stored.state, wsexec::ExecutionState::Timeout);
     assert!(
         dropped.load(Ordering::SeqCst),
@@ -152,7 +142,7 @@ async fn a_stuck_agent_is_cancelled_within_one_heartbeat_interval() {
         types(&events),
         ["agent_started", "agent_thinking", "agent_cancelled"]
     );
-    let stored = stored(&h, &run_id).await;
+    let stored = h.alice_run(&run_id).await;
     assert_eq!(stored.state, wsexec::ExecutionState::Cancelled);
 }
 

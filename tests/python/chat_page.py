@@ -97,11 +97,16 @@ class Server:
                 ids.append(found.group(1))
         return ids
 
+    def interrupt(self):
+        """Ctrl-C: a graceful shutdown."""
+        self.proc.send_signal(signal.SIGINT)
+
     def stop(self):
+        """Stops the server gracefully (killing it past the wait); returns its exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.interrupt()
         try:
-            self.proc.wait(timeout=WAIT)
+            return self.proc.wait(timeout=WAIT)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -7,70 +7,22 @@ The binary is `$WSEXEC_LOCAL_BIN` (default `target/debug/wsexec-local`).
 
 import asyncio
 import json
-import os
-import pathlib
-import queue
-import re
-import signal
-import subprocess
-import threading
 
 import pytest
 import websockets
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("WSEXEC_LOCAL_BIN", str(ROOT / "target" / "debug" / "wsexec-local"))
+import chat_page
+
 WAIT = 15
 RUN_EVENTS = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
-LISTENING = re.compile(r"^wsexec-local listening on (ws://127\.0\.0\.1:\d+)$")
 
 
-class Server:
-    """A `wsexec-local serve --port 0 --dev-auth` process and the URL it printed."""
+class Server(chat_page.Server):
+    """The chat page tests' `wsexec-local serve` process, addressed by its WebSocket URL."""
 
-    def __init__(self, tmp_path):
-        env = dict(
-            os.environ,
-            RUST_LOG="warn",
-            AWS_REGION="us-east-1",
-            AWS_ACCESS_KEY_ID="AKIDLOCAL",
-            AWS_SECRET_ACCESS_KEY="local-secret",
-            AWS_EC2_METADATA_DISABLED="true",
-        )
-        self.log = open(tmp_path / "stderr.log", "w")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--port", "0", "--dev-auth", "--data-dir", str(tmp_path / "data")],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        lines = queue.Queue()
-        # Keep reading stdout so the server never blocks on a full pipe.
-        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
-        try:
-            first = lines.get(timeout=WAIT).strip()
-        except queue.Empty:
-            self.stop()
-            raise AssertionError("wsexec-local printed no address line")
-        match = LISTENING.match(first)
-        assert match, f"unexpected first line: {first!r}"
-        self.url = match.group(1)
-
-    def interrupt(self):
-        """Ctrl-C: a graceful shutdown."""
-        self.proc.send_signal(signal.SIGINT)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.interrupt()
-        try:
-            return self.proc.wait(timeout=WAIT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.log.close()
+    @property
+    def url(self):
+        return f"ws://{self.addr}"
 
 
 @pytest.fixture

@@ -153,6 +153,16 @@ impl Harness {
         }
     }
 
+    /// `alice-01`'s run `run_id` as stored (the user every run test connects as).
+    pub async fn alice_run(&self, run_id: &str) -> RunRecord {
+        let store = self.mgr.store().expect("store");
+        store
+            .get_run("alice-01", run_id)
+            .await
+            .expect("get_run")
+            .expect("the run is stored")
+    }
+
     /// Runs one event through the handler; returns the WebSocket response as JSON.
     pub async fn invoke(&self, event: &Value) -> Value {
         invoke_with(&self.mgr, event).await
