@@ -1,5 +1,5 @@
-//! The `calculator` tool: evaluates an arithmetic expression with the `exmex` parser (numbers,
-//! operators, parentheses and math functions; no variables, no code).
+//! The `calculator` tool: evaluates an arithmetic expression with the `fasteval` parser (f64
+//! numbers, operators, parentheses and math functions; no variables, no code).
 
 use super::{Tool, ToolError};
 use async_trait::async_trait;
@@ -28,14 +28,36 @@ pub fn evaluate(expression: &str) -> Result<f64, ToolError> {
             "the expression is longer than {MAX_EXPRESSION_CHARS} characters"
         )));
     }
-    let value = exmex::eval_str::<f64>(expression)
-        .map_err(|e| ToolError::Failed(format!("cannot evaluate: {}", e.msg())))?;
+    // `print(...)` is fasteval's one side effect (it writes to stderr, which is the log).
+    if expression.contains("print") {
+        return Err(ToolError::Failed(
+            "cannot evaluate: print is not arithmetic".into(),
+        ));
+    }
+    let value = fasteval::ez_eval(expression, &mut functions)
+        .map_err(|e| ToolError::Failed(format!("cannot evaluate: {e:?}")))?;
     if !value.is_finite() {
         return Err(ToolError::Failed(
             "the result is not a finite number".into(),
         ));
     }
     Ok(value)
+}
+
+/// The functions fasteval leaves out (it has `log`, `sin`, `abs`, `min`, `pi()`, … itself).
+/// There are no variables: any other name is an error.
+fn functions(name: &str, args: Vec<f64>) -> Option<f64> {
+    let unary = |f: fn(f64) -> f64| match args.as_slice() {
+        [x] => Some(f(*x)),
+        _ => None,
+    };
+    match name {
+        "sqrt" => unary(f64::sqrt),
+        "cbrt" => unary(f64::cbrt),
+        "ln" => unary(f64::ln),
+        "exp" => unary(f64::exp),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -89,6 +111,14 @@ mod tests {
         assert!(matches!(evaluate("x + 1"), Err(ToolError::Failed(_))));
         assert!(matches!(evaluate("rm -rf /"), Err(ToolError::Failed(_))));
         assert!(matches!(evaluate("1/0"), Err(ToolError::Failed(_))));
+        assert_eq!(evaluate("7/2").unwrap(), 3.5);
+        assert!((evaluate("ln(exp(3))").unwrap() - 3.0).abs() < 1e-12);
+        assert!(matches!(evaluate("sqrt(1, 2)"), Err(ToolError::Failed(_))));
+        assert!(matches!(evaluate("print(1)"), Err(ToolError::Failed(_))));
+        assert!(matches!(
+            evaluate(&("(".repeat(100) + "1" + &")".repeat(100))),
+            Err(ToolError::Failed(_))
+        ));
         assert!(matches!(
             evaluate("   "),
             Err(ToolError::InvalidArguments(_))
@@ -115,7 +145,7 @@ mod tests {
         /// Whatever a model writes from an arithmetic alphabet, evaluation returns instead of
         /// panicking (a panic aborts the Lambda process).
         #[test]
-        fn never_panics(s in "[0-9a-z+*/^()., \\-]{0,64}") {
+        fn never_panics(s in "[0-9a-z+*/^()., %<>=!&|\"\\-]{0,64}") {
             let _ = evaluate(&s);
         }
     }
