@@ -121,19 +121,8 @@ impl HttpClient {
     fn tls(&self) -> Result<Arc<rustls::ClientConfig>, ProviderError> {
         self.tls
             .get_or_try_init(|| {
-                let loaded = rustls_native_certs::load_native_certs();
-                let mut roots = rustls::RootCertStore::empty();
-                let (added, _) = roots.add_parsable_certificates(loaded.certs);
-                if added == 0 {
-                    return Err(ProviderError::unavailable("no system root certificates"));
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|_| ProviderError::unavailable("tls configuration failed"))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Ok(Arc::new(config))
+                crate::tls::client_config(crate::tls::Roots::Native)
+                    .map_err(|_| ProviderError::unavailable("no system root certificates"))
             })
             .cloned()
     }
