@@ -442,3 +442,69 @@ async fn one_slot_serves_one_invocation_at_a_time() {
     );
     assert_eq!(rt.max_polling(), 1);
 }
+
+/// With `RUN_DISPATCH=async` and 16 slots, 16 starts return at once and their worker
+/// invocations (queued through the harness's `Invoke` API) drive all 16 runs side by side in
+/// the same process: each connection hears its own run, in well under 16 runs' time.
+#[tokio::test]
+async fn async_workers_drive_their_runs_side_by_side_in_one_process() {
+    let store = fresh_store("bin-conc-async").await;
+    let ep = support::connections::start().await;
+    let slots = 16;
+    // The harness is the Lambda `Invoke` API too: the function's Lambda client aims at it.
+    let mut rt = Runtime::start().await;
+    let lambda_url = format!("http://{}", rt.addr);
+    let mut env: Vec<(String, String)> = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
+        ("TABLE_NAME", store.table()),
+        ("RUST_LOG", "warn"),
+        ("RUN_DISPATCH", "async"),
+        ("AWS_ENDPOINT_URL_LAMBDA", lambda_url.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), endpoint()));
+    env.push(("AWS_LAMBDA_MAX_CONCURRENCY".into(), slots.to_string()));
+    rt.spawn(&binary(), &[], &env, 128);
+    rt.wait_init(LIMIT).await;
+    rt.wait_polling(slots as u64, LIMIT).await;
+    let conns = connect_all(&rt, slots).await;
+
+    let t = Instant::now();
+    let starts = conns.iter().enumerate().map(|(i, c)| {
+        let ev = start(c, &format!("async-{i}"), "hello", Some(1000));
+        let rt = &rt;
+        async move { rt.invoke(&ev, LIMIT).await }
+    });
+    for (out, took) in join_all(starts).await {
+        assert_eq!(out.json()["statusCode"], 200);
+        assert!(
+            took < Duration::from_millis(900),
+            "a start waited for its run: {took:?}"
+        );
+    }
+    let deadline = Instant::now() + LIMIT;
+    while rt.async_outcomes().len() < slots {
+        assert!(
+            Instant::now() < deadline,
+            "{} workers ended",
+            rt.async_outcomes().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = t.elapsed();
+    assert_eq!(rt.async_invocations(), slots as u64);
+    for (i, c) in conns.iter().enumerate() {
+        assert_eq!(types(&own_run(&ep, c, &format!("async-{i}"))), FIVE_EVENTS);
+    }
+    for out in rt.async_outcomes() {
+        assert_eq!(out.json()["outcome"], "drove", "{out:?}");
+    }
+    assert!(
+        took < Duration::from_secs(4),
+        "16 runs of 1 s took {took:?}"
+    );
+}
