@@ -30,6 +30,7 @@
 //! - [`event`]: decoding Lambda events and encoding responses.
 //! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
 //! - [`handler`]: the Lambda entry point tying it all together.
+//! - [`serve`]: one invocation at a time, or many at once (Lambda Managed Instances).
 
 pub mod auth;
 pub mod cmd;
@@ -46,6 +47,7 @@ pub mod notify;
 pub mod protocol;
 pub mod routes;
 pub mod run;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod sweep;

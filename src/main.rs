@@ -1,10 +1,15 @@
-//! The Lambda binary (`bootstrap`): one runtime loop serving all three routes and the sweep.
+//! The Lambda binary (`bootstrap`): one runtime loop serving all three routes and the sweep,
+//! one invocation at a time, or `AWS_LAMBDA_MAX_CONCURRENCY` at once on Managed Instances.
 
-use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 use wsexec::handler::{HandlerError, LambdaContext, Output, handle_with};
 use wsexec::manager::Manager;
+use wsexec::serve::Mode;
 
+/// One invocation. Everything it knows about itself (request id, deadline, connection, the
+/// run's origin, its metrics) lives in this future, so invocations running side by side share
+/// only the manager.
 async fn invoke(event: LambdaEvent<Box<RawValue>>) -> Result<Output, HandlerError> {
     let lambda = LambdaContext {
         request_id: Some(&event.context.request_id),
@@ -30,13 +35,20 @@ async fn warm_up() {
     }
 }
 
-// One invocation at a time per instance: a current-thread runtime is all Lambda can use.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    wsexec::telemetry::init();
+async fn serve(mode: Mode) -> Result<(), lambda_runtime::Error> {
+    wsexec::telemetry::init_for(mode != Mode::Sequential);
     // Only a configured warm-up builds the manager during init; otherwise it stays lazy.
     if std::env::var_os("DYNAMODB_WARMUP").is_some() {
         warm_up().await;
     }
-    lambda_runtime::run(service_fn(invoke)).await
+    match mode {
+        // Today's loop, untouched: the classic cold start must not move.
+        Mode::Sequential => lambda_runtime::run(service_fn(invoke)).await,
+        Mode::Concurrent { .. } => lambda_runtime::run_concurrent(service_fn(invoke)).await,
+    }
+}
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    let mode = Mode::from_env();
+    mode.runtime()?.block_on(serve(mode))
 }

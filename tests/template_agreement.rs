@@ -521,3 +521,111 @@ fn every_check_fails_when_the_code_changes() {
         assert!(!check(&t, &changed).is_empty(), "{name}: not caught");
     }
 }
+
+fn managed_text() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/template-managed-instances.yaml"
+    ))
+    .unwrap()
+}
+
+/// What `template-managed-instances.yaml` may add to or change in `template.yaml`: two
+/// parameters, and the function's capacity provider and memory.
+const MANAGED_PARAMETERS: [&str; 2] = ["CapacityProviderArn", "PerEnvironmentConcurrency"];
+const MANAGED_FUNCTION_PROPERTIES: [&str; 2] = ["CapacityProviderConfig", "MemorySize"];
+
+/// `y[key]` for editing (`None` when `y` is not a mapping or lacks `key`).
+fn entry<'y>(y: &'y mut Yaml, key: &str) -> Option<&'y mut Yaml> {
+    match y {
+        Yaml::Hash(h) => h.get_mut(&Yaml::String(key.to_owned())),
+        _ => None,
+    }
+}
+
+fn remove(y: &mut Yaml, key: &str) {
+    if let Yaml::Hash(h) = y {
+        h.remove(&Yaml::String(key.to_owned()));
+    }
+}
+
+/// The Managed Instances template differs from the classic one in nothing but its documented
+/// additions, which are wired to each other; the mismatches otherwise.
+fn managed_mismatches(classic: &str, managed: &str) -> Vec<String> {
+    let (mut classic, mut managed) = (parse(classic), parse(managed));
+    let mut out = Vec::new();
+    let config = &managed["Resources"]["Function"]["Properties"]["CapacityProviderConfig"];
+    if config["Arn"].as_str() != Some("CapacityProviderArn") {
+        out.push(format!("CapacityProviderConfig.Arn: {:?}", config["Arn"]));
+    }
+    if config["PerExecutionEnvironmentMaxConcurrency"].as_str() != Some("PerEnvironmentConcurrency")
+    {
+        out.push("PerExecutionEnvironmentMaxConcurrency is not the parameter".into());
+    }
+    for p in MANAGED_PARAMETERS {
+        if managed["Parameters"][p].is_badvalue() {
+            out.push(format!("parameter {p} is missing"));
+        }
+        if let Some(params) = entry(&mut managed, "Parameters") {
+            remove(params, p);
+        }
+    }
+    for t in [&mut classic, &mut managed] {
+        let props = entry(t, "Resources")
+            .and_then(|r| entry(r, "Function"))
+            .and_then(|f| entry(f, "Properties"));
+        if let Some(props) = props {
+            MANAGED_FUNCTION_PROPERTIES
+                .iter()
+                .for_each(|k| remove(props, k));
+        }
+    }
+    if classic != managed {
+        out.push("template-managed-instances.yaml differs from template.yaml beyond its capacity provider: carry the change over".into());
+    }
+    out
+}
+
+/// `template-managed-instances.yaml` is `template.yaml` plus the capacity provider and the
+/// per-environment concurrency, nothing else.
+#[test]
+fn managed_instances_template_is_the_classic_one_plus_its_capacity_provider() {
+    let m = managed_mismatches(&template_text(), &managed_text());
+    assert!(m.is_empty(), "{m:#?}");
+}
+
+/// The comparison catches a change made to one template only, and a capacity provider that is
+/// not wired to its parameter.
+#[test]
+fn managed_instances_agreement_fails_when_either_template_drifts() {
+    let (classic, managed) = (template_text(), managed_text());
+    let drifted = [
+        (
+            edit(&classic, "RUN_DISPATCH: async", "RUN_DISPATCH: inline"),
+            managed.clone(),
+        ),
+        (
+            classic.clone(),
+            edit(&managed, "Timeout: 900", "Timeout: 600"),
+        ),
+        (
+            classic.clone(),
+            edit(
+                &managed,
+                "Arn: !Ref CapacityProviderArn",
+                "Arn: arn:aws:lambda:us-east-1:123456789012:capacity-provider:x",
+            ),
+        ),
+        (
+            classic.clone(),
+            edit(
+                &managed,
+                "  PerEnvironmentConcurrency:\n",
+                "  Concurrency:\n",
+            ),
+        ),
+    ];
+    for (i, (c, m)) in drifted.iter().enumerate() {
+        assert!(!managed_mismatches(c, m).is_empty(), "drift {i} not caught");
+    }
+}

@@ -57,14 +57,36 @@ pub fn subscriber<W>(filter: &str, make_writer: W) -> impl Subscriber + Send + S
 where
     W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
-    let filter = filter
+    subscriber_for(filter, make_writer, false)
+}
+
+/// The target of `lambda_runtime`'s per-invocation span (`Lambda runtime invoke`, fields
+/// `requestId` and `xrayTraceId`).
+pub const INVOCATION_SPAN_TARGET: &str = "lambda_runtime::layers::trace";
+
+/// [`subscriber`], and with `concurrent` every line written inside an invocation also carries
+/// that invocation's span (`"span": {"requestId": ..., "xrayTraceId": ..., "name": ...}`),
+/// whatever the log level. One invocation at a time, a line belongs to the invocation whose
+/// line follows it; many at once, lines interleave and only the span says whose a line is.
+pub fn subscriber_for<W>(
+    filter: &str,
+    make_writer: W,
+    concurrent: bool,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
+{
+    let mut filter = filter
         .parse::<Targets>()
         .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
         .with_target(EMF_TARGET, LevelFilter::OFF);
+    if concurrent {
+        filter = filter.with_target(INVOCATION_SPAN_TARGET, LevelFilter::INFO);
+    }
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(concurrent)
         .with_span_list(false)
         .with_target(false)
         .with_writer(make_writer.clone())
@@ -78,8 +100,18 @@ where
 /// Installs [`subscriber`] on stdout (Lambda sends stdout to CloudWatch Logs) with the filter
 /// from [`log_filter`]. Safe to call twice (the second call does nothing).
 pub fn init() {
+    init_for(false);
+}
+
+/// [`init`] for a process serving one invocation at a time (`false`) or many at once
+/// (`true`: see [`subscriber_for`]).
+pub fn init_for(concurrent: bool) {
     let filter = log_filter(|k| std::env::var(k).ok());
-    let _ = tracing::subscriber::set_global_default(subscriber(&filter, std::io::stdout));
+    let _ = tracing::subscriber::set_global_default(subscriber_for(
+        &filter,
+        std::io::stdout,
+        concurrent,
+    ));
 }
 
 /// The one log line every invocation writes.

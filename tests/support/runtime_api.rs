@@ -1,13 +1,18 @@
 //! A loopback implementation of the Lambda Runtime API that runs a real function binary as
 //! Lambda does, feeds it events and measures it: init, first invocation, warm latencies, RSS.
 //!
-//! Shared by the end-to-end tests (`tests/lambda_binary.rs`) and the cold-start benchmark
-//! (`benches/coldstart.rs`).
+//! Shared by the end-to-end tests (`tests/lambda_binary.rs`, `tests/concurrency.rs`) and the
+//! benchmarks (`benches/coldstart.rs`, `benches/concurrency.rs`).
+//!
+//! Like Lambda, it serves every `/next` long-poll on its own connection, so an environment
+//! with `AWS_LAMBDA_MAX_CONCURRENCY` > 1 holds several at once: each gets a different
+//! invocation, and `/response` and `/error` are matched to theirs by request id.
 #![allow(dead_code)]
 
 use super::http::read_message;
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -50,6 +55,9 @@ struct State {
     first_next: Option<Instant>,
     init_error: Option<String>,
     next_calls: u64,
+    /// `/next` long-polls waiting for an invocation right now, and the most seen at once.
+    polling: u64,
+    max_polling: u64,
     /// Asynchronous invocations accepted through the emulated `Invoke` API.
     invoked: u64,
     /// Outcomes of asynchronous invocations, in the order they ended.
@@ -71,7 +79,8 @@ pub struct Runtime {
     child: Option<Child>,
     others: Vec<Child>,
     spawned_at: Option<Instant>,
-    counter: u64,
+    counter: AtomicU64,
+    next_stdout: Option<std::fs::File>,
 }
 
 /// Lambda's usual environment for a function of `memory_mb`.
@@ -119,8 +128,14 @@ impl Runtime {
             child: None,
             others: Vec::new(),
             spawned_at: None,
-            counter: 0,
+            counter: AtomicU64::new(0),
+            next_stdout: None,
         }
+    }
+
+    /// Writes the stdout (log and EMF lines) of the next process spawned to `file`.
+    pub fn stdout_to(&mut self, file: std::fs::File) {
+        self.next_stdout = Some(file);
     }
 
     /// Spawns `program` (with `args`) as the function, with Lambda's environment plus `env`.
@@ -143,10 +158,10 @@ impl Runtime {
                     .map(|f| ("SSL_CERT_FILE".to_owned(), f)),
             )
             .stdin(Stdio::null())
-            .stdout(if std::env::var("HARNESS_VERBOSE").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stdout(match self.next_stdout.take() {
+                Some(f) => Stdio::from(f),
+                None if std::env::var("HARNESS_VERBOSE").is_ok() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .stderr(if std::env::var("HARNESS_VERBOSE").is_ok() {
                 Stdio::inherit()
@@ -234,24 +249,35 @@ impl Runtime {
     }
 
     /// Invokes the function with `event`; returns the outcome and the latency from the event
-    /// being available to the outcome arriving.
-    pub async fn invoke(&mut self, event: &str, limit: Duration) -> (Outcome, Duration) {
-        self.counter += 1;
-        let id = format!("8f5c2a1e-0000-4000-8000-{:012}", self.counter);
+    /// being available to the outcome arriving. Takes `&self`, so a test can have many
+    /// invocations in flight at once (`join_all` over several calls).
+    pub async fn invoke(&self, event: &str, limit: Duration) -> (Outcome, Duration) {
+        let (_, outcome, took) = self.invoke_with_id(event, limit).await;
+        (outcome, took)
+    }
+
+    /// [`Runtime::invoke`], also returning the Lambda request id the invocation was given.
+    pub async fn invoke_with_id(
+        &self,
+        event: &str,
+        limit: Duration,
+    ) -> (String, Outcome, Duration) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("8f5c2a1e-0000-4000-8000-{n:012}");
         let (tx, rx) = oneshot::channel();
         let start = Instant::now();
         {
             let mut s = self.state.lock().unwrap();
             s.waiting.insert(id.clone(), tx);
             s.queue
-                .push_back((id, event.to_owned(), INVOCATION_TIMEOUT_MS));
+                .push_back((id.clone(), event.to_owned(), INVOCATION_TIMEOUT_MS));
         }
         self.notify.notify_waiters();
         let out = tokio::time::timeout(limit, rx)
             .await
             .expect("function did not answer in time")
             .expect("runtime API closed");
-        (out, start.elapsed())
+        (id, out, start.elapsed())
     }
 
     /// Peak resident memory (VmHWM) of the function process, in KiB.
@@ -297,6 +323,31 @@ impl Runtime {
     pub fn next_calls(&self) -> u64 {
         self.state.lock().unwrap().next_calls
     }
+
+    /// The most `/next` long-polls that were waiting at once (an environment in concurrent
+    /// mode holds one per invocation slot).
+    pub fn max_polling(&self) -> u64 {
+        self.state.lock().unwrap().max_polling
+    }
+
+    /// Waits (up to `limit`) until `n` `/next` long-polls wait at once: the environments are
+    /// ready for `n` invocations.
+    pub async fn wait_polling(&self, n: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.notify.notified();
+            let polling = self.state.lock().unwrap().polling;
+            if polling >= n {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{polling} of {n} /next long-polls within {limit:?}"
+            );
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
 }
 
 impl Drop for Runtime {
@@ -339,8 +390,11 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 let mut s = state.lock().unwrap();
                 s.next_calls += 1;
                 s.first_next.get_or_insert_with(Instant::now);
+                s.polling += 1;
+                s.max_polling = s.max_polling.max(s.polling);
             }
             notify.notify_waiters();
+            let stop_polling = || state.lock().unwrap().polling -= 1;
             // Long-poll, as Lambda does, until an invocation is queued.
             let (id, event, timeout_ms) = loop {
                 let notified = notify.notified();
@@ -350,9 +404,13 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 // An environment killed while it long-polls must not take the next invocation.
                 tokio::select! {
                     _ = notified => {}
-                    _ = closed(&sock) => return,
+                    _ = closed(&sock) => {
+                        stop_polling();
+                        return;
+                    }
                 }
             };
+            stop_polling();
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()

@@ -107,20 +107,25 @@ async fn serve(
     let Some(msg) = read_message(&mut stream, &mut buf).await else {
         return;
     };
-    received.lock().unwrap().push(Received {
-        path: msg.path().to_owned(),
-        head: msg.head.clone(),
-        body: serde_json::from_slice(msg.body()).unwrap_or(Value::Null),
-    });
-    let reply = replies
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Status {
-            status: 500,
-            headers: vec![],
-            body: "{\"error\":{\"type\":\"server_error\"}}".into(),
+    // Recorded and answered under one lock: the n-th request received gets the n-th reply,
+    // even when requests arrive side by side.
+    let reply = {
+        let mut received = received.lock().unwrap();
+        received.push(Received {
+            path: msg.path().to_owned(),
+            head: msg.head.clone(),
+            body: serde_json::from_slice(msg.body()).unwrap_or(Value::Null),
         });
+        replies
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Reply::Status {
+                status: 500,
+                headers: vec![],
+                body: "{\"error\":{\"type\":\"server_error\"}}".into(),
+            })
+    };
     match reply {
         Reply::Status {
             status,

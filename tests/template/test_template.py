@@ -648,3 +648,39 @@ def test_checks_catch_breakage(sam: Template, breakage: str) -> None:
             del p[key]
     with pytest.raises(AssertionError):
         check(to_cloudformation(broken))
+
+
+# ------------------------------------------------------- Lambda Managed Instances
+MANAGED = REPO / "template-managed-instances.yaml"
+
+
+@pytest.fixture(scope="module")
+def managed_cfn() -> Template:
+    return to_cloudformation(yaml_parse(MANAGED.read_text(encoding="utf-8")))
+
+
+def test_managed_instances_template_lints_clean(managed_cfn: Template) -> None:
+    """cfn-lint finds nothing in template-managed-instances.yaml, before and after the transform."""
+    result = run_cfn_lint(MANAGED)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "", result.stdout
+    matches = cfnlint.api.lint(json.dumps(managed_cfn))
+    assert matches == [], "\n".join(str(m) for m in matches)
+
+
+def test_managed_instances_function_runs_on_the_capacity_provider(managed_cfn: Template) -> None:
+    """The function gets the capacity provider and its per-environment concurrency from the
+    parameters (Lambda sets AWS_LAMBDA_MAX_CONCURRENCY from it); the classic template has neither."""
+    _, fn = only(managed_cfn, "AWS::Lambda::Function")
+    config = props(fn)["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+    assert config == {
+        "CapacityProviderArn": {"Ref": "CapacityProviderArn"},
+        "PerExecutionEnvironmentMaxConcurrency": {"Ref": "PerEnvironmentConcurrency"},
+    }
+    assert "AWS_LAMBDA_MAX_CONCURRENCY" not in props(fn)["Environment"]["Variables"]
+    params = yaml_parse(MANAGED.read_text(encoding="utf-8"))["Parameters"]
+    assert params["PerEnvironmentConcurrency"]["MaxValue"] == 1600
+    assert "Default" not in params["CapacityProviderArn"]
+    classic = load_sam()
+    assert "CapacityProviderConfig" not in classic["Resources"]["Function"]["Properties"]
+    assert "CapacityProviderArn" not in classic["Parameters"]
