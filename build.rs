@@ -5,11 +5,27 @@
 //! `wsexec` binary, only release builds, and only on x86_64 Linux with the GNU target, whose
 //! default linker since Rust 1.90 is the bundled LLD (GNU ld has no `--icf`). Cross builds for
 //! arm64 link with whatever linker they bring and are left alone.
+//!
+//! The same LLD also takes a symbol ordering file: the functions the cold path executes
+//! (init, `$connect`, a ping, an echo run, `get_execution`, `$disconnect`) are laid out side by
+//! side, so those few hundred KiB of code fault in as a few contiguous pages instead of pulling
+//! in (through the kernel's fault-around) most of the code segment. A stale file only loses the
+//! effect: names it lists that no longer exist are ignored.
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed={ORDER}");
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     if env("PROFILE") == "release" && env("TARGET") == "x86_64-unknown-linux-gnu" {
         println!("cargo::rustc-link-arg-bin=wsexec=-Wl,--icf=all");
+        let order = format!("{}/{ORDER}", env("CARGO_MANIFEST_DIR"));
+        if std::path::Path::new(&order).exists() {
+            println!("cargo::rustc-link-arg-bin=wsexec=-Wl,--symbol-ordering-file={order}");
+            println!("cargo::rustc-link-arg-bin=wsexec=-Wl,--no-warn-symbol-ordering");
+        }
     }
 }
+
+/// The functions a cold start runs, in the order the linker should lay them out
+/// (`tools/rss-breakdown --write-order` writes it from a callgrind run).
+const ORDER: &str = "link/cold-path.order";
