@@ -4,61 +4,15 @@
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/llm_server.rs"]
+mod llm_server;
 #[path = "support/sse.rs"]
 mod sse;
 
-use serde_json::Value;
 use sse::Recorder;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
 use wsexec::llm::{LlmAgent, PriorTurn};
-
-/// The server this test started, stopped on drop (also when an assertion fails).
-struct Server {
-    url: String,
-    pid: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(pid) = &self.pid {
-            let _ = std::process::Command::new(script())
-                .args(["stop", pid])
-                .status();
-        }
-    }
-}
-
-fn script() -> String {
-    format!("{}/tools/llm-server", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn server() -> Server {
-    if let Ok(url) = std::env::var("WSEXEC_LLM_URL") {
-        return Server { url, pid: None };
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = std::process::Command::new(script())
-        .args(["start", &port.to_string()])
-        .output()
-        .expect("tools/llm-server could not be run");
-    assert!(
-        out.status.success(),
-        "tools/llm-server start failed (install it with `tools/llm-server install`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    Server {
-        url: format!("http://127.0.0.1:{port}/v1"),
-        pid: Some(pid),
-    }
-}
 
 /// An agent on the server: no tools, deterministic, `tokens` output tokens at most.
 fn agent(url: &str, tokens: u32) -> LlmAgent {
@@ -77,59 +31,14 @@ fn agent(url: &str, tokens: u32) -> LlmAgent {
         .unwrap()
 }
 
-/// A loopback proxy in front of the model server that records each request body and reports
-/// when the client side of a connection closed.
-async fn proxy(
-    upstream: &str,
-) -> (
-    String,
-    Arc<Mutex<Vec<Value>>>,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-) {
-    let upstream = upstream
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
-    let recorded = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let (recorded, closed_tx, upstream) =
-                (recorded.clone(), closed_tx.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let Some(msg) = http::read_message(&mut client, &mut buf).await else {
-                    return;
-                };
-                recorded
-                    .lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(msg.body()).unwrap_or(Value::Null));
-                let mut server = TcpStream::connect(upstream).await.unwrap();
-                tokio::io::AsyncWriteExt::write_all(&mut server, &msg.raw)
-                    .await
-                    .unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                let _ = closed_tx.send(());
-            });
-        }
-    });
-    (url, bodies, closed)
-}
-
 /// On the real model: an answer streams in several deltas that join to the result text; a
 /// second message with the first turn as history sends that turn to the model; dropping a run
 /// mid-stream closes its connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_model_streams_keeps_history_and_cancels() {
-    let server = server();
-    let (url, bodies, mut closed) = proxy(&server.url).await;
-    let short = agent(&url, 48);
+    let server = llm_server::server();
+    let mut proxy = llm_server::proxy(&server.url, None).await;
+    let short = agent(&proxy.url, 48);
 
     let first_prompt = "Name three colors of the rainbow.";
     let rec = Recorder::default();
@@ -165,41 +74,43 @@ async fn real_model_streams_keeps_history_and_cancels() {
         second["text"]
     );
     assert_eq!(rec.text(), second["text"].as_str().unwrap());
-    let sent = bodies.lock().unwrap()[1]["messages"].clone();
-    let roles: Vec<(&str, &str)> = sent
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
-        .collect();
+    let pair = |role: &str, content: &str| (role.to_owned(), content.to_owned());
     assert_eq!(
-        roles,
-        vec![
-            ("user", first_prompt),
-            ("assistant", first_text.as_str()),
-            ("user", "Now name one more.")
+        llm_server::turns(&proxy.bodies()[1]),
+        [
+            pair("user", first_prompt),
+            pair("assistant", &first_text),
+            pair("user", "Now name one more.")
         ]
     );
 
     // Both connections so far ended; drain their notices before the cancel.
     for _ in 0..2 {
-        tokio::time::timeout(Duration::from_secs(5), closed.recv())
-            .await
-            .expect("closed")
-            .unwrap();
+        let closed = proxy.next_closed(Duration::from_secs(5)).await;
+        assert_eq!(
+            closed,
+            Some(llm_server::Closed {
+                answer_complete: true
+            })
+        );
     }
     let rec = Recorder::default();
     let (tx, rx) = tokio::sync::oneshot::channel();
     *rec.first_delta.lock().unwrap() = Some(tx);
-    let long = agent(&url, 400);
+    let long = agent(&proxy.url, 400);
     tokio::select! {
         r = long.run("Write a long story about a dragon.", &[], &rec) => panic!("finished before cancel: {r:?}"),
         _ = tokio::time::timeout(Duration::from_secs(60), rx) => {}
     }
     let dropped = Instant::now();
-    tokio::time::timeout(Duration::from_secs(2), closed.recv())
-        .await
-        .expect("the cancelled stream stayed open");
+    let closed = proxy.next_closed(Duration::from_secs(2)).await;
+    assert_eq!(
+        closed,
+        Some(llm_server::Closed {
+            answer_complete: false
+        }),
+        "the cancelled stream stayed open"
+    );
     eprintln!(
         "cancelled stream closed {:?} after the drop",
         dropped.elapsed()

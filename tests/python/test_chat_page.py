@@ -9,9 +9,7 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import struct
-import subprocess
 import time
 import urllib.request
 import zlib
@@ -59,26 +57,6 @@ def browser(tmp_path):
     driver = chromium(tmp_path)
     yield driver
     driver.quit()
-
-
-@pytest.fixture(scope="module")
-def llm_url():
-    """The local SmolLM2 server's `/v1` URL, started for this module unless one is given."""
-    given = os.environ.get("WSEXEC_LLM_URL")
-    if given:
-        yield given
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = str(ROOT / "tools" / "llm-server")
-    out = subprocess.run([script, "start", str(port)], capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, f"tools/llm-server start failed:\n{out.stderr}"
-    pid = out.stdout.strip().splitlines()[-1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        subprocess.run([script, "stop", pid], timeout=60)
 
 
 def test_echo_answer_completes_and_the_thread_survives_a_reload(server, browser):

@@ -6,6 +6,7 @@ pub mod contract;
 pub mod dynamodb;
 pub mod http;
 pub mod jwt;
+pub mod llm_server;
 pub mod logs;
 pub mod proxy;
 pub mod runtime_api;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -53,8 +53,12 @@ pub struct Received {
 pub struct ChatServer {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    sent: Sent,
     closed: mpsc::UnboundedReceiver<usize>,
 }
+
+/// When each streamed chunk was written, across every request in order (for latency benches).
+type Sent = Arc<Mutex<Vec<Instant>>>;
 
 impl ChatServer {
     /// Starts answering requests with `replies` in order (a request past the end gets a 500).
@@ -62,17 +66,19 @@ impl ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
+        let sent = Sent::default();
         let (closed_tx, closed) = mpsc::unbounded_channel();
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
-        let rec = received.clone();
+        let (rec, sent_at) = (received.clone(), sent.clone());
         tokio::spawn(async move {
             let mut n = 0;
             while let Ok((stream, _)) = listener.accept().await {
                 let (rec, replies, closed_tx) = (rec.clone(), replies.clone(), closed_tx.clone());
+                let sent_at = sent_at.clone();
                 n += 1;
                 let id = n;
                 tokio::spawn(async move {
-                    serve(stream, rec, replies).await;
+                    serve(stream, rec, replies, sent_at).await;
                     let _ = closed_tx.send(id);
                 });
             }
@@ -80,6 +86,7 @@ impl ChatServer {
         ChatServer {
             url,
             received,
+            sent,
             closed,
         }
     }
@@ -87,6 +94,11 @@ impl ChatServer {
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// When each [`Step::Send`] chunk so far was written, in order.
+    pub fn sent(&self) -> Vec<Instant> {
+        self.sent.lock().unwrap().clone()
     }
 
     /// Waits (bounded) until a connection has been closed by the client; its number.
@@ -102,6 +114,7 @@ async fn serve(
     mut stream: TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
     replies: Arc<Mutex<VecDeque<Reply>>>,
+    sent: Sent,
 ) {
     let mut buf = Vec::new();
     let Some(msg) = read_message(&mut stream, &mut buf).await else {
@@ -144,12 +157,12 @@ async fn serve(
             let _ = stream.write_all(body.as_bytes()).await;
         }
         Reply::Stream(steps) => {
-            if !stream_steps(&mut stream, "text/event-stream", steps).await {
+            if !stream_steps(&mut stream, "text/event-stream", steps, &sent).await {
                 return;
             }
         }
         Reply::StreamAs(content_type, steps) => {
-            if !stream_steps(&mut stream, content_type, steps).await {
+            if !stream_steps(&mut stream, content_type, steps, &sent).await {
                 return;
             }
         }
@@ -162,7 +175,12 @@ async fn serve(
 
 /// Writes a chunked 200 response step by step; `false` when the connection must be dropped
 /// as it is (a reset, or a stall the client ended).
-async fn stream_steps(stream: &mut TcpStream, content_type: &str, steps: Vec<Step>) -> bool {
+async fn stream_steps(
+    stream: &mut TcpStream,
+    content_type: &str,
+    steps: Vec<Step>,
+    sent: &Mutex<Vec<Instant>>,
+) -> bool {
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
@@ -175,6 +193,7 @@ async fn stream_steps(stream: &mut TcpStream, content_type: &str, steps: Vec<Ste
                 let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
                 chunk.extend_from_slice(&bytes);
                 chunk.extend_from_slice(b"\r\n");
+                sent.lock().unwrap().push(Instant::now());
                 if stream.write_all(&chunk).await.is_err() {
                     return false;
                 }

@@ -1,0 +1,315 @@
+//! Streaming costs of the `llm` agent (issue 12), three measures:
+//! 1. `@connections` posts per streamed answer at the default `STREAM_FLUSH_MS` (100) against one
+//!    post per delta, replaying a recorded SmolLM2 answer (`tests/fixtures/smollm2-stream.jsonl`,
+//!    403 events over 12.7 s) at its recorded timing from a loopback Chat Completions endpoint;
+//! 2. the added latency from a chunk's arrival to the start of its push, p50 and p99, for chunks
+//!    outside the flush window (spaced wider than the window, so each is pushed on arrival);
+//! 3. the release binary's peak RSS (`VmHWM`) under the Runtime API harness after one echo run,
+//!    then after a run that streams a 1 MB answer (DynamoDB Local, loopback `@connections`).
+//!
+//! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
+//! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
+//! Run with `tools/bench` or `cargo bench --bench stream` (`STREAM_ROUNDS`, default 3).
+//! Writes `target/stream.md`.
+
+#[path = "../tests/support/connections.rs"]
+mod connections;
+#[path = "../tests/support/dynamodb.rs"]
+mod dynamodb;
+#[path = "../tests/support/http.rs"]
+mod http;
+#[path = "../tests/support/runtime_api.rs"]
+mod runtime_api;
+#[path = "../tests/support/sse.rs"]
+mod sse;
+
+use async_trait::async_trait;
+use runtime_api::{Runtime, median, percentile};
+use serde_json::{Value, json};
+use sse::{ChatServer, Reply, Step};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wsexec::handler::handle;
+use wsexec::manager::Manager;
+use wsexec::notify::{Notifier, PushError, PushTarget};
+
+const CONNECTION: &str = "L0SM9cOFvHcCIhw=";
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Chunks of the latency measure: spaced 1.5 windows apart, so none waits for a flush.
+const SPACED_CHUNKS: usize = 60;
+const SPACING: Duration = Duration::from_millis(150);
+
+/// Remembers when each push started, with its message.
+#[derive(Default)]
+struct TimedNotifier {
+    pushes: Mutex<Vec<(Instant, String)>>,
+}
+
+#[async_trait]
+impl Notifier for TimedNotifier {
+    async fn push(&self, _target: PushTarget<'_>, message: &str) -> Result<(), PushError> {
+        let at = Instant::now();
+        self.pushes.lock().unwrap().push((at, message.to_owned()));
+        Ok(())
+    }
+}
+
+fn event_json(name: &str) -> Value {
+    let p = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn message(body: &str, n: u64) -> String {
+    let mut e = event_json("message-ping.json");
+    e["body"] = body.into();
+    e["requestContext"]["connectionId"] = CONNECTION.into();
+    e["requestContext"]["messageId"] = format!("S{n:015}").into();
+    e.to_string()
+}
+
+fn start(n: u64, agent: &str) -> String {
+    let body = json!({"type": "start_agent", "agent": agent, "request_id": format!("s-{n}"),
+                      "payload": {"user_request": "Write a long story about a dragon."}});
+    message(&body.to_string(), n)
+}
+
+/// The recorded answer as endpoint steps (each event at its recorded offset), and how many of
+/// its events carry text (the posts a one-post-per-delta design makes).
+fn recorded() -> (Vec<Step>, usize) {
+    let path = format!(
+        "{}/tests/fixtures/smollm2-stream.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (mut steps, mut texts, mut at) = (Vec::new(), 0, 0.0);
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        let (t, ev) = (
+            rec["at_ms"].as_f64().unwrap(),
+            rec["event"].as_str().unwrap(),
+        );
+        steps.push(Step::Sleep(Duration::from_secs_f64(
+            (t - at).max(0.0) / 1000.0,
+        )));
+        steps.push(Step::Send(ev.as_bytes().to_vec()));
+        at = t;
+        let data: Value =
+            serde_json::from_str(ev.trim().trim_start_matches("data: ")).unwrap_or(Value::Null);
+        if data["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            texts += 1;
+        }
+    }
+    (steps, texts)
+}
+
+/// One run of the `llm` agent against an endpoint answering `reply`, at flush window `flush`:
+/// every push (start instant, frame) and the instants the endpoint wrote each chunk.
+fn one_run(reply: Reply, flush: Duration, n: u64) -> (Vec<(Instant, Value)>, Vec<Instant>) {
+    let endpoint_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = endpoint_rt.block_on(ChatServer::start(vec![reply]));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = wsexec::Config::from_lookup(|_| None).unwrap();
+    config.dev_auth = true;
+    config.stream_flush = flush;
+    config.run_time_limit = Duration::from_secs(60);
+    let env = [
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "smollm2"),
+        ("LLM_BASE_URL", server.url.as_str()),
+        ("LLM_TOOLS", "none"),
+    ];
+    let agent = wsexec::llm::LlmAgent::from_lookup(|k| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+    .unwrap();
+    let notifier = Arc::new(TimedNotifier::default());
+    let store = Arc::new(wsexec::store::memory::MemoryStore::new());
+    let mgr = Manager::new(config, store, notifier.clone()).with_agent("llm", Arc::new(agent));
+    let mut connect = event_json("connect-no-credentials.json");
+    connect["queryStringParameters"] = json!({"user_id": "bench-user"});
+    connect["requestContext"]["connectionId"] = CONNECTION.into();
+    rt.block_on(handle(&connect.to_string(), Ok(&mgr), None))
+        .unwrap();
+    rt.block_on(handle(&start(n, "llm"), Ok(&mgr), None))
+        .unwrap();
+    let pushes = notifier.pushes.lock().unwrap().clone();
+    let frames: Vec<(Instant, Value)> = pushes
+        .into_iter()
+        .map(|(t, m)| (t, serde_json::from_str(&m).unwrap()))
+        .collect();
+    let last = &frames.last().unwrap().1;
+    assert_eq!(last["type"], "agent_completed", "{last}");
+    let text: String = frames
+        .iter()
+        .filter(|(_, f)| f["type"] == "agent_delta")
+        .map(|(_, f)| f["payload"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, last["payload"]["result"]["text"].as_str().unwrap());
+    (frames, server.sent())
+}
+
+fn deltas(frames: &[(Instant, Value)]) -> usize {
+    frames
+        .iter()
+        .filter(|(_, f)| f["type"] == "agent_delta")
+        .count()
+}
+
+/// Milliseconds from each spaced chunk's write to the start of the push carrying its text.
+fn spaced_latencies(n: u64) -> Vec<f64> {
+    let mut steps = Vec::new();
+    for i in 0..SPACED_CHUNKS {
+        steps.push(Step::Sleep(SPACING));
+        steps.push(Step::Send(sse::text(&format!("c{i} "))));
+    }
+    steps.push(Step::Send(sse::finish("stop")));
+    steps.push(Step::Send(sse::done()));
+    let (frames, sent) = one_run(
+        Reply::Stream(steps),
+        wsexec::limits::DEFAULT_STREAM_FLUSH,
+        n,
+    );
+    (0..SPACED_CHUNKS)
+        .map(|i| {
+            let needle = format!("c{i} ");
+            let (pushed, _) = frames
+                .iter()
+                .find(|(_, f)| {
+                    f["type"] == "agent_delta" && f["payload"]["text"] == needle.as_str()
+                })
+                .unwrap_or_else(|| panic!("chunk {i} was not pushed on its own"));
+            pushed.duration_since(sent[i]).as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
+/// Peak RSS (KiB) of a fresh release binary after one echo run, then after a 1 MB answer.
+async fn rss_round(table: &str, ep: &connections::ConnectionsEndpoint, n: u64) -> (u64, u64) {
+    let piece = "x".repeat(1023) + " ";
+    let mut steps: Vec<Step> = (0..1024).map(|_| Step::Send(sse::text(&piece))).collect();
+    steps.push(Step::Send(sse::finish("stop")));
+    steps.push(Step::Send(sse::done()));
+    let server = ChatServer::start(vec![Reply::Stream(steps)]).await;
+    let mut rt = Runtime::start().await;
+    let env: Vec<(String, String)> = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb::endpoint().as_str()),
+        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
+        ("JWT_SECRET", "wsexec-sample-secret"),
+        ("TABLE_NAME", table),
+        ("RUST_LOG", "warn"),
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "scripted-model"),
+        ("LLM_BASE_URL", server.url.as_str()),
+        ("LLM_TOOLS", "none"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let bin = std::env::var("WSEXEC_BIN")
+        .unwrap_or_else(|_| format!("{}/target/release/wsexec", env!("CARGO_MANIFEST_DIR")));
+    rt.spawn(&bin, &[], &env, 128);
+    rt.wait_init(LIMIT).await;
+    let connect = event_json("connect-jwt-query.json").to_string();
+    rt.invoke(&connect, LIMIT).await.0.json();
+    let conn = event_json("connect-jwt-query.json")["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sample = event_json("message-start-agent.json");
+    let at = |k: &str, n: u64| {
+        let mut e = sample.clone();
+        e["requestContext"]["messageId"] = format!("R{n:014}=").into();
+        e["body"] = json!({"type": "start_agent", "agent": k, "request_id": format!("rss-{k}-{n}"),
+                           "payload": {"user_request": "a long answer, please"}})
+        .to_string()
+        .into();
+        e.to_string()
+    };
+    rt.invoke(&at("echo", n), LIMIT).await.0.json();
+    let echo = rt.peak_rss_kib();
+    rt.invoke(&at("llm", n), LIMIT).await.0.json();
+    let llm = rt.peak_rss_kib();
+    let got = ep.delivered(&conn);
+    let last = got.last().unwrap();
+    assert_eq!(last["type"], "agent_completed", "{last}");
+    let streamed: usize = got
+        .iter()
+        .rev()
+        .take_while(|f| f["type"] != "agent_started")
+        .filter(|f| f["type"] == "agent_delta")
+        .map(|f| f["payload"]["text"].as_str().unwrap().len())
+        .sum();
+    assert_eq!(streamed, 1024 * 1024, "the whole answer was pushed");
+    (echo, llm)
+}
+
+fn main() {
+    let rounds: u64 = std::env::var("STREAM_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let (steps, texts) = recorded();
+    let (mut at_default, mut at_zero) = (Vec::new(), Vec::new());
+    let mut lat = Vec::new();
+    for n in 0..rounds {
+        let (f, _) = one_run(
+            Reply::Stream(steps.clone()),
+            wsexec::limits::DEFAULT_STREAM_FLUSH,
+            n * 10,
+        );
+        at_default.push(deltas(&f) as f64);
+        let (f, _) = one_run(Reply::Stream(steps.clone()), Duration::ZERO, n * 10 + 1);
+        at_zero.push(deltas(&f) as f64);
+        lat.extend(spaced_latencies(n * 10 + 2));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut echo, mut llm) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-rss").await;
+        let ep = connections::start().await;
+        for n in 0..rounds {
+            let (e, l) = rss_round(store.table(), &ep, n).await;
+            echo.push(e as f64);
+            llm.push(l as f64);
+        }
+    });
+    let (d, z) = (median(&mut at_default), median(&mut at_zero));
+    let (p50, p99) = (
+        percentile(&mut lat.clone(), 50.0),
+        percentile(&mut lat, 99.0),
+    );
+    let (e, l) = (median(&mut echo), median(&mut llm));
+    let report = format!(
+        "| measure | median of {rounds} rounds |\n|---|---|\n\
+         | text events in the recorded answer (one post per delta) | {texts} |\n\
+         | `agent_delta` posts at `STREAM_FLUSH_MS=100` | {d:.0} ({:.1}× fewer) |\n\
+         | `agent_delta` posts at `STREAM_FLUSH_MS=0` | {z:.0} |\n\
+         | chunk arrival → push start, outside the window, p50 / p99 ({} chunks) | {p50:.3} / {p99:.3} ms |\n\
+         | peak RSS after one echo run | {e:.0} KiB |\n\
+         | peak RSS after a 1 MB streamed answer | {l:.0} KiB (+{:.0} KiB, {:.2}×) |\n",
+        texts as f64 / d,
+        lat.len(),
+        l - e,
+        l / e
+    );
+    println!("{report}");
+    let _ = std::fs::write(
+        format!("{}/target/stream.md", env!("CARGO_MANIFEST_DIR")),
+        report,
+    );
+}
