@@ -40,6 +40,7 @@ pub struct Manager {
     notifier: Arc<dyn Notifier>,
     invoker: Arc<dyn Invoker>,
     identities: IdentityCache,
+    live: crate::run::live::LiveRuns,
     agents: Agents,
 }
 
@@ -129,6 +130,7 @@ impl Manager {
             // Reads the environment only; its client is built on the first dispatch.
             invoker: Arc::new(LambdaInvoker::from_env()),
             identities: IdentityCache::default(),
+            live: Default::default(),
             agents,
         }
     }
@@ -201,8 +203,14 @@ impl Manager {
             notifier: self.notifier(),
             agents: &self.agents,
             identities: &self.identities,
+            live: &self.live,
             limits: self.config.run_limits(),
         })
+    }
+
+    /// The runs this process is driving (a cancel stops a local driver at once).
+    pub fn live_runs(&self) -> &crate::run::live::LiveRuns {
+        &self.live
     }
 
     /// The identity behind a connection: from the warm cache, else its stored record.

@@ -146,6 +146,84 @@ async fn a_stuck_agent_is_cancelled_within_one_heartbeat_interval() {
     assert_eq!(stored.state, wsexec::ExecutionState::Cancelled);
 }
 
+/// An agent that streams a word every 5 ms until it is dropped.
+struct Chatter {
+    dropped: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Executor for Chatter {
+    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        let _guard = SetOnDrop(self.dropped.clone());
+        loop {
+            sink.delta("word ").await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A cancel from the run's own connection, landing in the process that drives the run, stops
+/// the driver at once (the heartbeat is 10 s away) and is answered only after the last
+/// `agent_delta`: none reaches the canceller after its `agent_cancelled` reply.
+#[tokio::test]
+async fn a_cancel_in_the_driving_process_stops_the_stream_before_its_reply() {
+    let mut config = test_config();
+    config.heartbeat_deadline = Duration::from_secs(30);
+    config.stream_flush = Duration::from_millis(20);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let chatter = Arc::new(Chatter {
+        dropped: dropped.clone(),
+    });
+    let h = Arc::new(Harness::with_config(config).with_agent("chatter", chatter));
+    let conn = h.connect("alice-01").await;
+    let run_id = wsexec::run::derive_run_id("alice-01", "chatty");
+    let runner = {
+        let (h, conn) = (h.clone(), conn.clone());
+        let frame = json!({"type": "start_agent", "agent": "chatter", "request_id": "chatty", "payload": {"user_request": "x"}});
+        tokio::spawn(async move { h.send_json(&conn, frame).await })
+    };
+    for _ in 0..200 {
+        if types(&h.pushed(&conn))
+            .iter()
+            .filter(|t| **t == "agent_delta")
+            .count()
+            >= 3
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = h
+        .send_json(&conn, json!({"type": "cancel_agent", "run_id": run_id}))
+        .await
+        .unwrap();
+    assert_eq!(reply["type"], "agent_cancelled", "{reply}");
+    assert!(dropped.load(Ordering::SeqCst), "stopped before the reply");
+    let at_reply = h.pushed(&conn).len();
+    tokio::time::timeout(Duration::from_millis(500), runner)
+        .await
+        .expect("the driver ended at once, not at its heartbeat")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let events = h.pushed(&conn);
+    assert!(
+        types(&events)
+            .iter()
+            .filter(|t| **t == "agent_delta")
+            .count()
+            >= 3
+    );
+    assert_eq!(
+        events.len(),
+        at_reply,
+        "nothing pushed after the reply: {events:?}"
+    );
+    assert_eq!(
+        h.alice_run(&run_id).await.state,
+        wsexec::ExecutionState::Cancelled
+    );
+}
+
 /// Every pushed run event carries `seq` 1, 2, 3, … in the order the driver emitted them.
 #[tokio::test]
 async fn run_events_are_numbered_in_order() {

@@ -1,5 +1,6 @@
 //! `cancel_agent`: the caller's alive run becomes `cancelled` through the conditional-write
-//! primitive; the run's driver notices at its next heartbeat and stops the agent.
+//! primitive; a driver in this process stops at once (`run::live`), one elsewhere at its next
+//! heartbeat.
 
 use super::Caller;
 use crate::limits::CANCEL_ATTEMPTS;
@@ -39,7 +40,11 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
         };
         next.cancelled_by = Some(caller.origin.connection_id.to_owned());
         match write_run(store, next, Expected::of(&run)).await {
-            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => return cancelled(&r),
+            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
+                // A driver in this process stops now, before the reply goes out.
+                mgr.live_runs().cancel(run_id).await;
+                return cancelled(&r);
+            }
             WriteOutcome::Conflict(current) => run = current,
             WriteOutcome::Failed(e) => {
                 log_storage(&e);

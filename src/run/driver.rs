@@ -38,6 +38,8 @@ enum End {
     TimedOut,
     /// A heartbeat found the run ended by another writer (cancel, sweep): as it is stored.
     Elsewhere(Box<RunRecord>),
+    /// A cancel in this process wrote `cancelled` and signalled (`run::live`).
+    CancelledHere,
 }
 
 /// Drives `run` (already created and persisted as `running`) with `agent` to its end, pushing
@@ -83,12 +85,14 @@ pub async fn drive(
     let (sink, mut reports) = RunSink::channel();
     let mut agent_run = agent.execute(input, sink);
     tokio::pin!(deadline);
+    let live = deps.live.register(&d.run.run_id);
 
     let end = loop {
         let flush_at = d.flush_at.unwrap_or_else(far_future);
         tokio::select! {
             biased;
             _ = &mut deadline => break End::TimedOut,
+            _ = live.cancelled() => break End::CancelledHere,
             _ = beat.tick() => {
                 if let Some(current) = d.heartbeat().await {
                     break End::Elsewhere(Box::new(current));
@@ -101,6 +105,7 @@ pub async fn drive(
     };
     // Stops the agent (and closes whatever stream it had open) unless it already returned.
     drop(agent_run);
+    live.stopped();
     match end {
         End::Agent(Ok(result)) => {
             // Reports the agent made before it returned still go out, in order.
@@ -118,6 +123,11 @@ pub async fn drive(
             d.finish(&[RunEvent::TimeOut], None, Some(err)).await
         }
         End::Elsewhere(current) => d.tell_ended(&current).await,
+        End::CancelledHere => match deps.store.get_run(&d.run.user_id, &d.run.run_id).await {
+            Ok(Some(current)) => d.tell_ended(&current).await,
+            Ok(None) => {}
+            Err(e) => log_storage(&e),
+        },
     }
 }
 
@@ -227,39 +237,11 @@ impl<'d> Driver<'d> {
             return;
         }
         self.flush().await;
-        match p {
-            Progress::Thinking(thought) => {
-                self.step += 1;
-                let step_number = self.step;
-                self.emit(Event::AgentThinking {
-                    thought: &thought,
-                    step_number,
-                })
-                .await;
-            }
-            Progress::ToolExecuting {
-                tool_name,
-                parameters,
-            } => {
-                self.emit(Event::ToolExecuting {
-                    tool_name: &tool_name,
-                    parameters: &parameters,
-                })
-                .await;
-            }
-            Progress::ToolCompleted {
-                tool_name,
-                result,
-                execution_time_ms,
-            } => {
-                self.emit(Event::ToolCompleted {
-                    tool_name: &tool_name,
-                    result: &result,
-                    execution_time_ms,
-                })
-                .await;
-            }
-            Progress::Delta(_) => {}
+        if matches!(p, Progress::Thinking(_)) {
+            self.step += 1;
+        }
+        if let Some(event) = p.step_event(self.step) {
+            self.emit(event).await;
         }
     }
 

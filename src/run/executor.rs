@@ -5,7 +5,7 @@
 //! a result and reports progress through its [`RunSink`]; it never touches storage.
 
 use crate::context::UserExecutionContext;
-use crate::protocol::{ClientError, ErrorCode};
+use crate::protocol::{ClientError, ErrorCode, Event};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -85,6 +85,36 @@ pub enum Progress {
     },
     /// Streamed answer text; the driver coalesces deltas into `agent_delta` pushes.
     Delta(String),
+}
+
+impl Progress {
+    /// The event a step report becomes, `step_number` numbering `agent_thinking`; `None` for
+    /// text, which the driver coalesces.
+    pub fn step_event(&self, step_number: u32) -> Option<Event<'_>> {
+        Some(match self {
+            Progress::Thinking(thought) => Event::AgentThinking {
+                thought,
+                step_number,
+            },
+            Progress::ToolExecuting {
+                tool_name,
+                parameters,
+            } => Event::ToolExecuting {
+                tool_name,
+                parameters,
+            },
+            Progress::ToolCompleted {
+                tool_name,
+                result,
+                execution_time_ms,
+            } => Event::ToolCompleted {
+                tool_name,
+                result,
+                execution_time_ms: *execution_time_ms,
+            },
+            Progress::Delta(_) => return None,
+        })
+    }
 }
 
 /// Where an agent reports progress. Reports are delivered in order; a send waits while the

@@ -25,6 +25,7 @@ pub mod executor;
 pub mod follow;
 pub mod history;
 pub mod ids;
+pub mod live;
 pub mod write;
 
 pub use agents::{Agents, DEFAULT_AGENT};
@@ -57,6 +58,8 @@ pub struct RunDeps<'a> {
     pub agents: &'a Agents,
     /// The warm identity cache, so a gone connection is forgotten as well as deleted.
     pub identities: &'a IdentityCache,
+    /// The runs this process drives, so a cancel landing here stops its driver at once.
+    pub live: &'a live::LiveRuns,
     pub limits: RunLimits,
 }
 

@@ -1,0 +1,112 @@
+//! The runs this process is driving right now. A `cancel_agent` that lands in the same process
+//! as the run's driver (the local gateway, Managed Instances' concurrent invocations, an async
+//! worker's own environment) stops the driver at once instead of at its next heartbeat, and
+//! answers only once the driver has stopped the agent: no `agent_delta` follows the
+//! canceller's `agent_cancelled`. A cancel from another process is still learned at the
+//! driver's next heartbeat (README, "Cancellation").
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// How long a cancel waits for the local driver to stop before answering anyway (the driver
+/// stops at its next `select!`, microseconds away; this only bounds a stuck one).
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// The registry: run id → its driver's cancel signal.
+#[derive(Debug, Default)]
+pub struct LiveRuns {
+    runs: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+#[derive(Debug)]
+struct Live {
+    cancel: Notify,
+    stopped: watch::Sender<bool>,
+}
+
+impl LiveRuns {
+    /// Registers a run this process drives; dropping the guard unregisters it.
+    pub fn register(&self, run_id: &str) -> LiveGuard<'_> {
+        let live = Arc::new(Live {
+            cancel: Notify::new(),
+            stopped: watch::Sender::new(false),
+        });
+        self.lock().insert(run_id.to_owned(), live.clone());
+        LiveGuard {
+            runs: self,
+            run_id: run_id.to_owned(),
+            live,
+        }
+    }
+
+    /// Tells the run's driver, if it is in this process, that the run was cancelled, and waits
+    /// (at most [`STOP_WAIT`]) until it has stopped the agent. Returns whether it was here.
+    pub async fn cancel(&self, run_id: &str) -> bool {
+        let Some(live) = self.lock().get(run_id).cloned() else {
+            return false;
+        };
+        let mut stopped = live.stopped.subscribe();
+        live.cancel.notify_one();
+        let _ = tokio::time::timeout(STOP_WAIT, stopped.wait_for(|s| *s)).await;
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A driver's registration.
+pub struct LiveGuard<'a> {
+    runs: &'a LiveRuns,
+    run_id: String,
+    live: Arc<Live>,
+}
+
+impl LiveGuard<'_> {
+    /// Resolves when a cancel in this process asked the driver to stop.
+    pub async fn cancelled(&self) {
+        self.live.cancel.notified().await
+    }
+
+    /// The driver has stopped the agent: a waiting cancel may answer now.
+    pub fn stopped(&self) {
+        self.live.stopped.send_replace(true);
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.stopped();
+        let mut runs = self.runs.lock();
+        if runs
+            .get(&self.run_id)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.live))
+        {
+            runs.remove(&self.run_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cancel reaches the registered driver and waits for its stop; an unknown run is not
+    /// here; a dropped guard unregisters.
+    #[tokio::test]
+    async fn cancel_signals_the_driver_and_waits_for_its_stop() {
+        let runs = LiveRuns::default();
+        assert!(!runs.cancel("r1").await);
+        let guard = runs.register("r1");
+        let (cancelled, _) = tokio::join!(runs.cancel("r1"), async {
+            guard.cancelled().await;
+            guard.stopped();
+        });
+        assert!(cancelled);
+        drop(guard);
+        assert!(!runs.cancel("r1").await);
+    }
+}
