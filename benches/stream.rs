@@ -7,6 +7,8 @@
 //! 3. the release binary's peak RSS (`VmHWM`) under the Runtime API harness after one echo run,
 //!    then after a run that streams a 1 MB answer (DynamoDB Local, loopback `@connections`).
 //!
+//! 1 and 2 are also measured with 64 runs streaming at once in one process (issue 16).
+//!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
 //! Run with `tools/bench` or `cargo bench --bench stream` (`STREAM_ROUNDS`, default 3).
@@ -40,18 +42,34 @@ const LIMIT: Duration = Duration::from_secs(120);
 const SPACED_CHUNKS: usize = 60;
 const SPACING: Duration = Duration::from_millis(150);
 
-/// Remembers when each push started, with its message.
+/// Runs streaming at once in the concurrency rerun (issue 16's 64 slots).
+const CONCURRENT: usize = 64;
+
+/// Remembers when each push started, with its connection and message.
 #[derive(Default)]
 struct TimedNotifier {
-    pushes: Mutex<Vec<(Instant, String)>>,
+    pushes: Mutex<Vec<(Instant, String, String)>>,
 }
 
 #[async_trait]
 impl Notifier for TimedNotifier {
-    async fn push(&self, _target: PushTarget<'_>, message: &str) -> Result<(), PushError> {
+    async fn push(&self, target: PushTarget<'_>, message: &str) -> Result<(), PushError> {
         let at = Instant::now();
-        self.pushes.lock().unwrap().push((at, message.to_owned()));
+        let conn = target.connection_id.to_owned();
+        self.pushes
+            .lock()
+            .unwrap()
+            .push((at, conn, message.to_owned()));
         Ok(())
+    }
+}
+
+/// The connection of the `k`-th concurrent run.
+fn connection(k: usize) -> String {
+    if k == 0 {
+        CONNECTION.to_owned()
+    } else {
+        format!("L0SM9cOFvH{k:05}=")
     }
 }
 
@@ -60,18 +78,18 @@ fn event_json(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-fn message(body: &str, n: u64) -> String {
+fn message_on(conn: &str, body: &str, n: u64) -> String {
     let mut e = event_json("message-ping.json");
     e["body"] = body.into();
-    e["requestContext"]["connectionId"] = CONNECTION.into();
+    e["requestContext"]["connectionId"] = conn.into();
     e["requestContext"]["messageId"] = format!("S{n:015}").into();
     e.to_string()
 }
 
-fn start(n: u64, agent: &str) -> String {
+fn start_on(conn: &str, n: u64, agent: &str) -> String {
     let body = json!({"type": "start_agent", "agent": agent, "request_id": format!("s-{n}"),
                       "payload": {"user_request": "Write a long story about a dragon."}});
-    message(&body.to_string(), n)
+    message_on(conn, &body.to_string(), n)
 }
 
 /// The recorded answer as endpoint steps (each event at its recorded offset), and how many of
@@ -105,15 +123,28 @@ fn recorded() -> (Vec<Step>, usize) {
     (steps, texts)
 }
 
+/// Frames pushed to one connection, with when each push started.
+type Frames = Vec<(Instant, Value)>;
+
 /// One run of the `llm` agent against an endpoint answering `reply`, at flush window `flush`:
 /// every push (start instant, frame) and the instants the endpoint wrote each chunk.
-fn one_run(reply: Reply, flush: Duration, n: u64) -> (Vec<(Instant, Value)>, Vec<Instant>) {
+fn one_run(reply: Reply, flush: Duration, n: u64) -> (Frames, Vec<Instant>) {
+    let (mut frames, sent) = runs(vec![reply], flush, n);
+    let sent = sent.into_iter().map(|(t, _)| t).collect();
+    (frames.remove(0), sent)
+}
+
+/// `replies.len()` runs of the `llm` agent at once, each on its own connection, in one process
+/// on one current-thread runtime (as the binary runs with `AWS_LAMBDA_MAX_CONCURRENCY` set on
+/// one CPU): each run's frames, and every chunk the endpoint wrote with when.
+fn runs(replies: Vec<Reply>, flush: Duration, n: u64) -> (Vec<Frames>, Vec<(Instant, Vec<u8>)>) {
+    let count = replies.len();
     let endpoint_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let server = endpoint_rt.block_on(ChatServer::start(vec![reply]));
+    let server = endpoint_rt.block_on(ChatServer::start(replies));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,27 +169,40 @@ fn one_run(reply: Reply, flush: Duration, n: u64) -> (Vec<(Instant, Value)>, Vec
     let notifier = Arc::new(TimedNotifier::default());
     let store = Arc::new(wsexec::store::memory::MemoryStore::new());
     let mgr = Manager::new(config, store, notifier.clone()).with_agent("llm", Arc::new(agent));
-    let mut connect = event_json("connect-no-credentials.json");
-    connect["queryStringParameters"] = json!({"user_id": "bench-user"});
-    connect["requestContext"]["connectionId"] = CONNECTION.into();
-    rt.block_on(handle(&connect.to_string(), Ok(&mgr), None))
-        .unwrap();
-    rt.block_on(handle(&start(n, "llm"), Ok(&mgr), None))
-        .unwrap();
+    for k in 0..count {
+        let mut connect = event_json("connect-no-credentials.json");
+        connect["queryStringParameters"] = json!({"user_id": format!("bench-user-{k}")});
+        connect["requestContext"]["connectionId"] = connection(k).into();
+        rt.block_on(handle(&connect.to_string(), Ok(&mgr), None))
+            .unwrap();
+    }
+    let starts: Vec<String> = (0..count)
+        .map(|k| start_on(&connection(k), n * 1000 + k as u64, "llm"))
+        .collect();
+    rt.block_on(futures_util::future::join_all(
+        starts.iter().map(|e| handle(e, Ok(&mgr), None)),
+    ));
     let pushes = notifier.pushes.lock().unwrap().clone();
-    let frames: Vec<(Instant, Value)> = pushes
-        .into_iter()
-        .map(|(t, m)| (t, serde_json::from_str(&m).unwrap()))
+    let per_run: Vec<Frames> = (0..count)
+        .map(|k| {
+            let conn = connection(k);
+            let frames: Frames = pushes
+                .iter()
+                .filter(|(_, c, _)| *c == conn)
+                .map(|(t, _, m)| (*t, serde_json::from_str(m).unwrap()))
+                .collect();
+            let last = &frames.last().unwrap().1;
+            assert_eq!(last["type"], "agent_completed", "{last}");
+            let text: String = frames
+                .iter()
+                .filter(|(_, f)| f["type"] == "agent_delta")
+                .map(|(_, f)| f["payload"]["text"].as_str().unwrap())
+                .collect();
+            assert_eq!(text, last["payload"]["result"]["text"].as_str().unwrap());
+            frames
+        })
         .collect();
-    let last = &frames.last().unwrap().1;
-    assert_eq!(last["type"], "agent_completed", "{last}");
-    let text: String = frames
-        .iter()
-        .filter(|(_, f)| f["type"] == "agent_delta")
-        .map(|(_, f)| f["payload"]["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(text, last["payload"]["result"]["text"].as_str().unwrap());
-    (frames, server.sent())
+    (per_run, server.sent_chunks())
 }
 
 fn deltas(frames: &[(Instant, Value)]) -> usize {
@@ -168,32 +212,40 @@ fn deltas(frames: &[(Instant, Value)]) -> usize {
         .count()
 }
 
-/// Milliseconds from each spaced chunk's write to the start of the push carrying its text.
-fn spaced_latencies(n: u64) -> Vec<f64> {
-    let mut steps = Vec::new();
-    for i in 0..SPACED_CHUNKS {
-        steps.push(Step::Sleep(SPACING));
-        steps.push(Step::Send(sse::text(&format!("c{i} "))));
-    }
-    steps.push(Step::Send(sse::finish("stop")));
-    steps.push(Step::Send(sse::done()));
-    let (frames, sent) = one_run(
-        Reply::Stream(steps),
-        wsexec::limits::DEFAULT_STREAM_FLUSH,
-        n,
-    );
-    (0..SPACED_CHUNKS)
-        .map(|i| {
-            let needle = format!("c{i} ");
+/// Milliseconds from each spaced chunk's write to the start of the push carrying its text,
+/// over `count` runs streaming at once.
+fn spaced_latencies(n: u64, count: usize) -> Vec<f64> {
+    let replies = (0..count)
+        .map(|k| {
+            let mut steps = Vec::new();
+            for i in 0..SPACED_CHUNKS {
+                steps.push(Step::Sleep(SPACING));
+                steps.push(Step::Send(sse::text(&format!("k{k}c{i} "))));
+            }
+            steps.push(Step::Send(sse::finish("stop")));
+            steps.push(Step::Send(sse::done()));
+            Reply::Stream(steps)
+        })
+        .collect();
+    let (per_run, sent) = runs(replies, wsexec::limits::DEFAULT_STREAM_FLUSH, n);
+    let mut out = Vec::new();
+    for (k, frames) in per_run.iter().enumerate() {
+        for i in 0..SPACED_CHUNKS {
+            let needle = format!("k{k}c{i} ");
+            let (written, _) = sent
+                .iter()
+                .find(|(_, b)| String::from_utf8_lossy(b).contains(&needle))
+                .unwrap_or_else(|| panic!("chunk {needle} was not written"));
             let (pushed, _) = frames
                 .iter()
                 .find(|(_, f)| {
                     f["type"] == "agent_delta" && f["payload"]["text"] == needle.as_str()
                 })
-                .unwrap_or_else(|| panic!("chunk {i} was not pushed on its own"));
-            pushed.duration_since(sent[i]).as_secs_f64() * 1000.0
-        })
-        .collect()
+                .unwrap_or_else(|| panic!("chunk {needle} was not pushed on its own"));
+            out.push(pushed.duration_since(*written).as_secs_f64() * 1000.0);
+        }
+    }
+    out
 }
 
 /// Peak RSS (KiB) of a fresh release binary after one echo run, then after a 1 MB answer.
@@ -266,6 +318,7 @@ fn main() {
     let (steps, texts) = recorded();
     let (mut at_default, mut at_zero) = (Vec::new(), Vec::new());
     let mut lat = Vec::new();
+    let (mut at_default_64, mut lat_64) = (Vec::new(), Vec::new());
     for n in 0..rounds {
         let (f, _) = one_run(
             Reply::Stream(steps.clone()),
@@ -275,7 +328,16 @@ fn main() {
         at_default.push(deltas(&f) as f64);
         let (f, _) = one_run(Reply::Stream(steps.clone()), Duration::ZERO, n * 10 + 1);
         at_zero.push(deltas(&f) as f64);
-        lat.extend(spaced_latencies(n * 10 + 2));
+        lat.extend(spaced_latencies(n * 10 + 2, 1));
+        // The same at 64 runs at once in one process (issue 16).
+        let (per_run, _) = runs(
+            vec![Reply::Stream(steps.clone()); CONCURRENT],
+            wsexec::limits::DEFAULT_STREAM_FLUSH,
+            n * 10 + 3,
+        );
+        let mut posts: Vec<f64> = per_run.iter().map(|f| deltas(f) as f64).collect();
+        at_default_64.push(median(&mut posts));
+        lat_64.extend(spaced_latencies(n * 10 + 4, CONCURRENT));
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (mut echo, mut llm) = (Vec::new(), Vec::new());
@@ -294,12 +356,19 @@ fn main() {
         percentile(&mut lat, 99.0),
     );
     let (e, l) = (median(&mut echo), median(&mut llm));
+    let d64 = median(&mut at_default_64);
+    let (p50_64, p99_64) = (
+        percentile(&mut lat_64.clone(), 50.0),
+        percentile(&mut lat_64, 99.0),
+    );
     let report = format!(
         "| measure | median of {rounds} rounds |\n|---|---|\n\
          | text events in the recorded answer (one post per delta) | {texts} |\n\
          | `agent_delta` posts at `STREAM_FLUSH_MS=100` | {d:.0} ({:.1}× fewer) |\n\
          | `agent_delta` posts at `STREAM_FLUSH_MS=0` | {z:.0} |\n\
          | chunk arrival → push start, outside the window, p50 / p99 ({} chunks) | {p50:.3} / {p99:.3} ms |\n\
+         | `agent_delta` posts per answer, {CONCURRENT} answers streaming at once | {d64:.0} |\n\
+         | chunk arrival → push start, {CONCURRENT} streams at once, p50 / p99 | {p50_64:.3} / {p99_64:.3} ms |\n\
          | peak RSS after one echo run | {e:.0} KiB |\n\
          | peak RSS after a 1 MB streamed answer | {l:.0} KiB (+{:.0} KiB, {:.2}×) |\n",
         texts as f64 / d,

@@ -58,7 +58,7 @@ pub struct ChatServer {
 }
 
 /// When each streamed chunk was written, across every request in order (for latency benches).
-type Sent = Arc<Mutex<Vec<Instant>>>;
+type Sent = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
 
 impl ChatServer {
     /// Starts answering requests with `replies` in order (a request past the end gets a 500).
@@ -98,6 +98,11 @@ impl ChatServer {
 
     /// When each [`Step::Send`] chunk so far was written, in order.
     pub fn sent(&self) -> Vec<Instant> {
+        self.sent.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+
+    /// Each [`Step::Send`] chunk so far, with when it was written, in order.
+    pub fn sent_chunks(&self) -> Vec<(Instant, Vec<u8>)> {
         self.sent.lock().unwrap().clone()
     }
 
@@ -179,7 +184,7 @@ async fn stream_steps(
     stream: &mut TcpStream,
     content_type: &str,
     steps: Vec<Step>,
-    sent: &Mutex<Vec<Instant>>,
+    sent: &Mutex<Vec<(Instant, Vec<u8>)>>,
 ) -> bool {
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
@@ -193,7 +198,7 @@ async fn stream_steps(
                 let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
                 chunk.extend_from_slice(&bytes);
                 chunk.extend_from_slice(b"\r\n");
-                sent.lock().unwrap().push(Instant::now());
+                sent.lock().unwrap().push((Instant::now(), bytes.clone()));
                 if stream.write_all(&chunk).await.is_err() {
                     return false;
                 }
