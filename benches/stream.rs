@@ -229,9 +229,17 @@ fn spaced_latencies(n: u64, count: usize) -> Vec<f64> {
         .collect();
     let (per_run, sent) = runs(replies, wsexec::limits::DEFAULT_STREAM_FLUSH, n);
     let mut out = Vec::new();
-    for (k, frames) in per_run.iter().enumerate() {
+    for frames in &per_run {
+        // The endpoint answers requests in arrival order, so a run's stream is whichever one
+        // its first delta names (`k{stream}c0 `).
+        let first = frames
+            .iter()
+            .find(|(_, f)| f["type"] == "agent_delta")
+            .map(|(_, f)| f["payload"]["text"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let stream = first.split('c').next().unwrap_or_default().to_owned();
         for i in 0..SPACED_CHUNKS {
-            let needle = format!("k{k}c{i} ");
+            let needle = format!("{stream}c{i} ");
             let (written, _) = sent
                 .iter()
                 .find(|(_, b)| String::from_utf8_lossy(b).contains(&needle))
