@@ -54,6 +54,11 @@ pub const DEFAULT_HEARTBEAT_DEADLINE: Duration = Duration::from_secs(10);
 /// the deadline leaves two missed renewals of slack before the sweep calls the run dead.
 pub const HEARTBEAT_DIVISOR: u32 = 3;
 
+/// What a cancel answered from another process adds to the driver's next heartbeat before it
+/// replies: the heartbeat write's own latency and the tick's scheduling, so the driver has met
+/// the cancel (and stopped pushing) when the canceller hears `agent_cancelled`.
+pub const CANCEL_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Time kept back from Lambda's own deadline to persist the run's terminal state.
 pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 

@@ -162,66 +162,101 @@ impl Executor for Chatter {
     }
 }
 
-/// A cancel from the run's own connection, landing in the process that drives the run, stops
-/// the driver at once (the heartbeat is 10 s away) and is answered only after the last
-/// `agent_delta`: none reaches the canceller after its `agent_cancelled` reply.
-#[tokio::test]
-async fn a_cancel_in_the_driving_process_stops_the_stream_before_its_reply() {
+/// Starts a `chatter` run on `conn` through `driving`, and waits until `deltas` of its
+/// `agent_delta` pushes went out. The run's id and the task driving it.
+async fn start_chatter(
+    driving: &Arc<Harness>,
+    conn: &str,
+    request_id: &str,
+    deltas: usize,
+) -> (String, tokio::task::JoinHandle<Option<Value>>) {
+    let runner = {
+        let (h, conn) = (driving.clone(), conn.to_owned());
+        let frame = json!({"type": "start_agent", "agent": "chatter", "request_id": request_id, "payload": {"user_request": "x"}});
+        tokio::spawn(async move { h.send_json(&conn, frame).await })
+    };
+    for _ in 0..200 {
+        if delta_count(&driving.pushed(conn)) >= deltas {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (wsexec::run::derive_run_id("alice-01", request_id), runner)
+}
+
+fn delta_count(events: &[Value]) -> usize {
+    types(events)
+        .iter()
+        .filter(|t| **t == "agent_delta")
+        .count()
+}
+
+/// Cancels `run_id` from `conn` through `canceller`; asserts the driver in `driving` ended
+/// within 500 ms of the reply (far under its heartbeat), its agent was dropped, and nothing
+/// at all was pushed to `conn` after the reply.
+async fn cancel_and_check_silence(
+    driving: &Harness,
+    canceller: &Harness,
+    conn: &str,
+    run_id: &str,
+    runner: tokio::task::JoinHandle<Option<Value>>,
+    dropped: &AtomicBool,
+) {
+    let reply = canceller
+        .send_json(conn, json!({"type": "cancel_agent", "run_id": run_id}))
+        .await
+        .unwrap();
+    assert_eq!(reply["type"], "agent_cancelled", "{reply}");
+    assert!(dropped.load(Ordering::SeqCst), "stopped before the reply");
+    let at_reply = driving.pushed(conn).len();
+    tokio::time::timeout(Duration::from_millis(500), runner)
+        .await
+        .expect("the driver had ended")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let events = driving.pushed(conn);
+    assert!(delta_count(&events) >= 1, "{events:?}");
+    assert_eq!(events.len(), at_reply, "pushed after the reply: {events:?}");
+    let stored = driving.alice_run(run_id).await;
+    assert_eq!(stored.state, wsexec::ExecutionState::Cancelled);
+}
+
+fn chatter_config(heartbeat: Duration) -> (wsexec::Config, Arc<AtomicBool>, Arc<Chatter>) {
     let mut config = test_config();
-    config.heartbeat_deadline = Duration::from_secs(30);
+    config.heartbeat_deadline = heartbeat;
     config.stream_flush = Duration::from_millis(20);
     let dropped = Arc::new(AtomicBool::new(false));
     let chatter = Arc::new(Chatter {
         dropped: dropped.clone(),
     });
+    (config, dropped, chatter)
+}
+
+/// A cancel from the run's own connection, landing in the process that drives the run, stops
+/// the driver at once (the heartbeat is 10 s away) and is answered only after the last
+/// `agent_delta`: none reaches the canceller after its `agent_cancelled` reply.
+#[tokio::test]
+async fn a_cancel_in_the_driving_process_stops_the_stream_before_its_reply() {
+    let (config, dropped, chatter) = chatter_config(Duration::from_secs(30));
     let h = Arc::new(Harness::with_config(config).with_agent("chatter", chatter));
     let conn = h.connect("alice-01").await;
-    let run_id = wsexec::run::derive_run_id("alice-01", "chatty");
-    let runner = {
-        let (h, conn) = (h.clone(), conn.clone());
-        let frame = json!({"type": "start_agent", "agent": "chatter", "request_id": "chatty", "payload": {"user_request": "x"}});
-        tokio::spawn(async move { h.send_json(&conn, frame).await })
-    };
-    for _ in 0..200 {
-        if types(&h.pushed(&conn))
-            .iter()
-            .filter(|t| **t == "agent_delta")
-            .count()
-            >= 3
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let reply = h
-        .send_json(&conn, json!({"type": "cancel_agent", "run_id": run_id}))
-        .await
-        .unwrap();
-    assert_eq!(reply["type"], "agent_cancelled", "{reply}");
-    assert!(dropped.load(Ordering::SeqCst), "stopped before the reply");
-    let at_reply = h.pushed(&conn).len();
-    tokio::time::timeout(Duration::from_millis(500), runner)
-        .await
-        .expect("the driver ended at once, not at its heartbeat")
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let events = h.pushed(&conn);
-    assert!(
-        types(&events)
-            .iter()
-            .filter(|t| **t == "agent_delta")
-            .count()
-            >= 3
-    );
-    assert_eq!(
-        events.len(),
-        at_reply,
-        "nothing pushed after the reply: {events:?}"
-    );
-    assert_eq!(
-        h.alice_run(&run_id).await.state,
-        wsexec::ExecutionState::Cancelled
-    );
+    let (run_id, runner) = start_chatter(&h, &conn, "chatty", 3).await;
+    cancel_and_check_silence(&h, &h, &conn, &run_id, runner, &dropped).await;
+}
+
+/// A cancel answered by another process (a second manager on the same store, as a second
+/// Lambda execution environment) waits for the driver's next heartbeat: the driver has stopped
+/// when the reply goes out, so no `agent_delta` follows the canceller's `agent_cancelled`.
+#[tokio::test]
+async fn a_cancel_from_another_process_replies_after_the_driver_stopped() {
+    let (config, dropped, chatter) = chatter_config(Duration::from_millis(900));
+    let store: Arc<dyn wsexec::store::Store> = Arc::new(wsexec::store::memory::MemoryStore::new());
+    let driving =
+        Arc::new(Harness::on(config.clone(), store.clone()).with_agent("chatter", chatter));
+    let other = Harness::on(config, store);
+    let conn = driving.connect("alice-01").await;
+    let (run_id, runner) = start_chatter(&driving, &conn, "elsewhere", 1).await;
+    cancel_and_check_silence(&driving, &other, &conn, &run_id, runner, &dropped).await;
 }
 
 /// Every pushed run event carries `seq` 1, 2, 3, … in the order the driver emitted them.

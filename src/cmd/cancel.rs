@@ -1,16 +1,18 @@
 //! `cancel_agent`: the caller's alive run becomes `cancelled` through the conditional-write
 //! primitive; a driver in this process stops at once (`run::live`), one elsewhere at its next
-//! heartbeat.
+//! heartbeat, and the reply waits for that (at most one heartbeat interval).
 
 use super::Caller;
-use crate::limits::CANCEL_ATTEMPTS;
+use crate::limits::{CANCEL_ATTEMPTS, CANCEL_SLACK, HEARTBEAT_DIVISOR};
 use crate::manager::Manager;
 use crate::protocol::{ClientError, ErrorCode, Event, Reply};
 use crate::run::{WriteOutcome, next_version, write_run};
+use crate::state::ExecutionState;
 use crate::state::RunEvent;
 use crate::store::{Expected, RunRecord, StorageError};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
+use std::time::Duration;
 
 /// Cancels the caller's run; replies `agent_cancelled`, or an `error` (`not_found`,
 /// `run_finished`, a storage code).
@@ -41,8 +43,12 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
         next.cancelled_by = Some(caller.origin.connection_id.to_owned());
         match write_run(store, next, Expected::of(&run)).await {
             WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
-                // A driver in this process stops now, before the reply goes out.
-                mgr.live_runs().cancel(run_id).await;
+                // A driver in this process stops now, before the reply goes out; one elsewhere
+                // stops at its next heartbeat, and the reply waits for that moment, so no
+                // `agent_delta` follows it.
+                if !mgr.live_runs().cancel(run_id).await {
+                    tokio::time::sleep(until_driver_stops(mgr, &run)).await;
+                }
                 return cancelled(&r);
             }
             WriteOutcome::Conflict(current) => run = current,
@@ -53,6 +59,19 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
         }
     }
     caller.error(&ClientError::storage(&StorageError::conflict("cancel_run")))
+}
+
+/// How long until a driver in another process has met the cancel: its next heartbeat is due
+/// one interval after the last one stored (`updated_at`), and it pushes nothing while that
+/// write is in flight. Zero for a run no driver holds yet (`starting`) or whose heartbeat is
+/// already overdue (its driver is gone or stopping).
+fn until_driver_stops(mgr: &Manager, before: &RunRecord) -> Duration {
+    if before.state != ExecutionState::Running {
+        return Duration::ZERO;
+    }
+    let interval = mgr.config().run_limits().heartbeat_deadline / HEARTBEAT_DIVISOR;
+    let due = before.updated_at + (interval + CANCEL_SLACK).as_millis() as u64;
+    Duration::from_millis(due.saturating_sub(now_ms())).min(interval + CANCEL_SLACK)
 }
 
 fn cancelled(run: &RunRecord) -> Reply {
