@@ -59,6 +59,13 @@ pub const HEARTBEAT_DIVISOR: u32 = 3;
 /// the cancel (and stopped pushing) when the canceller hears `agent_cancelled`.
 pub const CANCEL_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// What a cancel keeps of its invocation's time for writing its reply after waiting.
+pub const CANCEL_REPLY_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// API Gateway's integration timeout for a WebSocket route (29 s) less a second: a route reply
+/// later than that is lost.
+pub const API_GATEWAY_ROUTE_LIMIT: std::time::Duration = std::time::Duration::from_secs(28);
+
 /// Time kept back from Lambda's own deadline to persist the run's terminal state.
 pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 

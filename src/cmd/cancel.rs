@@ -3,7 +3,9 @@
 //! heartbeat, and the reply waits for that (at most one heartbeat interval).
 
 use super::Caller;
-use crate::limits::{CANCEL_ATTEMPTS, CANCEL_SLACK, HEARTBEAT_DIVISOR};
+use crate::limits::{
+    API_GATEWAY_ROUTE_LIMIT, CANCEL_ATTEMPTS, CANCEL_REPLY_MARGIN, CANCEL_SLACK, HEARTBEAT_DIVISOR,
+};
 use crate::manager::Manager;
 use crate::protocol::{ClientError, ErrorCode, Event, Reply};
 use crate::run::{WriteOutcome, next_version, write_run};
@@ -47,7 +49,8 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
                 // stops at its next heartbeat, and the reply waits for that moment, so no
                 // `agent_delta` follows it.
                 if !mgr.live_runs().cancel(run_id).await {
-                    tokio::time::sleep(until_driver_stops(mgr, &run)).await;
+                    let wait = until_driver_stops(mgr, &run, caller.origin.deadline_ms);
+                    tokio::time::sleep(wait).await;
                 }
                 return cancelled(&r);
             }
@@ -64,14 +67,20 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, run_id: &str) -> Reply {
 /// How long until a driver in another process has met the cancel: its next heartbeat is due
 /// one interval after the last one stored (`updated_at`), and it pushes nothing while that
 /// write is in flight. Zero for a run no driver holds yet (`starting`) or whose heartbeat is
-/// already overdue (its driver is gone or stopping).
-fn until_driver_stops(mgr: &Manager, before: &RunRecord) -> Duration {
+/// already overdue (its driver is gone or stopping). Never so long that the reply would miss
+/// this invocation's own deadline (less [`CANCEL_REPLY_MARGIN`]) or API Gateway's 29 s.
+fn until_driver_stops(mgr: &Manager, before: &RunRecord, deadline_ms: Option<u64>) -> Duration {
     if before.state != ExecutionState::Running {
         return Duration::ZERO;
     }
+    let now = now_ms();
     let interval = mgr.config().run_limits().heartbeat_deadline / HEARTBEAT_DIVISOR;
     let due = before.updated_at + (interval + CANCEL_SLACK).as_millis() as u64;
-    Duration::from_millis(due.saturating_sub(now_ms())).min(interval + CANCEL_SLACK)
+    let left = deadline_ms.map_or(u64::MAX, |d| d.saturating_sub(now));
+    let cap = left
+        .saturating_sub(CANCEL_REPLY_MARGIN.as_millis() as u64)
+        .min(API_GATEWAY_ROUTE_LIMIT.as_millis() as u64);
+    Duration::from_millis(due.saturating_sub(now).min(cap)).min(interval + CANCEL_SLACK)
 }
 
 fn cancelled(run: &RunRecord) -> Reply {
