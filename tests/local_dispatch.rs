@@ -8,7 +8,6 @@ mod local_harness;
 use local_harness::{Gateway, dev_config, recv_json, recv_run, send_json, start_agent};
 use serde_json::json;
 use wsexec::dispatch::Dispatch;
-use wsexec::store::Store;
 
 /// The golden path with async dispatch: the run is handed to a worker invocation through the
 /// emulated `Invoke` API and its five events reach the WebSocket client in order.
@@ -21,12 +20,7 @@ async fn golden_path_with_async_dispatch() {
     send_json(&mut ws, start_agent("async-1", "hello worker")).await;
     let events = recv_run(&mut ws, "async-1").await;
     let run_id = events[0]["run_id"].as_str().unwrap().to_owned();
-    let stored = gw
-        .store
-        .get_run("alice-01", &run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = gw.stored_run("alice-01", &run_id).await;
     assert!(
         stored.claimed_by.is_some(),
         "a worker invocation claimed it"

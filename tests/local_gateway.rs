@@ -377,12 +377,7 @@ async fn scheduled_sweep_reports_dead_runs_to_their_owner() {
     let notice = recv_json(&mut ws).await;
     assert_eq!(notice["type"], "agent_death", "{notice}");
     assert_eq!(notice["run_id"], "run_orphaned_by_a_crash");
-    let run = gw
-        .store
-        .get_run("alice-01", "run_orphaned_by_a_crash")
-        .await
-        .unwrap()
-        .unwrap();
+    let run = gw.stored_run("alice-01", "run_orphaned_by_a_crash").await;
     assert_eq!(run.state, wsexec::ExecutionState::Dead);
     gw.stop().await;
 }

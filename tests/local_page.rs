@@ -10,25 +10,12 @@ mod local_harness;
 use local_harness::{Gateway, WAIT};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 use wsexec::local::codec::base64;
 
 /// `GET /` with `host` as the `Host` header; returns the response.
 async fn get_page(addr: SocketAddr, host: &str) -> http::Message {
-    let exchange = async {
-        let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        tcp.write_all(head.as_bytes()).await.expect("write");
-        let mut buf = Vec::new();
-        http::read_message(&mut tcp, &mut buf)
-            .await
-            .expect("a response")
-    };
-    timeout(WAIT, exchange)
-        .await
-        .expect("a response within the wait")
+    let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    http::exchange(addr, &head, WAIT).await
 }
 
 /// The text of every `<tag>…</tag>` element in `html`.

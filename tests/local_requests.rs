@@ -12,26 +12,13 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use local_harness::{Gateway, WAIT, management_client};
 use serde_json::Value;
 use std::net::SocketAddr;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 /// A valid `Sec-WebSocket-Key` (RFC 6455 §1.3's sample nonce).
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// Sends `head` (a request without body) on a fresh TCP connection; returns the response.
 async fn raw(addr: SocketAddr, head: &str) -> http::Message {
-    let exchange = async {
-        let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        tcp.write_all(head.as_bytes()).await.expect("write");
-        let mut buf = Vec::new();
-        http::read_message(&mut tcp, &mut buf)
-            .await
-            .expect("a response")
-    };
-    timeout(WAIT, exchange)
-        .await
-        .expect("a response within the wait")
+    http::exchange(addr, head, WAIT).await
 }
 
 /// An upgrade request for `target` with `version`, `host` and `key`, plus `extra` header lines.
@@ -95,17 +82,7 @@ async fn malformed_upgrades_are_refused_before_connect() {
         let resp = raw(gw.addr, &head).await;
         assert_eq!(resp.status(), Some(status), "{what}: {}", resp.head);
     }
-    let ok = raw(
-        gw.addr,
-        &upgrade("/?user_id=alice-01", "HTTP/1.1", Some(&host), KEY, ""),
-    )
-    .await;
-    assert_eq!(ok.status(), Some(101), "{}", ok.head);
-    let connect = gw.next_invocation("CONNECT", None).await;
-    assert_eq!(
-        connect.event["queryStringParameters"]["user_id"], "alice-01",
-        "a refused upgrade reached $connect"
-    );
+    a_good_upgrade_is_the_first_connect(&mut gw, &host).await;
     gw.stop().await;
 }
 
@@ -176,16 +153,22 @@ async fn plain_get_of_root_is_the_page_and_the_rest_is_told_to_upgrade() {
         assert_eq!(resp.status(), Some(426), "{method} {path}: {}", resp.head);
         assert_eq!(resp.header("upgrade").as_deref(), Some("websocket"));
     }
+    a_good_upgrade_is_the_first_connect(&mut gw, &host).await;
+    gw.stop().await;
+}
+
+/// After the refused requests, a well-formed upgrade succeeds and its `$connect` is the first
+/// one the function saw: none of the refused requests reached it.
+async fn a_good_upgrade_is_the_first_connect(gw: &mut Gateway, host: &str) {
     let ok = raw(
         gw.addr,
-        &upgrade("/?user_id=alice-01", "HTTP/1.1", Some(&host), KEY, ""),
+        &upgrade("/?user_id=alice-01", "HTTP/1.1", Some(host), KEY, ""),
     )
     .await;
     assert_eq!(ok.status(), Some(101), "{}", ok.head);
     let connect = gw.next_invocation("CONNECT", None).await;
     assert_eq!(
-        connect.event["queryStringParameters"]["user_id"],
-        "alice-01"
+        connect.event["queryStringParameters"]["user_id"], "alice-01",
+        "a refused request reached $connect"
     );
-    gw.stop().await;
 }

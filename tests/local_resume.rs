@@ -10,7 +10,6 @@ use local_harness::{Gateway, dev_config, recv_json, send_json};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::timeout;
-use wsexec::store::Store;
 
 /// A real client starts a long echo run, closes its socket after three events, reconnects and
 /// resumes with the last `seq` it saw: it gets the other two once, ending with the stored result.
@@ -60,12 +59,7 @@ async fn a_real_client_resumes_a_run_after_its_socket_closed() {
     );
     let more = timeout(Duration::from_millis(400), b.next()).await;
     assert!(more.is_err(), "nothing after the terminal event: {more:?}");
-    let stored = gw
-        .store
-        .get_run("alice-01", &run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = gw.stored_run("alice-01", &run_id).await;
     assert_eq!(stored.result.as_ref(), Some(&end["payload"]["result"]));
     assert_eq!(stored.seq, 5);
     gw.stop().await;

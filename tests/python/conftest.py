@@ -1,4 +1,4 @@
-"""Fixtures shared by the Python end-to-end suites: the local model server."""
+"""Fixtures shared by the Python end-to-end suites: the local model server and the browser."""
 
 import os
 import socket
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from chat_page import ROOT
+from chat_page import ROOT, chromium
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,11 @@ def llm_url():
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         subprocess.run([script, "stop", pid], timeout=60)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Debian Chromium driven by Selenium, quit after the test."""
+    driver = chromium(tmp_path)
+    yield driver
+    driver.quit()

@@ -52,13 +52,6 @@ def server(tmp_path):
     s.stop()
 
 
-@pytest.fixture
-def browser(tmp_path):
-    driver = chromium(tmp_path)
-    yield driver
-    driver.quit()
-
-
 def test_echo_answer_completes_and_the_thread_survives_a_reload(server, browser):
     """Connect as a dev user, send with Enter: the echo answer and its tool step render and the
     run ends `completed`; after a reload the thread is in #threads and reopens with that run."""

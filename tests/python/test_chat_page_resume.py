@@ -13,7 +13,6 @@ from selenium.webdriver.common.by import By
 from chat_page import (
     WAIT,
     Server,
-    chromium,
     conn_state,
     connect,
     network_events,
@@ -32,13 +31,6 @@ def server(tmp_path):
     s = Server(tmp_path, rust_log="info")
     yield s
     s.stop()
-
-
-@pytest.fixture
-def browser(tmp_path):
-    driver = chromium(tmp_path)
-    yield driver
-    driver.quit()
 
 
 def test_a_dropped_socket_reconnects_and_resumes_the_same_run(server, browser):

@@ -2,7 +2,10 @@
 //! API, `@connections`, DynamoDB faults, the DynamoDB proxy).
 #![allow(dead_code)]
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// One HTTP/1.1 message read off a stream: its raw bytes and its parsed head.
 pub struct Message {
@@ -105,4 +108,18 @@ fn chunked_len(b: &[u8]) -> Option<usize> {
             return Some(at);
         }
     }
+}
+
+/// Sends `head` (a request without body) on a fresh TCP connection to `addr` and reads the
+/// response; panics if none arrives within `wait`.
+pub async fn exchange(addr: SocketAddr, head: &str, wait: Duration) -> Message {
+    let exchange = async {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        read_message(&mut tcp, &mut buf).await.expect("a response")
+    };
+    tokio::time::timeout(wait, exchange)
+        .await
+        .expect("a response within the wait")
 }

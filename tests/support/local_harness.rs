@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsexec::Config;
 use wsexec::context::Mode;
 use wsexec::local::{Invoked, ServeOptions};
+use wsexec::store::Store;
 use wsexec::store::embedded::EmbeddedStore;
 
 /// A client socket.
@@ -95,6 +96,15 @@ impl Gateway {
             .expect("connect");
         let connect = self.next_invocation("CONNECT", None).await;
         (ws, connect.connection_id().to_owned())
+    }
+
+    /// The run `run_id` of `user` as stored; panics if it is not there.
+    pub async fn stored_run(&self, user: &str, run_id: &str) -> wsexec::store::RunRecord {
+        self.store
+            .get_run(user, run_id)
+            .await
+            .expect("store readable")
+            .expect("run stored")
     }
 
     /// The next invocation of `event_type` (for `connection_id`, when given), skipping others.
