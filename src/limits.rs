@@ -133,6 +133,10 @@ pub const IDENTITY_CACHE_CAPACITY: usize = 10_000;
 /// heartbeats, cancellation and time limits with real clients.
 pub const MAX_ECHO_DELAY: Duration = Duration::from_secs(60);
 
+/// Largest answer the `echo` agent streams on request (`answer_bytes`): twice the driver's
+/// [`MAX_RUN_TEXT_BYTES`], so tests can provoke every size bound with real clients.
+pub const MAX_ECHO_ANSWER_BYTES: usize = 2 * MAX_RUN_TEXT_BYTES;
+
 /// DynamoDB connect timeout: in-region connects take milliseconds; a stuck connect must fail
 /// fast enough to be retried inside API Gateway's 29 s integration timeout.
 pub const DYNAMODB_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -177,3 +181,23 @@ pub const MAX_DELTA_BYTES: usize = 16 * 1024;
 /// also holds the request (up to 64 KiB) and the run's other attributes. A longer answer's
 /// stored `text` is cut and marked; its client got every piece as `agent_delta`.
 pub const MAX_STORED_RESULT_BYTES: usize = 256 * 1024;
+
+/// The most answer text one run may stream (the driver's bound, whatever the agent): a 15-minute
+/// model answer is a few hundred KiB, and this is what a 16 MiB answer costs the process at
+/// most (the agent's copy and the result); beyond it the run fails `answer_too_large`.
+pub const MAX_RUN_TEXT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Answer text all the runs of one process may hold at once (each holds what it has streamed
+/// until it ends): a quarter of the template's 256 MB function, so concurrent invocations on
+/// Managed Instances cannot exhaust memory; a run that would pass it fails
+/// `text_budget_exceeded` (retryable: other runs end and free it).
+pub const PROCESS_TEXT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// Time one follower's catch-up (the kept frames it missed) may take, alongside the run: a
+/// follower that cannot take 1 MiB in this long follows live from then on instead.
+pub const CATCH_UP_BUDGET: Duration = Duration::from_secs(10);
+
+/// What a run's end keeps of its invocation's time after letting followers still catching up
+/// receive the terminal event (each within its [`CATCH_UP_BUDGET`]): the run is already
+/// persisted, so this only keeps the invocation's own reply in time.
+pub const CATCH_UP_SETTLE_MARGIN: Duration = Duration::from_millis(250);

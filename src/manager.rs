@@ -146,6 +146,15 @@ impl Manager {
         self.invoker.as_ref()
     }
 
+    /// The same manager with a process-wide budget of `bytes` of answer text
+    /// (default [`crate::limits::PROCESS_TEXT_BUDGET_BYTES`]).
+    pub fn with_text_budget(mut self, bytes: usize) -> Manager {
+        self.live = crate::run::live::LiveRuns::with_text_budget(
+            crate::run::budget::TextBudget::new(bytes),
+        );
+        self
+    }
+
     /// The same manager with `agent` registered as `name` (replacing a built-in of that name).
     pub fn with_agent(mut self, name: &str, agent: Arc<dyn Executor>) -> Manager {
         self.agents.insert(name, agent);

@@ -171,7 +171,8 @@ impl wsexec::run::Executor for BigResult {
     }
 }
 
-/// An event larger than 128 KiB is never sent whole: it arrives truncated with a marker.
+/// An event larger than 128 KiB is never sent whole: it arrives with its envelope and small
+/// fields (`tool_name`, `execution_time_ms`), the oversized field replaced by a marker.
 #[tokio::test]
 async fn oversized_events_arrive_truncated() {
     let (mut mgr, _store, ep) = setup().await;
@@ -191,9 +192,12 @@ async fn oversized_events_arrive_truncated() {
             .all(|s| *s <= wsexec::limits::MAX_MESSAGE_BYTES),
         "{sizes:?}"
     );
-    assert_eq!(got[3]["payload"]["truncated"], true);
+    let completed = &got[3]["payload"];
+    assert_eq!(completed["tool_name"], "fetch");
+    assert_eq!(completed["execution_time_ms"], 1);
+    assert_eq!(completed["result"]["truncated"], true);
     assert_eq!(got[3]["run_id"], got[0]["run_id"]);
-    assert!(got[3]["payload"]["original_bytes"].as_u64().unwrap() > 300_000);
+    assert!(completed["result"]["original_bytes"].as_u64().unwrap() > 300_000);
     assert_eq!(got[4]["payload"]["result"]["reply"], "done");
 }
 

@@ -7,37 +7,11 @@ mod support;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use support::streamer::Streamer;
 use support::*;
 use wsexec::dispatch::Dispatch;
 use wsexec::dispatch::memory::MemoryInvoker;
 use wsexec::manager::Manager;
-use wsexec::run::{AgentFailure, Executor, RunInput, RunSink};
-
-/// Streams `pieces` words `gap` apart, with one tool step halfway; answers their concatenation.
-struct Streamer {
-    pieces: usize,
-    gap: Duration,
-}
-
-#[async_trait::async_trait]
-impl Executor for Streamer {
-    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
-        sink.thinking("planning").await;
-        let mut text = String::new();
-        for i in 0..self.pieces {
-            if i == self.pieces / 2 {
-                sink.tool_executing("calculator", json!({"expression": "1+1"}))
-                    .await;
-                sink.tool_completed("calculator", json!(2), 1).await;
-            }
-            let word = format!("w{i} ");
-            sink.delta(&word).await;
-            text.push_str(&word);
-            tokio::time::sleep(self.gap).await;
-        }
-        Ok(json!({ "text": text }))
-    }
-}
 
 const USER: &str = "alice-01";
 
@@ -122,14 +96,6 @@ fn seqs(frames: &[Value]) -> Vec<u64> {
         .collect()
 }
 
-fn text(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .filter(|f| f["type"] == "agent_delta")
-        .map(|f| f["payload"]["text"].as_str().unwrap_or_default())
-        .collect()
-}
-
 async fn stored(h: &Harness, run_id: &str) -> wsexec::store::RunRecord {
     h.mgr
         .store()
@@ -172,7 +138,7 @@ async fn a_reconnecting_client_gets_the_rest_of_the_run_once() {
     let run = stored(&h, &run_id).await;
     assert_eq!(run.state, wsexec::ExecutionState::Completed);
     assert_eq!(run.seq, *want.last().unwrap(), "the terminal seq is stored");
-    let assembled = text(&seen) + &text(&rest);
+    let assembled = delta_text(&seen) + &delta_text(&rest);
     assert_eq!(run.result.as_ref().unwrap()["text"], assembled.as_str());
     assert_eq!(
         rest.last().unwrap()["payload"]["result"]["text"],
@@ -207,7 +173,10 @@ async fn resuming_from_the_snapshot_checkpoint_assembles_the_whole_text() {
         .unwrap();
     assert_eq!(seqs(&rest)[0], at + 1);
     let run = stored(&h, &run_id).await;
-    assert_eq!(run.result.unwrap()["text"], (base + &text(&rest)).as_str());
+    assert_eq!(
+        run.result.unwrap()["text"],
+        (base + &delta_text(&rest)).as_str()
+    );
 }
 
 /// Three connections of one user follow one run: each gets every event after its attach, in
@@ -245,7 +214,10 @@ async fn three_followers_each_get_every_event_once_and_a_gone_one_is_dropped() {
             (1..=n).collect::<Vec<_>>(),
             "{c}: all, once, in order"
         );
-        assert_eq!(run.result.as_ref().unwrap()["text"], text(&got).as_str());
+        assert_eq!(
+            run.result.as_ref().unwrap()["text"],
+            delta_text(&got).as_str()
+        );
     }
     let gone = seqs(&h.pushed(&followers[1]));
     assert_eq!(
@@ -302,7 +274,10 @@ async fn resuming_a_finished_run_returns_its_final_snapshot_only() {
     assert_eq!(reply["type"], "execution");
     assert_eq!(reply["payload"]["state"], "completed");
     assert_eq!(reply["payload"]["seq"], events.len() as u64);
-    assert_eq!(reply["payload"]["result"]["text"], text(&events).as_str());
+    assert_eq!(
+        reply["payload"]["result"]["text"],
+        delta_text(&events).as_str()
+    );
     assert!(reply["payload"].get("streamed").is_none());
     assert_eq!(stored(&h, &run_id).await, before, "nothing written");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -342,7 +317,10 @@ async fn async_runs_are_followed_from_before_the_claim_and_mid_run() {
     let n = all.len() as u64;
     let got = wait_terminal(&h, &early).await;
     assert_eq!(seqs(&got), (1..=n).collect::<Vec<_>>());
-    assert_eq!(run.result.as_ref().unwrap()["text"], text(&got).as_str());
+    assert_eq!(
+        run.result.as_ref().unwrap()["text"],
+        delta_text(&got).as_str()
+    );
     let tail = wait_terminal(&h, &late).await;
     assert_eq!(seqs(&tail), (at + 1..=n).collect::<Vec<_>>());
 }

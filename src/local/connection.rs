@@ -114,10 +114,26 @@ async fn invoke_message(
             .to_string(),
         ),
     };
-    if let Some(reply) = reply {
+    if let Some(reply) = reply.and_then(deliverable) {
         // A closed socket drops its queue: the reply has nowhere to go, as on API Gateway.
         let _ = socket.send(Command::Push(Message::text(reply))).await;
     }
+}
+
+/// A route response API Gateway can deliver: at most [`MAX_MESSAGE_BYTES`] (its UTF-8
+/// bytes). AWS documents no error frame for a larger one, and it cannot reach the client: the
+/// emulator drops it and logs why, so a client (and a test) sees the silence it would see on
+/// AWS. Pushes are held to the same limit by the `@connections` endpoint (413).
+fn deliverable(reply: String) -> Option<String> {
+    if reply.len() <= MAX_MESSAGE_BYTES {
+        return Some(reply);
+    }
+    tracing::error!(
+        bytes = reply.len(),
+        limit = MAX_MESSAGE_BYTES,
+        "route response exceeds API Gateway's message limit: not delivered"
+    );
+    None
 }
 
 /// Serves an upgraded connection until it ends, then sends its `$disconnect`.
@@ -237,5 +253,18 @@ async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
             Ok(Ok(())) if !rb.filled().is_empty() => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route response over API Gateway's limit is not delivered; one at the limit is.
+    #[test]
+    fn oversized_route_responses_are_not_delivered() {
+        let at = "x".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(deliverable(at.clone()), Some(at));
+        assert_eq!(deliverable("é".repeat(MAX_MESSAGE_BYTES / 2 + 1)), None);
     }
 }

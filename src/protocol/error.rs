@@ -40,6 +40,13 @@ pub enum ErrorCode {
     AgentFailed,
     /// The run exceeded its time limit.
     RunTimeout,
+    /// The run streamed more answer text than one run may (`MAX_RUN_TEXT_BYTES`).
+    AnswerTooLarge,
+    /// The process's runs together hold all the answer text they may
+    /// (`PROCESS_TEXT_BUDGET_BYTES`); retryable.
+    TextBudgetExceeded,
+    /// The instance shut down while the run was in flight; retryable.
+    Shutdown,
     /// The run's process stopped sending heartbeats (the sweep declared it dead).
     RunDead,
     /// The model provider refused the credentials (401/403).
@@ -79,6 +86,9 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::AgentFailed => "agent_failed",
             ErrorCode::RunTimeout => "run_timeout",
+            ErrorCode::AnswerTooLarge => "answer_too_large",
+            ErrorCode::TextBudgetExceeded => "text_budget_exceeded",
+            ErrorCode::Shutdown => "instance_shutdown",
             ErrorCode::RunDead => "run_dead",
             ErrorCode::LlmPermission => "llm_permission",
             ErrorCode::LlmThrottled => "llm_throttled",

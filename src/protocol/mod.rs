@@ -1,6 +1,7 @@
 //! The JSON text-frame protocol: inbound messages, outbound events and client-facing errors.
 
 pub mod error;
+pub mod fit;
 pub mod inbound;
 pub mod outbound;
 pub mod refusal;

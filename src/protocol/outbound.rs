@@ -2,7 +2,9 @@
 //! `{"type", "run_id"?, "thread_id"?, "request_id"?, "seq"?, "timestamp", "payload"}`.
 
 use super::error::{ClientError, ErrorCode};
+use super::fit::fit_to_limit;
 use super::view::{ExecutionView, ExecutionsView};
+use crate::limits::MAX_MESSAGE_BYTES;
 use crate::store::RunRecord;
 use crate::time::rfc3339_ms;
 use serde::Serialize;
@@ -193,10 +195,15 @@ impl<'a> Envelope<'a> {
         self
     }
 
-    /// The event as a JSON text frame.
+    /// The event as a JSON text frame within API Gateway's [`MAX_MESSAGE_BYTES`]: every
+    /// frame wsexec sends is made here, so none can exceed it ([`fit_to_limit`]).
     pub fn to_json(&self) -> String {
         // Serializing strings, numbers and `Value`s into a String cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+        let frame = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
+        match fit_to_limit(&frame, MAX_MESSAGE_BYTES) {
+            Cow::Borrowed(_) => frame,
+            Cow::Owned(fitted) => fitted,
+        }
     }
 
     /// The frame a client gets as a direct reply, with what the log needs to know of it.
@@ -256,76 +263,9 @@ impl Reply {
     }
 }
 
-/// A truncated event keeps this fraction of the limit as its payload preview: escaping can
-/// grow the preview up to 6x (`\u00XX`), which still leaves room for the envelope.
-const PREVIEW_DIVISOR: usize = 8;
-
-/// A message that fits API Gateway's limit: `message` itself when it fits, else the same
-/// envelope (type, run fields and seq kept) whose payload is replaced by
-/// `{"truncated": true, "original_bytes": N, "preview": "<start of the payload JSON>"}`.
-pub fn fit_to_limit(message: &str, limit: usize) -> Cow<'_, str> {
-    if message.len() <= limit {
-        return Cow::Borrowed(message);
-    }
-    let v: Value = serde_json::from_str(message).unwrap_or_default();
-    let payload = v.get("payload").map(|p| p.to_string()).unwrap_or_default();
-    let mut cut = (limit / PREVIEW_DIVISOR).min(payload.len());
-    while !payload.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let mut out = serde_json::Map::new();
-    for k in [
-        "type",
-        "run_id",
-        "thread_id",
-        "request_id",
-        "seq",
-        "timestamp",
-    ] {
-        if let Some(x) = v.get(k) {
-            out.insert(k.into(), x.clone());
-        }
-    }
-    out.insert(
-        "payload".into(),
-        serde_json::json!({
-            "truncated": true,
-            "original_bytes": message.len(),
-            "preview": &payload[..cut],
-        }),
-    );
-    let s = Value::Object(out).to_string();
-    if s.len() <= limit {
-        return Cow::Owned(s);
-    }
-    let e = ClientError::new(
-        ErrorCode::MessageTooLarge,
-        format!("event exceeded {limit} bytes"),
-    );
-    Cow::Owned(Envelope::new(Event::Error(&e), RunRef::default(), crate::time::now_ms()).to_json())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Oversized events become a truncated envelope within the limit; small ones pass as is.
-    #[test]
-    fn oversized_events_are_truncated_with_a_marker() {
-        let small = r#"{"type":"pong","payload":{}}"#;
-        assert_eq!(fit_to_limit(small, 1000), small);
-        let big = serde_json::json!({"type": "tool_executing", "run_id": "r1", "seq": 3,
-            "timestamp": "t", "payload": {"parameters": {"text": "\u{1}".repeat(200_000)}}})
-        .to_string();
-        let fitted = fit_to_limit(&big, crate::limits::MAX_MESSAGE_BYTES);
-        assert!(fitted.len() <= crate::limits::MAX_MESSAGE_BYTES);
-        let v: Value = serde_json::from_str(&fitted).unwrap();
-        assert_eq!(v["type"], "tool_executing");
-        assert_eq!(v["run_id"], "r1");
-        assert_eq!(v["seq"], 3);
-        assert_eq!(v["payload"]["truncated"], true);
-        assert_eq!(v["payload"]["original_bytes"], big.len());
-    }
 
     /// The envelope has the documented keys, in order, and omits absent run fields.
     #[test]

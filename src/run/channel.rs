@@ -4,11 +4,16 @@
 
 use super::RunDeps;
 use super::follow::Replay;
-use crate::limits::{MAX_MESSAGE_BYTES, MAX_NOTICE_TARGETS, NOTICE_BUDGET};
+use crate::limits::{CATCH_UP_BUDGET, MAX_MESSAGE_BYTES, MAX_NOTICE_TARGETS, NOTICE_BUDGET};
 use crate::notify::{PushErrorKind, PushTarget};
-use crate::protocol::outbound::fit_to_limit;
+use crate::protocol::fit::fit_to_limit;
 use crate::store::{ConnectionRecord, Follower};
 use crate::telemetry::{log_storage, metrics};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// One connection a run pushes to.
 struct Target {
@@ -20,12 +25,22 @@ struct Target {
     gone: bool,
 }
 
+/// A follower being sent the kept frames it missed, alongside the run; its target when done.
+type CatchUp<'d> = Pin<Box<dyn Future<Output = Target> + Send + 'd>>;
+
 /// The push side of one run: its starting connection, then its followers, each silenced once
-/// gone and never sent a `seq` it already has.
+/// gone and never sent a `seq` it already has, nor one out of order. A new follower first
+/// catches up from the frames kept for replay, concurrently with the run (the driver polls
+/// [`Channel::caught_up`]), then joins the live pushes.
 pub struct Channel<'d> {
     deps: RunDeps<'d>,
     /// The starting connection first.
     targets: Vec<Target>,
+    /// Every frame pushed so far (within its budget), shared with the catch-ups.
+    replay: Arc<Mutex<Replay>>,
+    catching_up: FuturesUnordered<CatchUp<'d>>,
+    /// The connections catching up right now.
+    joining: Vec<String>,
 }
 
 impl<'d> Channel<'d> {
@@ -39,6 +54,9 @@ impl<'d> Channel<'d> {
                 has: 0,
                 gone: false,
             }],
+            replay: Arc::default(),
+            catching_up: FuturesUnordered::new(),
+            joining: Vec::new(),
         }
     }
 
@@ -61,14 +79,15 @@ impl<'d> Channel<'d> {
         }
     }
 
-    /// Takes in a run's stored `followers`: each live one not pushed to yet is first sent every
-    /// kept frame after its `after_seq`, then follows live; one no longer listed (`$disconnect`
-    /// removed it) is no longer pushed to. The starting connection always stays.
-    pub async fn adopt(
+    /// Takes in a run's stored `followers`: each live one not pushed to yet starts catching up
+    /// on every kept frame after its `after_seq` (taken as `last_seq` when beyond it: a client
+    /// cannot have frames the run has not made), then follows live; one no longer listed
+    /// (`$disconnect` removed it) is no longer pushed to. The starting connection always stays.
+    pub fn adopt(
         &mut self,
         followers: &[Follower],
         fallback_endpoint: &str,
-        replay: &Replay,
+        last_seq: u64,
         now_secs: u64,
     ) {
         let mut first = true;
@@ -77,36 +96,59 @@ impl<'d> Channel<'d> {
             first = false;
             keep
         });
-        let deps = self.deps;
         for f in followers.iter().filter(|f| f.expires_at > now_secs) {
-            if self
-                .targets
-                .iter()
-                .any(|t| t.connection_id == f.connection_id)
-            {
+            let id = &f.connection_id;
+            if self.targets.iter().any(|t| &t.connection_id == id) || self.joining.contains(id) {
                 continue;
             }
-            let mut t = Target {
+            let t = Target {
                 endpoint: f
                     .endpoint
                     .as_deref()
                     .unwrap_or(fallback_endpoint)
                     .to_owned(),
-                connection_id: f.connection_id.clone(),
-                has: f.after_seq,
+                connection_id: id.clone(),
+                has: f.after_seq.min(last_seq),
                 gone: false,
             };
-            for (seq, frame) in replay.after(f.after_seq) {
-                deliver(&deps, &mut t, *seq, frame).await;
-            }
-            self.targets.push(t);
+            self.joining.push(id.clone());
+            self.catching_up
+                .push(Box::pin(catch_up(self.deps, t, self.replay.clone())));
         }
     }
 
-    /// Pushes the frame numbered `seq` to every connection that lacks it, all at once; returns
-    /// whether any got it. A gone client is silenced; other failures are logged and counted,
-    /// and the run goes on.
+    /// Resolves when a follower has caught up, and joins it to the live pushes; pending while
+    /// none is catching up.
+    pub async fn caught_up(&mut self) {
+        match self.catching_up.next().await {
+            Some(t) => self.join(t),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Lets followers still catching up finish (the run has ended: the replay holds its
+    /// terminal event), each within its [`CATCH_UP_BUDGET`], and all by `until`.
+    pub async fn settle(&mut self, until: tokio::time::Instant) {
+        let all = async {
+            while let Some(t) = self.catching_up.next().await {
+                self.join(t);
+            }
+        };
+        if tokio::time::timeout_at(until, all).await.is_err() {
+            tracing::warn!("followers still catching up when the run ended were cut off");
+        }
+    }
+
+    fn join(&mut self, t: Target) {
+        self.joining.retain(|id| *id != t.connection_id);
+        self.targets.push(t);
+    }
+
+    /// Keeps the frame numbered `seq` for replay and pushes it to every live connection that
+    /// lacks it, all at once; returns whether any got it. A gone client is silenced; other
+    /// failures are logged and counted, and the run goes on.
     pub async fn send(&mut self, seq: u64, message: &str) -> bool {
+        lock(&self.replay).keep(seq, message.into());
         let deps = self.deps;
         let pushes = self
             .targets
@@ -117,6 +159,30 @@ impl<'d> Channel<'d> {
             .into_iter()
             .any(|delivered| delivered)
     }
+}
+
+fn lock(replay: &Mutex<Replay>) -> std::sync::MutexGuard<'_, Replay> {
+    replay.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends `t` every kept frame after the last it has, in order, until none is left, within
+/// [`CATCH_UP_BUDGET`]; a follower that takes longer (or is gone) follows live from then on.
+async fn catch_up<'d>(deps: RunDeps<'d>, mut t: Target, replay: Arc<Mutex<Replay>>) -> Target {
+    let all = async {
+        while !t.gone {
+            let Some((seq, frame)) = lock(&replay).first_after(t.has) else {
+                return;
+            };
+            deliver(&deps, &mut t, seq, &frame).await;
+        }
+    };
+    if tokio::time::timeout(CATCH_UP_BUDGET, all).await.is_err() {
+        tracing::warn!(
+            connection_id = t.connection_id,
+            "catch-up cut off at its time budget"
+        );
+    }
+    t
 }
 
 /// Pushes frame `seq` to `t` unless it is gone or has it; whether it was delivered.

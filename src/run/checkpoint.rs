@@ -2,45 +2,44 @@
 //! result a terminal write stores, each within the item's budget.
 
 use crate::limits::{MAX_CHECKPOINT_TEXT_BYTES, MAX_STORED_RESULT_BYTES};
-use serde_json::Value;
+use crate::protocol::fit::{cut_text, json_len};
+use serde_json::{Value, json};
 
-/// The streamed text a heartbeat checkpoints: all of it, or nothing once it outgrew
-/// [`MAX_CHECKPOINT_TEXT_BYTES`] (a cut text would not match the checkpoint's `seq`).
-pub fn checkpoint_text(streamed: &str) -> Option<String> {
-    (streamed.len() <= MAX_CHECKPOINT_TEXT_BYTES).then(|| streamed.to_owned())
+/// The text a run has streamed, as far as a checkpoint can use it: kept while it fits
+/// [`MAX_CHECKPOINT_TEXT_BYTES`], only counted beyond (a cut text would not match the
+/// checkpoint's `seq`, so a longer stream's checkpoint keeps `seq` only and holds no copy).
+#[derive(Debug, Default)]
+pub struct Streamed {
+    text: String,
+    bytes: usize,
 }
 
-/// `result` within [`MAX_STORED_RESULT_BYTES`]: an oversized `text` is cut at a character
-/// boundary and the result marked `truncated` with the text's full length; a result too large
-/// for other reasons is replaced by that mark alone.
+impl Streamed {
+    /// Adds text that was pushed.
+    pub fn push(&mut self, piece: &str) {
+        self.bytes += piece.len();
+        if self.bytes <= MAX_CHECKPOINT_TEXT_BYTES {
+            self.text.push_str(piece);
+        } else if !self.text.is_empty() {
+            self.text = String::new();
+        }
+    }
+
+    /// The streamed text a write checkpoints: all of it, or nothing once it outgrew
+    /// [`MAX_CHECKPOINT_TEXT_BYTES`].
+    pub fn checkpoint(&self) -> Option<String> {
+        (self.bytes <= MAX_CHECKPOINT_TEXT_BYTES).then(|| self.text.clone())
+    }
+}
+
+/// `result` within [`MAX_STORED_RESULT_BYTES`]: an oversized `text` keeps as much as fits (by
+/// its escaped length) and the result is marked `truncated` with the text's full length; a
+/// result too large for other reasons is replaced by that mark alone.
 pub fn storable(mut result: Value) -> Value {
-    let size = |v: &Value| serde_json::to_string(v).map_or(0, |s| s.len());
-    let total = size(&result);
-    if total <= MAX_STORED_RESULT_BYTES {
+    if cut_text(&mut result, MAX_STORED_RESULT_BYTES) {
         return result;
     }
-    let mark = serde_json::json!({ "truncated": true, "result_bytes": total });
-    let text = match result.get_mut("text") {
-        Some(Value::String(t)) => std::mem::take(t),
-        _ => return mark,
-    };
-    // Escaping makes the stored form larger than the text: shrink until it fits.
-    let mut keep = text.len().saturating_sub(total - MAX_STORED_RESULT_BYTES);
-    loop {
-        while !text.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        result["text"] = Value::String(text[..keep].to_owned());
-        result["truncated"] = Value::Bool(true);
-        result["text_bytes"] = Value::from(text.len());
-        if size(&result) <= MAX_STORED_RESULT_BYTES {
-            return result;
-        }
-        if keep == 0 {
-            return mark;
-        }
-        keep /= 2;
-    }
+    json!({ "truncated": true, "result_bytes": json_len(&result) })
 }
 
 #[cfg(test)]
@@ -50,16 +49,42 @@ mod tests {
     /// A result over the item budget keeps as much text as fits and says how long it was.
     #[test]
     fn oversized_results_are_cut_to_fit_and_marked() {
-        let small = serde_json::json!({ "text": "hi", "model": "m" });
+        let small = json!({ "text": "hi", "model": "m" });
         assert_eq!(storable(small.clone()), small);
         let text = "é\u{1}".repeat(MAX_STORED_RESULT_BYTES);
-        let cut = storable(serde_json::json!({ "text": text, "model": "m" }));
-        assert!(serde_json::to_string(&cut).unwrap().len() <= MAX_STORED_RESULT_BYTES);
+        let cut = storable(json!({ "text": text, "model": "m" }));
+        assert!(json_len(&cut) <= MAX_STORED_RESULT_BYTES);
         assert_eq!(cut["truncated"], true);
         assert_eq!(cut["text_bytes"], text.len());
         assert_eq!(cut["model"], "m");
         assert!(text.starts_with(cut["text"].as_str().unwrap()));
-        let other = storable(serde_json::json!({ "blob": "x".repeat(MAX_STORED_RESULT_BYTES) }));
+        let other = storable(json!({ "blob": "x".repeat(MAX_STORED_RESULT_BYTES) }));
         assert_eq!(other["truncated"], true);
+    }
+
+    /// An answer heavy in characters JSON escapes keeps as much as fits, not `""` (issue 21,
+    /// item 10: the cut was once computed from the escaped length and saturated to nothing).
+    #[test]
+    fn escape_heavy_answers_keep_as_much_as_fits() {
+        let text = "\u{1}".repeat(60_000);
+        let cut = storable(json!({ "text": text, "model": "m" }));
+        let kept = cut["text"].as_str().unwrap().len();
+        let len = json_len(&cut);
+        assert!(
+            len <= MAX_STORED_RESULT_BYTES && len + 6 > MAX_STORED_RESULT_BYTES,
+            "{len}"
+        );
+        assert!(kept > 40_000, "kept {kept} of 60000");
+    }
+
+    /// The checkpoint keeps the text while it fits, and nothing (no copy) beyond.
+    #[test]
+    fn the_checkpoint_stops_holding_text_past_its_budget() {
+        let mut s = Streamed::default();
+        s.push("ab");
+        assert_eq!(s.checkpoint().as_deref(), Some("ab"));
+        s.push(&"x".repeat(MAX_CHECKPOINT_TEXT_BYTES));
+        assert_eq!(s.checkpoint(), None);
+        assert!(s.text.capacity() == 0);
     }
 }

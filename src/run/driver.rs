@@ -9,16 +9,17 @@
 //! or a sweep in between wins cleanly, and a `resume` that attached a follower makes the next
 //! write conflict, which is how the driver learns of it (one more write, no read per event).
 
+use super::budget::TextHold;
 use super::channel::Channel;
-use super::checkpoint::{checkpoint_text, storable};
+use super::checkpoint::{Streamed, storable};
 use super::executor::{Executor, Progress, RunInput, RunSink};
-use super::follow::Replay;
 use super::history::thread_turns;
 use super::write::{WriteOutcome, next_version, write_run};
 use super::{Origin, RunDeps};
 use crate::context::UserExecutionContext;
 use crate::limits::{
-    HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS, MAX_DELTA_BYTES, TERMINAL_WRITE_ATTEMPTS,
+    CATCH_UP_BUDGET, CATCH_UP_SETTLE_MARGIN, HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS,
+    MAX_DELTA_BYTES, TERMINAL_WRITE_ATTEMPTS,
 };
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
@@ -28,6 +29,7 @@ use crate::time::now_ms;
 use serde_json::Value;
 use std::cell::Cell;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
 
 /// How a run's drive ended.
@@ -40,6 +42,10 @@ enum End {
     Elsewhere(Box<RunRecord>),
     /// A cancel in this process wrote `cancelled` and signalled (`run::live`).
     CancelledHere,
+    /// The run's text passed its own bound or the process's budget.
+    TextLimit(ClientError),
+    /// The instance is shutting down.
+    Shutdown,
 }
 
 /// Drives `run` (already created and persisted as `running`) with `agent` to its end, pushing
@@ -53,7 +59,7 @@ pub async fn drive(
 ) {
     let mut d = Driver::new(deps, origin, run);
     // A `resume` may have attached followers while the run waited for its worker.
-    d.adopt().await;
+    d.adopt();
     let started = d.frame(Event::AgentStarted {
         agent_name: &d.run.agent,
     });
@@ -93,35 +99,43 @@ pub async fn drive(
             biased;
             _ = &mut deadline => break End::TimedOut,
             _ = live.cancelled() => break End::CancelledHere,
+            _ = live.shutting_down() => break End::Shutdown,
             _ = beat.tick() => {
                 if let Some(current) = d.heartbeat().await {
                     break End::Elsewhere(Box::new(current));
                 }
             }
-            Some(p) = reports.recv() => d.progress(p).await,
+            Some(p) = reports.recv() => {
+                if let Err(e) = d.progress(p).await {
+                    break End::TextLimit(e);
+                }
+            }
             _ = sleep_until(flush_at), if d.flush_at.is_some() => d.flush().await,
+            _ = d.channel.caught_up() => {}
             res = &mut agent_run => break End::Agent(res),
         }
     };
     // Stops the agent (and closes whatever stream it had open) unless it already returned.
     drop(agent_run);
+    // Whatever the ending, the reports the agent made before it still go out, in order, before
+    // a waiting canceller is answered.
+    let drained = d.drain(&mut reports).await;
     live.stopped();
     match end {
-        End::Agent(Ok(result)) => {
-            // Reports the agent made before it returned still go out, in order.
-            while let Ok(p) = reports.try_recv() {
-                d.progress(p).await;
-            }
-            d.finish(&COMPLETE, Some(result), None).await
-        }
+        End::Agent(Ok(result)) => match drained {
+            Ok(()) => d.finish(&COMPLETE, Some(result), None).await,
+            Err(e) => d.finish(&[RunEvent::Fail], None, Some(e)).await,
+        },
         End::Agent(Err(failure)) => {
             let err = failure.client_error();
             d.finish(&[RunEvent::Fail], None, Some(err)).await
         }
+        End::TextLimit(err) => d.finish(&[RunEvent::Fail], None, Some(err)).await,
         End::TimedOut => {
             let err = ClientError::run_timeout();
             d.finish(&[RunEvent::TimeOut], None, Some(err)).await
         }
+        End::Shutdown => d.shut_down().await,
         End::Elsewhere(current) => d.tell_ended(&current).await,
         End::CancelledHere => match deps.store.get_run(&d.run.user_id, &d.run.run_id).await {
             Ok(Some(current)) => d.tell_ended(&current).await,
@@ -129,6 +143,16 @@ pub async fn drive(
             Err(e) => log_storage(&e),
         },
     }
+    // Followers still catching up get the rest, the terminal event included, while the
+    // invocation has time.
+    let until = match origin.deadline_ms {
+        Some(ms) => {
+            let left = Duration::from_millis(ms.saturating_sub(now_ms()));
+            Instant::now() + left.saturating_sub(CATCH_UP_SETTLE_MARGIN)
+        }
+        None => Instant::now() + CATCH_UP_BUDGET,
+    };
+    d.channel.settle(until).await;
 }
 
 /// An instant no run reaches (about a century away).
@@ -143,10 +167,10 @@ struct Driver<'d> {
     run: RunRecord,
     /// The last `seq` given out (a `Cell`, so a frame can borrow the record while numbered).
     seq: Cell<u64>,
-    /// The frames pushed so far, to bring new followers up to date.
-    replay: Replay,
-    /// The text of every `agent_delta` pushed so far (what a checkpoint persists).
-    streamed: String,
+    /// The text of the `agent_delta`s pushed so far, as far as a checkpoint persists it.
+    streamed: Streamed,
+    /// The answer text this run holds of the process's budget.
+    text: TextHold<'d>,
     /// The last `agent_thinking` step number.
     step: u32,
     /// Streamed text not pushed yet.
@@ -164,8 +188,8 @@ impl<'d> Driver<'d> {
             channel: Channel::new(deps, origin.endpoint, origin.connection_id),
             run,
             seq: Cell::new(0),
-            replay: Replay::default(),
-            streamed: String::new(),
+            streamed: Streamed::default(),
+            text: deps.live.text().hold(),
             step: 0,
             pending: String::new(),
             flush_at: None,
@@ -185,7 +209,6 @@ impl<'d> Driver<'d> {
 
     /// Pushes one numbered frame to every connection of the run, and keeps it for replay.
     async fn send(&mut self, (seq, frame): (u64, String)) {
-        self.replay.keep(seq, &frame);
         self.channel.send(seq, &frame).await;
     }
 
@@ -195,15 +218,14 @@ impl<'d> Driver<'d> {
         self.send(frame).await;
     }
 
-    /// Takes in the followers the stored run lists: each new one is first sent what it missed
-    /// (every kept frame after its `after_seq`), then follows live; one `$disconnect` removed
-    /// is no longer pushed to.
-    async fn adopt(&mut self) {
+    /// Takes in the followers the stored run lists: each new one catches up on what it missed
+    /// (every kept frame after its `after_seq`) alongside the run, then follows live; one
+    /// `$disconnect` removed is no longer pushed to.
+    fn adopt(&mut self) {
         let fallback = self.run.endpoint.as_deref().unwrap_or_default();
         let (followers, now_secs) = (&self.run.followers, now_ms() / 1000);
         self.channel
-            .adopt(followers, fallback, &self.replay, now_secs)
-            .await;
+            .adopt(followers, fallback, self.seq.get(), now_secs);
     }
 
     /// What every write of this run persists of its stream: the last `seq`, the text streamed
@@ -213,15 +235,17 @@ impl<'d> Driver<'d> {
         next.seq = seq;
         next.streamed = match next.result {
             Some(_) => None,
-            None => checkpoint_text(&self.streamed),
+            None => self.streamed.checkpoint(),
         };
         next.followers
             .retain(|f| f.expires_at > now_secs && !self.channel.is_gone(&f.connection_id));
     }
 
     /// Turns one agent report into its event; text is coalesced, and flushed before any step.
-    async fn progress(&mut self, p: Progress) {
+    /// Text past the run's bound or the process's budget is refused: the run must end.
+    async fn progress(&mut self, p: Progress) -> Result<(), ClientError> {
         if let Progress::Delta(text) = p {
+            self.text.take(text.len()).map_err(|l| l.client_error())?;
             self.pending.push_str(&text);
             if self.flush_at.is_none() {
                 let now = Instant::now();
@@ -230,11 +254,12 @@ impl<'d> Driver<'d> {
                 // Outside the window, push now: a timer due now fires at the wheel's next 1 ms
                 // tick (benches/stream.rs measured 1.27 ms p50 from chunk to push that way).
                 if at <= now {
-                    return self.flush().await;
+                    self.flush().await;
+                    return Ok(());
                 }
                 self.flush_at = Some(at);
             }
-            return;
+            return Ok(());
         }
         self.flush().await;
         if matches!(p, Progress::Thinking(_)) {
@@ -243,6 +268,34 @@ impl<'d> Driver<'d> {
         if let Some(event) = p.step_event(self.step) {
             self.emit(event).await;
         }
+        Ok(())
+    }
+
+    /// Pushes the reports still queued when the run ended (the agent's last words before it
+    /// failed, returned or was stopped), in order, and the text pending; the first refusal of
+    /// text ends the draining.
+    async fn drain(&mut self, reports: &mut mpsc::Receiver<Progress>) -> Result<(), ClientError> {
+        let mut outcome = Ok(());
+        while let Ok(p) = reports.try_recv() {
+            outcome = self.progress(p).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.flush().await;
+        outcome
+    }
+
+    /// What becomes of an in-flight run when its instance shuts down (SIGTERM): today it fails
+    /// `instance_shutdown` (retryable) with a terminal write and the client told, within the
+    /// shutdown window. The one seam for handing the run to a continuation instead.
+    async fn shut_down(&mut self) {
+        let err = ClientError::new(
+            crate::protocol::ErrorCode::Shutdown,
+            "the instance running this run shut down; try again",
+        )
+        .retryable(true);
+        self.finish(&[RunEvent::Fail], None, Some(err)).await
     }
 
     /// Pushes the text streamed since the last `agent_delta`, if any, in pieces of at most
@@ -260,7 +313,7 @@ impl<'d> Driver<'d> {
                 cut -= 1;
             }
             let (piece, tail) = rest.split_at(cut);
-            self.streamed.push_str(piece);
+            self.streamed.push(piece);
             self.emit(Event::AgentDelta { text: piece }).await;
             rest = tail;
         }
@@ -283,7 +336,7 @@ impl<'d> Driver<'d> {
                 // A `resume` attached a follower (or a cancel lost its race): write on top.
                 WriteOutcome::Conflict(current) if current.state.is_alive() => {
                     self.run = current;
-                    self.adopt().await;
+                    self.adopt();
                 }
                 WriteOutcome::Conflict(current) => return Some(current),
                 // Best effort: a missed renewal only risks the sweep calling the run dead.
@@ -306,6 +359,8 @@ impl<'d> Driver<'d> {
     ) {
         self.flush().await;
         let now = now_ms();
+        // Cut to the item's budget once: a long answer is never copied whole again.
+        let result = result.map(storable);
         let stored = error.as_ref().map(|e| RunError {
             code: e.code.as_str().to_owned(),
             message: e.message.to_string(),
@@ -316,7 +371,7 @@ impl<'d> Driver<'d> {
             let Some(mut next) = next_version(&self.run, events, now) else {
                 return;
             };
-            next.result = result.clone().map(storable);
+            next.result = result.clone();
             next.error = stored.clone();
             // The terminal event is the next frame.
             self.checkpoint(&mut next, self.seq.get() + 1);
@@ -332,7 +387,7 @@ impl<'d> Driver<'d> {
                 // although its answer was lost.
                 WriteOutcome::Conflict(current) if attempts < TERMINAL_WRITE_ATTEMPTS => {
                     self.run = current;
-                    self.adopt().await;
+                    self.adopt();
                 }
                 WriteOutcome::Conflict(_) => {
                     return self
@@ -343,7 +398,7 @@ impl<'d> Driver<'d> {
             }
         }
         // Followers attached since the last heartbeat catch up before the terminal event.
-        self.adopt().await;
+        self.adopt();
         let took = now.saturating_sub(self.run.created_at);
         metrics::run_finished(self.run.state, took);
         let frame = match &error {
@@ -371,7 +426,7 @@ impl<'d> Driver<'d> {
             return;
         }
         self.run.followers = run.followers.clone();
-        self.adopt().await;
+        self.adopt();
         // The canceller has its own reply.
         if let Some(by) = &run.cancelled_by {
             self.channel.mark_has(by, self.seq.get() + 1);

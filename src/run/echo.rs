@@ -1,7 +1,8 @@
-//! The built-in `echo` agent: one thought, one tool step, a result derived from the request.
+//! The built-in `echo` agent: one thought, one tool step, a result derived from the request;
+//! on request, a long answer streamed as deltas (for exercising message and memory limits).
 
 use super::executor::{AgentFailure, Executor, RunInput, RunSink};
-use crate::limits::MAX_ECHO_DELAY;
+use crate::limits::{MAX_ECHO_ANSWER_BYTES, MAX_ECHO_DELAY};
 use crate::protocol::{ClientError, ErrorCode};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -19,29 +20,65 @@ pub const ECHO_TOOL: &str = "echo";
 /// The option naming the tool step's artificial delay, for exercising long runs.
 pub const DELAY_OPTION: &str = "delay_ms";
 
-/// The tool step's delay: `delay_ms`, an integer from 0 to [`MAX_ECHO_DELAY`] in milliseconds.
-fn delay(options: &Map<String, Value>) -> Result<Duration, ClientError> {
-    let max = MAX_ECHO_DELAY.as_millis() as u64;
-    match options.get(DELAY_OPTION) {
-        None | Some(Value::Null) => Ok(Duration::ZERO),
+/// The option asking for an answer of this many bytes: the request repeated, streamed.
+pub const ANSWER_OPTION: &str = "answer_bytes";
+
+/// Bytes per `delta` the echo agent reports when streaming a long answer: a model's chunks are
+/// far smaller; this keeps a 16 MiB answer to a few thousand reports.
+const ECHO_PIECE_BYTES: usize = 4 * 1024;
+
+/// A whole-number option `name` from 0 to `max` (absent: 0).
+fn whole(options: &Map<String, Value>, name: &str, max: u64) -> Result<u64, ClientError> {
+    match options.get(name) {
+        None | Some(Value::Null) => Ok(0),
         Some(v) => match v.as_u64() {
-            Some(ms) if ms <= max => Ok(Duration::from_millis(ms)),
+            Some(n) if n <= max => Ok(n),
             _ => Err(ClientError::new(
                 ErrorCode::InvalidField,
-                format!("payload.delay_ms must be a whole number from 0 to {max}"),
+                format!("payload.{name} must be a whole number from 0 to {max}"),
             )),
         },
     }
 }
 
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
+fn prefix(text: &str, bytes: usize) -> &str {
+    let mut cut = bytes.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+/// The answer of `answer_bytes`: `text` repeated, cut at a character boundary.
+fn long_answer(text: &str, bytes: usize) -> String {
+    let mut out = text.repeat(bytes / text.len().max(1) + 1);
+    let keep = prefix(&out, bytes).len();
+    out.truncate(keep);
+    out
+}
+
+/// The tool step's delay: `delay_ms`, an integer from 0 to [`MAX_ECHO_DELAY`] in milliseconds.
+fn delay(options: &Map<String, Value>) -> Result<Duration, ClientError> {
+    let max = MAX_ECHO_DELAY.as_millis() as u64;
+    whole(options, DELAY_OPTION, max).map(Duration::from_millis)
+}
+
+/// The long answer's length: `answer_bytes`, from 0 (none) to [`MAX_ECHO_ANSWER_BYTES`].
+fn answer_bytes(options: &Map<String, Value>) -> Result<usize, ClientError> {
+    whole(options, ANSWER_OPTION, MAX_ECHO_ANSWER_BYTES as u64).map(|n| n as usize)
+}
+
 #[async_trait]
 impl Executor for Echo {
     fn check_options(&self, options: &Map<String, Value>) -> Result<(), ClientError> {
-        delay(options).map(|_| ())
+        delay(options)?;
+        answer_bytes(options).map(|_| ())
     }
 
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
         let pause = delay(input.options).map_err(|e| AgentFailure::failed(e.message))?;
+        let bytes = answer_bytes(input.options).map_err(|e| AgentFailure::failed(e.message))?;
         sink.thinking("Reading the request and preparing an echo")
             .await;
         sink.tool_executing(ECHO_TOOL, json!({ "text": input.text }))
@@ -55,6 +92,21 @@ impl Executor for Echo {
         let tool_result = json!({ "echo": input.text, "length": input.text.chars().count() });
         sink.tool_completed(ECHO_TOOL, tool_result, started.elapsed().as_millis() as u64)
             .await;
-        Ok(json!({ "reply": format!("echo: {}", input.text) }))
+        let reply = format!("echo: {}", input.text);
+        if bytes == 0 {
+            return Ok(json!({ "reply": reply }));
+        }
+        let text = long_answer(input.text, bytes);
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            // A piece ends on a character boundary, and always moves on by one at least.
+            let piece = match prefix(rest, ECHO_PIECE_BYTES) {
+                "" => rest.chars().next().map_or(rest, |c| &rest[..c.len_utf8()]),
+                p => p,
+            };
+            sink.delta(piece).await;
+            rest = &rest[piece.len()..];
+        }
+        Ok(json!({ "reply": reply, "text": text }))
     }
 }

@@ -6,6 +6,7 @@ use crate::limits::{CONNECTION_TTL, MAX_REPLAY_BYTES, MAX_RUN_FOLLOWERS};
 use crate::state::RunEvent;
 use crate::store::{Expected, Follower, RunRecord, StorageError, Store};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Why a connection could not be attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,15 +83,15 @@ pub async fn leave(
 /// The frames a driver has pushed, oldest first, within [`MAX_REPLAY_BYTES`].
 #[derive(Debug, Default)]
 pub struct Replay {
-    frames: VecDeque<(u64, String)>,
+    frames: VecDeque<(u64, Arc<str>)>,
     bytes: usize,
 }
 
 impl Replay {
     /// Keeps frame `seq`, dropping the oldest beyond the budget.
-    pub fn keep(&mut self, seq: u64, frame: &str) {
+    pub fn keep(&mut self, seq: u64, frame: Arc<str>) {
         self.bytes += frame.len();
-        self.frames.push_back((seq, frame.to_owned()));
+        self.frames.push_back((seq, frame));
         while self.bytes > MAX_REPLAY_BYTES {
             match self.frames.pop_front() {
                 Some((_, f)) => self.bytes -= f.len(),
@@ -99,9 +100,9 @@ impl Replay {
         }
     }
 
-    /// The kept frames after `seq`, in order.
-    pub fn after(&self, seq: u64) -> impl Iterator<Item = &(u64, String)> {
-        self.frames.iter().filter(move |(s, _)| *s > seq)
+    /// The oldest kept frame after `seq`.
+    pub fn first_after(&self, seq: u64) -> Option<(u64, Arc<str>)> {
+        self.frames.iter().find(|(s, _)| *s > seq).cloned()
     }
 }
 
@@ -139,12 +140,12 @@ mod tests {
     #[test]
     fn replay_is_ordered_and_bounded() {
         let mut r = Replay::default();
-        let big = "x".repeat(MAX_REPLAY_BYTES / 2);
+        let big: Arc<str> = "x".repeat(MAX_REPLAY_BYTES / 2).into();
         for seq in 1..=4 {
-            r.keep(seq, &big);
+            r.keep(seq, big.clone());
         }
-        let kept: Vec<u64> = r.after(0).map(|(s, _)| *s).collect();
-        assert_eq!(kept, vec![3, 4]);
-        assert_eq!(r.after(3).count(), 1);
+        assert_eq!(r.first_after(0).map(|(s, _)| s), Some(3));
+        assert_eq!(r.first_after(3).map(|(s, _)| s), Some(4));
+        assert_eq!(r.first_after(4), None);
     }
 }

@@ -4,7 +4,11 @@
 //! answers only once the driver has stopped the agent: no `agent_delta` follows the
 //! canceller's `agent_cancelled`. A cancel from another process is still learned at the
 //! driver's next heartbeat (README, "Cancellation").
+//!
+//! It is also what the process's in-flight runs share: the budget of answer text they hold
+//! ([`TextBudget`]), and the shutdown signal that ends them all when the instance stops.
 
+use super::budget::TextBudget;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,10 +18,15 @@ use tokio::sync::{Notify, watch};
 /// stops at its next `select!`, microseconds away; this only bounds a stuck one).
 pub const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// The registry: run id → its driver's cancel signal.
+/// The registry: run id → its driver's cancel signal; the text budget; the shutdown signal.
 #[derive(Debug, Default)]
 pub struct LiveRuns {
     runs: Mutex<HashMap<String, Arc<Live>>>,
+    text: TextBudget,
+    /// Set once the instance is shutting down: every driver ends its run.
+    shutdown: watch::Sender<bool>,
+    /// Notified whenever a driver unregisters.
+    unregistered: Notify,
 }
 
 #[derive(Debug)]
@@ -27,6 +36,39 @@ struct Live {
 }
 
 impl LiveRuns {
+    /// A registry whose runs share `text` (tests use a small budget).
+    pub fn with_text_budget(text: TextBudget) -> LiveRuns {
+        LiveRuns {
+            text,
+            ..Default::default()
+        }
+    }
+
+    /// The answer text every run of this process holds, bounded.
+    pub fn text(&self) -> &TextBudget {
+        &self.text
+    }
+
+    /// Tells every driver of this process (and any registered later) that the instance is
+    /// shutting down, and waits until all have ended their runs, for at most `budget`.
+    /// Returns how many were still running when it gave up.
+    pub async fn shut_down(&self, budget: Duration) -> usize {
+        self.shutdown.send_replace(true);
+        let all_ended = async {
+            loop {
+                let unregistered = self.unregistered.notified();
+                tokio::pin!(unregistered);
+                unregistered.as_mut().enable();
+                if self.lock().is_empty() {
+                    return;
+                }
+                unregistered.await;
+            }
+        };
+        let _ = tokio::time::timeout(budget, all_ended).await;
+        self.lock().len()
+    }
+
     /// Registers a run this process drives; dropping the guard unregisters it.
     pub fn register(&self, run_id: &str) -> LiveGuard<'_> {
         let live = Arc::new(Live {
@@ -38,6 +80,7 @@ impl LiveRuns {
             runs: self,
             run_id: run_id.to_owned(),
             live,
+            shutdown: self.shutdown.subscribe(),
         }
     }
 
@@ -63,12 +106,22 @@ pub struct LiveGuard<'a> {
     runs: &'a LiveRuns,
     run_id: String,
     live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl LiveGuard<'_> {
     /// Resolves when a cancel in this process asked the driver to stop.
     pub async fn cancelled(&self) {
         self.live.cancel.notified().await
+    }
+
+    /// Resolves when the instance is shutting down (at once if it already is).
+    pub async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        if shutdown.wait_for(|s| *s).await.is_err() {
+            // The registry outlives its guards: the sender cannot be gone; never resolve.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The driver has stopped the agent: a waiting cancel may answer now.
@@ -87,6 +140,8 @@ impl Drop for LiveGuard<'_> {
         {
             runs.remove(&self.run_id);
         }
+        drop(runs);
+        self.runs.unregistered.notify_waiters();
     }
 }
 
@@ -108,5 +163,23 @@ mod tests {
         assert!(cancelled);
         drop(guard);
         assert!(!runs.cancel("r1").await);
+    }
+
+    /// A shutdown reaches every registered driver (and one registered later) and waits for
+    /// them to unregister, within its budget.
+    #[tokio::test]
+    async fn shutdown_ends_every_driver_and_waits_for_them() {
+        let runs = LiveRuns::default();
+        let a = runs.register("a");
+        let (left, _) = tokio::join!(runs.shut_down(Duration::from_secs(5)), async {
+            a.shutting_down().await;
+            drop(a);
+        });
+        assert_eq!(left, 0);
+        let late = runs.register("late");
+        tokio::time::timeout(Duration::from_secs(1), late.shutting_down())
+            .await
+            .expect("a run registered after the shutdown ends at once");
+        assert_eq!(runs.shut_down(Duration::from_millis(50)).await, 1);
     }
 }

@@ -12,11 +12,13 @@
 //! - [`write`]: the one conditional-write primitive every run writer uses.
 //! - [`channel`]: pushing a run's events to its connections, gone ones, bounded owner notices.
 //! - [`follow`]: followers attached by `resume`, and the replay that brings them up to date.
+//! - [`budget`]: the answer text runs hold, bounded per run and per process.
 //! - [`checkpoint`]: what a run's writes persist of its stream, within the item's budget.
 //! - [`history`]: a thread's earlier turns for agents that want them.
 //! - [`ids`]: run ids derived from (user, idempotency key).
 
 pub mod agents;
+pub mod budget;
 pub mod channel;
 pub mod checkpoint;
 pub mod driver;

@@ -10,6 +10,7 @@ pub mod llm_server;
 pub mod logs;
 pub mod proxy;
 pub mod runtime_api;
+pub mod streamer;
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -201,6 +202,15 @@ impl Harness {
             .map(|m| serde_json::from_str(m).expect("pushed JSON"))
             .collect()
     }
+}
+
+/// Every `agent_delta` text of `frames`, joined: what a client shows of the answer.
+pub fn delta_text(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "agent_delta")
+        .map(|f| f["payload"]["text"].as_str().unwrap_or_default())
+        .collect()
 }
 
 /// The `type` of each frame.

@@ -1,0 +1,165 @@
+//! The driver's bounds on what a run says: every push within API Gateway's 128 KiB with the
+//! result's shape kept, the agent's last words pushed whatever the ending, answer text bounded
+//! per run and across the process.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use wsexec::limits::{MAX_MESSAGE_BYTES, MAX_RUN_TEXT_BYTES};
+use wsexec::manager::Manager;
+use wsexec::run::{AgentFailure, Executor, RunInput, RunSink};
+
+/// Streams `pieces` pieces of `piece` bytes, then waits `hold`, then fails (when `fail`) or
+/// answers the text.
+struct Talker {
+    piece: usize,
+    pieces: usize,
+    hold: Duration,
+    fail: bool,
+}
+
+#[async_trait::async_trait]
+impl Executor for Talker {
+    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        let mut text = String::new();
+        let piece = "y".repeat(self.piece);
+        for _ in 0..self.pieces {
+            sink.delta(&piece).await;
+            text.push_str(&piece);
+        }
+        // No await between the last delta and a failure: the report is still queued when the
+        // agent's future returns.
+        if !self.hold.is_zero() {
+            tokio::time::sleep(self.hold).await;
+        }
+        if self.fail {
+            return Err(AgentFailure::failed("gave up"));
+        }
+        Ok(json!({ "text": text, "model": "m" }))
+    }
+}
+
+fn talker(piece: usize, pieces: usize, hold_ms: u64, fail: bool) -> Arc<Talker> {
+    Arc::new(Talker {
+        piece,
+        pieces,
+        hold: Duration::from_millis(hold_ms),
+        fail,
+    })
+}
+
+/// A harness with the `talk` agent, and the process's text budget `budget` when given.
+fn harness(agent: Arc<Talker>, budget: Option<usize>) -> Arc<Harness> {
+    let store = Arc::new(wsexec::store::memory::MemoryStore::new());
+    let notifier = Arc::new(wsexec::notify::memory::MemoryNotifier::new());
+    let mut mgr = Manager::new(test_config(), store, notifier.clone()).with_agent("talk", agent);
+    if let Some(bytes) = budget {
+        mgr = mgr.with_text_budget(bytes);
+    }
+    Arc::new(Harness { mgr, notifier })
+}
+
+fn start(request_id: &str, agent: &str, options: Value) -> Value {
+    json!({"type": "start_agent", "agent": agent, "request_id": request_id,
+           "payload": {"user_request": "abc\"é\n", "options": options}})
+}
+
+/// Text an agent streamed just before failing is pushed before its `agent_error` and
+/// checkpointed with the failed run (issue 21, item 8).
+#[tokio::test]
+async fn text_sent_just_before_a_failure_is_pushed_and_checkpointed() {
+    let h = harness(talker(14, 1, 0, true), None);
+    let conn = h.connect("alice-01").await;
+    h.send_json(&conn, start("r-fail", "talk", json!({}))).await;
+    let frames = h.pushed(&conn);
+    assert_eq!(
+        types(&frames),
+        ["agent_started", "agent_delta", "agent_error"]
+    );
+    assert_eq!(delta_text(&frames), "y".repeat(14));
+    let run = h
+        .alice_run(&wsexec::run::derive_run_id("alice-01", "r-fail"))
+        .await;
+    assert_eq!(run.state, wsexec::ExecutionState::Failed);
+    assert_eq!(run.streamed.as_deref(), Some("y".repeat(14).as_str()));
+}
+
+/// A 333 KB answer: every push fits 128 KiB, the deltas add up to the answer, and
+/// `agent_completed.result` keeps its shape (fields, a cut `text`, `truncated`, the full
+/// length); `get_execution` fits too (issue 21, items 1 and 2).
+#[tokio::test]
+async fn a_long_answer_fits_every_push_and_keeps_the_results_shape() {
+    let bytes = 333_000;
+    let h = harness(talker(3_330, 100, 0, false), None);
+    let conn = h.connect("alice-01").await;
+    h.send_json(&conn, start("r-long", "talk", json!({}))).await;
+    let raw = h.notifier.messages(&conn);
+    assert!(raw.iter().all(|m| m.len() <= MAX_MESSAGE_BYTES));
+    let frames = h.pushed(&conn);
+    let answer = delta_text(&frames);
+    assert_eq!(answer.len(), bytes);
+    let done = frames.last().unwrap();
+    assert_eq!(done["type"], "agent_completed");
+    let result = &done["payload"]["result"];
+    assert_eq!(result["truncated"], true, "{result}");
+    assert_eq!(result["text_bytes"], bytes);
+    assert_eq!(result["model"], "m");
+    assert!(answer.starts_with(result["text"].as_str().unwrap()));
+    let run_id = done["run_id"].as_str().unwrap();
+    let get = json!({"type": "get_execution", "run_id": run_id}).to_string();
+    let resp = h.invoke(&message_event(&conn, &get)).await;
+    let body = resp["body"].as_str().unwrap();
+    assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+    let reply: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(reply["payload"]["result"]["text_bytes"], bytes);
+    assert_eq!(reply["payload"]["state"], "completed");
+}
+
+/// A run that streams past the driver's per-run bound fails `answer_too_large`, whatever the
+/// agent (issue 21, item 9).
+#[tokio::test]
+async fn a_run_past_its_text_bound_fails_answer_too_large() {
+    let piece = 1024 * 1024;
+    let h = harness(
+        talker(piece, MAX_RUN_TEXT_BYTES / piece + 1, 0, false),
+        None,
+    );
+    let conn = h.connect("alice-01").await;
+    h.send_json(&conn, start("r-big", "talk", json!({}))).await;
+    let frames = h.pushed(&conn);
+    let last = frames.last().unwrap();
+    assert_eq!(last["type"], "agent_error");
+    assert_eq!(last["payload"]["code"], "answer_too_large");
+    assert!(delta_text(&frames).len() <= MAX_RUN_TEXT_BYTES);
+}
+
+/// Runs that together hold more answer text than the process's budget: the one that would
+/// pass it fails `text_budget_exceeded` (retryable); once the others end, runs go through
+/// again (issue 21, item 9).
+#[tokio::test]
+async fn runs_past_the_process_text_budget_fail_until_others_end() {
+    let h = harness(talker(60_000, 1, 800, false), Some(100_000));
+    let (a, b) = (h.connect("alice-01").await, h.connect("alice-01").await);
+    let first = {
+        let (h, a) = (h.clone(), a.clone());
+        tokio::spawn(async move { h.send_json(&a, start("r-a", "talk", json!({}))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.send_json(&b, start("r-b", "talk", json!({}))).await;
+    let refused = h.pushed(&b);
+    let last = &refused.last().unwrap()["payload"];
+    assert_eq!(
+        last["code"],
+        "text_budget_exceeded",
+        "{}",
+        types(&refused).join(",")
+    );
+    assert_eq!(last["retryable"], true);
+    first.await.unwrap();
+    assert_eq!(h.pushed(&a).last().unwrap()["type"], "agent_completed");
+    h.send_json(&b, start("r-c", "talk", json!({}))).await;
+    assert_eq!(h.pushed(&b).last().unwrap()["type"], "agent_completed");
+}
