@@ -261,7 +261,11 @@ function apply(run, msg) {
       if (run.state === "pending") setState(run, "running");
       break;
     case "agent_completed":
-      run.answer.textContent = resultText(p.result);
+      // A result cut to fit a message (`truncated`) holds only the answer's start: the streamed
+      // deltas are the whole answer, so they stay.
+      if (!(p.result && p.result.truncated && run.answer.textContent)) {
+        run.answer.textContent = resultText(p.result);
+      }
       setState(run, "completed");
       break;
     case "agent_error":
