@@ -324,3 +324,99 @@ async fn dynamodb_warm_up_is_optional_and_never_breaks_init() {
     .await;
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// A `$default` event of the sample connection carrying `frame`.
+fn message(frame: Value) -> Value {
+    let mut e = sample("message-start-agent.json");
+    e["body"] = json!(frame.to_string());
+    e
+}
+
+/// A start whose echo answer is `answer_bytes` long.
+fn long_start(request_id: &str, answer_bytes: usize) -> Value {
+    message(
+        json!({"type": "start_agent", "agent": "echo", "request_id": request_id,
+        "payload": {"user_request": "ab\"c é\n", "options": {"answer_bytes": answer_bytes}}}),
+    )
+}
+
+/// Through the release binary on DynamoDB Local: after 50 runs with 3 KB answers,
+/// `list_executions {limit: 50}` replies within API Gateway's 131,072 bytes with fewer runs and
+/// a cursor, and following the cursors returns every run exactly once (issue 21, item 1).
+#[tokio::test]
+async fn a_page_of_long_runs_fits_one_message_and_pages_on() {
+    let store = fresh_store("bin-page").await;
+    let ep = support::connections::start().await;
+    let mut rt = spawn(Some(store.table()), &ep.url).await;
+    call(&mut rt, &sample("connect-jwt-query.json")).await;
+    for i in 0..50 {
+        call(&mut rt, &long_start(&format!("page-{i}"), 3_000)).await;
+    }
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut frame = json!({"type": "list_executions", "limit": 50});
+        if let Some(c) = &cursor {
+            frame["cursor"] = json!(c);
+        }
+        let reply = call(&mut rt, &message(frame)).await;
+        let body = reply["body"].as_str().unwrap();
+        assert!(body.len() <= 131_072, "a {} byte reply", body.len());
+        let page: Value = serde_json::from_str(body).unwrap();
+        let items = page["payload"]["items"].as_array().unwrap();
+        assert!(
+            items
+                .iter()
+                .all(|r| r["result"]["text"].as_str().unwrap().len() == 3_000)
+        );
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["run_id"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match page["payload"]["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "one page held 50 runs of 3 KB");
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (50, 50));
+}
+
+/// Through the release binary on DynamoDB Local: a 333 KB answer: every push and the
+/// `get_execution` reply fit 131,072 bytes, the deltas add up to the answer, and
+/// `agent_completed.result` keeps its shape with the text marked cut (issue 21, items 1, 2).
+#[tokio::test]
+async fn a_long_answer_fits_every_message_and_keeps_its_shape() {
+    let store = fresh_store("bin-long").await;
+    let ep = support::connections::start().await;
+    let mut rt = spawn(Some(store.table()), &ep.url).await;
+    let conn = sample_connection();
+    call(&mut rt, &sample("connect-jwt-query.json")).await;
+    call(&mut rt, &long_start("long", 333_000)).await;
+    let events = wait_for_event(&ep, &conn, "agent_completed", LIMIT).await;
+    let sizes: Vec<usize> = ep.book.lock().unwrap().delivered[&conn]
+        .iter()
+        .map(String::len)
+        .collect();
+    assert!(sizes.iter().all(|s| *s <= 131_072), "{sizes:?}");
+    let answer = delta_text(&events);
+    assert_eq!(answer.len(), 333_000);
+    assert!(answer.starts_with("ab\"c é\nab\"c é\n"));
+    let done = events.last().unwrap();
+    let result = &done["payload"]["result"];
+    assert_eq!(
+        (result["truncated"].as_bool(), result["text_bytes"].as_u64()),
+        (Some(true), Some(333_000))
+    );
+    assert!(result["reply"].is_string());
+    assert!(answer.starts_with(result["text"].as_str().unwrap()));
+    let get = json!({"type": "get_execution", "run_id": done["run_id"]});
+    let reply = call(&mut rt, &message(get)).await;
+    let body = reply["body"].as_str().unwrap();
+    assert!(body.len() <= 131_072, "a {} byte reply", body.len());
+    let got: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(got["payload"]["result"]["text_bytes"], 333_000);
+    assert_eq!(got["payload"]["state"], "completed");
+}

@@ -3,6 +3,7 @@
 use super::Caller;
 use crate::limits::DEFAULT_PAGE_SIZE;
 use crate::manager::Manager;
+use crate::protocol::view::fit_page;
 use crate::protocol::{
     ClientError, Envelope, ErrorCode, Event, ExecutionView, ExecutionsView, ListRequest, Reply,
     RunRef,
@@ -49,9 +50,11 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, req: ListRequest<'_>) -> 
     };
     let now = now_ms();
     let items = reap_page(&deps, page.items, now).await;
+    // API Gateway delivers at most 128 KiB: a page of long runs is cut by bytes too.
+    let (items, cursor) = fit_page(items, page.cursor);
     let view = ExecutionsView {
         items: items.iter().map(|r| ExecutionView::of(r, false)).collect(),
-        cursor: page.cursor.map(|c| c.to_string()),
+        cursor: cursor.map(|c| c.to_string()),
     };
     Envelope::new(
         Event::Executions(view),

@@ -1,6 +1,8 @@
 //! What clients see of a run (`execution`, `executions`): never its connection or endpoint.
 
-use crate::store::{RunError, RunRecord};
+use super::fit::{cut_text, json_len};
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::store::{ListCursor, RunError, RunRecord};
 use crate::time::rfc3339_ms;
 use serde::Serialize;
 use serde_json::Value;
@@ -58,4 +60,79 @@ pub struct ExecutionsView<'a> {
     pub items: Vec<ExecutionView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// What an `executions` reply holds besides its items, at most: the envelope, a `request_id`
+/// (128 characters), a cursor (a 13-digit time and a run id) and the JSON around them.
+const PAGE_ENVELOPE_BYTES: usize = 1024;
+
+/// The runs of a page (newest first, followed by `cursor`) whose `executions` reply fits API
+/// Gateway's message: as many as fit, and when fewer than all, a cursor that continues right
+/// after the last one returned. A run too large to fit even alone is returned with its
+/// result's text cut to fit ([`cut_text`]), so a page always moves on.
+pub fn fit_page(
+    runs: Vec<RunRecord>,
+    cursor: Option<ListCursor>,
+) -> (Vec<RunRecord>, Option<ListCursor>) {
+    let room = MAX_MESSAGE_BYTES - PAGE_ENVELOPE_BYTES;
+    let size = |r: &RunRecord| {
+        serde_json::to_value(ExecutionView::of(r, false)).map_or(0, |v| json_len(&v)) + 1
+    };
+    let mut used = 0;
+    let mut kept = Vec::with_capacity(runs.len());
+    let total = runs.len();
+    for mut run in runs {
+        let n = size(&run);
+        if used + n > room {
+            if !kept.is_empty() {
+                break;
+            }
+            // Alone and still too large: its result keeps its shape with the text cut.
+            let others = n - run.result.as_ref().map_or(0, json_len);
+            if let Some(result) = run.result.as_mut() {
+                cut_text(result, room.saturating_sub(others));
+            }
+        }
+        used += size(&run);
+        kept.push(run);
+    }
+    if kept.len() < total {
+        let next = kept.last().map(ListCursor::after);
+        return (kept, next);
+    }
+    (kept, cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(i: u64, text_bytes: usize) -> RunRecord {
+        RunRecord {
+            run_id: format!("run-{i}"),
+            created_at: 1_000 - i,
+            result: Some(serde_json::json!({ "text": "é".repeat(text_bytes / 2) })),
+            ..Default::default()
+        }
+    }
+
+    /// A page too large for one message returns fewer runs and a cursor right after the last;
+    /// one that fits keeps the store's cursor; a run too large alone is cut, not skipped.
+    #[test]
+    fn pages_are_cut_by_bytes_and_continue_after_the_last_run() {
+        let runs: Vec<_> = (0..50).map(|i| run(i, 3_000)).collect();
+        let (kept, next) = fit_page(runs, None);
+        assert!(kept.len() < 50 && kept.len() > 30, "{}", kept.len());
+        assert_eq!(next.unwrap().run_id, kept.last().unwrap().run_id);
+        let store_cursor = ListCursor::after(&run(9, 0));
+        let (kept, next) = fit_page(
+            (0..3).map(|i| run(i, 10)).collect(),
+            Some(store_cursor.clone()),
+        );
+        assert_eq!((kept.len(), next), (3, Some(store_cursor)));
+        let (kept, next) = fit_page(vec![run(0, 300_000), run(1, 10)], None);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].result.as_ref().unwrap()["truncated"], true);
+        assert_eq!(next.unwrap().run_id, "run-0");
+    }
 }
