@@ -1,5 +1,6 @@
 //! Requests the local gateway must refuse precisely, sent over raw TCP: malformed WebSocket
-//! upgrades, and management paths naming ids no connection can have.
+//! upgrades, management paths naming ids no connection can have, and requests from browsers
+//! under a foreign host name (DNS rebinding) or from a foreign page (`Origin`).
 #![cfg(feature = "local")]
 
 #[path = "support/http.rs"]
@@ -97,10 +98,7 @@ async fn management_paths_with_impossible_ids_get_a_rest_json_400() {
         "/@connections/a%2Fb",
         "/local/@connections/a%2fb",
     ] {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        let resp = raw(gw.addr, &head).await;
+        let resp = raw(gw.addr, &plain("POST", path, &host, "")).await;
         assert_eq!(resp.status(), Some(400), "{path}: {}", resp.head);
         assert_eq!(
             resp.header("x-amzn-ErrorType").as_deref(),
@@ -132,12 +130,7 @@ async fn management_paths_with_impossible_ids_get_a_rest_json_400() {
 async fn plain_get_of_root_is_the_page_and_the_rest_is_told_to_upgrade() {
     let mut gw = Gateway::dev().await;
     let host = gw.addr.to_string();
-    let plain = |method: &str, path: &str| {
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-    };
-    let page = raw(gw.addr, &plain("GET", "/?user_id=alice-01")).await;
+    let page = raw(gw.addr, &plain("GET", "/?user_id=alice-01", &host, "")).await;
     assert_eq!(page.status(), Some(200), "{}", page.head);
     assert_eq!(
         page.header("content-type").as_deref(),
@@ -149,7 +142,7 @@ async fn plain_get_of_root_is_the_page_and_the_rest_is_told_to_upgrade() {
         ("POST", "/"),
         ("PUT", "/"),
     ] {
-        let resp = raw(gw.addr, &plain(method, path)).await;
+        let resp = raw(gw.addr, &plain(method, path, &host, "")).await;
         assert_eq!(resp.status(), Some(426), "{method} {path}: {}", resp.head);
         assert_eq!(resp.header("upgrade").as_deref(), Some("websocket"));
     }
@@ -171,4 +164,116 @@ async fn a_good_upgrade_is_the_first_connect(gw: &mut Gateway, host: &str) {
         connect.event["queryStringParameters"]["user_id"], "alice-01",
         "a refused request reached $connect"
     );
+}
+
+/// A request for `target` with `method` and `host`, plus `extra` header lines, no body.
+fn plain(method: &str, target: &str, host: &str, extra: &str) -> String {
+    format!(
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\
+         {extra}\r\n"
+    )
+}
+
+/// DNS rebinding: every endpoint (upgrade, page, `@connections`, `Invoke`) reached under a name
+/// that is not loopback gets 403 before anything runs; `localhost` and `[::1]` with or
+/// without a port still upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_under_a_foreign_host_name_are_refused_before_connect() {
+    let mut gw = Gateway::dev().await;
+    let port = gw.addr.port();
+    let target = "/?user_id=alice-01";
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("localhost.:{port}"),
+        format!("192.168.1.20:{port}"),
+    ] {
+        let requests = [
+            upgrade(target, "HTTP/1.1", Some(&host), KEY, ""),
+            plain("GET", "/", &host, ""),
+            plain("POST", "/@connections/L0SM9cOFvHcCIhw=", &host, ""),
+            plain(
+                "POST",
+                "/2015-03-31/functions/wsexec/invocations",
+                &host,
+                "",
+            ),
+            plain("GET", "/favicon.ico", &host, ""),
+        ];
+        for head in requests {
+            let resp = raw(gw.addr, &head).await;
+            assert_eq!(resp.status(), Some(403), "{head}{}", resp.head);
+        }
+    }
+    let own = gw.addr.to_string();
+    a_good_upgrade_is_the_first_connect(&mut gw, &own).await;
+    for host in [
+        "localhost",
+        "LOCALHOST:3001",
+        "[::1]",
+        &format!("[::1]:{port}"),
+    ] {
+        let ok = raw(gw.addr, &upgrade(target, "HTTP/1.1", Some(host), KEY, "")).await;
+        assert_eq!(ok.status(), Some(101), "{host}: {}", ok.head);
+    }
+    gw.stop().await;
+}
+
+/// A foreign page's WebSocket (its `Origin` not loopback, not listed, `null`, or sent twice)
+/// gets 403 before any `$connect`; no `Origin`, a loopback one, or one listed with
+/// `--allow-origin` (any letter case) connects. The SDK-only APIs take no `Origin` at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_upgrades_are_refused_unless_loopback_or_listed() {
+    let mut gw = Gateway::start(local_harness::dev_config(), |o| {
+        o.allowed_origins = vec!["https://app.example:8443".into()];
+    })
+    .await;
+    let url = gw.url("/?user_id=alice-01");
+    for origin in [
+        "http://evil.example",
+        "https://app.example",
+        "http://app.example:8443",
+        "http://localhost.evil.example",
+        "null",
+    ] {
+        let req = local_harness::request_with(&url, &[("Origin", origin)]);
+        assert_eq!(local_harness::refused_status(req).await, 403, "{origin}");
+    }
+    let host = gw.addr.to_string();
+    let twice = "Origin: http://localhost\r\nOrigin: http://evil.example\r\n";
+    let resp = raw(
+        gw.addr,
+        &upgrade("/?user_id=alice-01", "HTTP/1.1", Some(&host), KEY, twice),
+    )
+    .await;
+    assert_eq!(resp.status(), Some(403), "{}", resp.head);
+    a_good_upgrade_is_the_first_connect(&mut gw, &host).await;
+    for origin in [
+        "http://localhost:5173",
+        "http://127.0.0.1",
+        "https://[::1]:8443",
+        "https://app.example:8443",
+        "HTTPS://APP.EXAMPLE:8443",
+    ] {
+        let req = local_harness::request_with(&url, &[("Origin", origin)]);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+        local_harness::send_json(&mut ws, serde_json::json!({"type": "ping"})).await;
+        assert_eq!(
+            local_harness::recv_json(&mut ws).await["type"],
+            "pong",
+            "{origin}"
+        );
+    }
+    for path in [
+        "/@connections/L0SM9cOFvHcCIhw=",
+        "/2015-03-31/functions/wsexec/invocations",
+    ] {
+        let head = plain("POST", path, &host, "Origin: http://localhost:5173\r\n");
+        let resp = raw(gw.addr, &head).await;
+        assert_eq!(resp.status(), Some(403), "{path}: {}", resp.head);
+    }
+    gw.stop().await;
 }

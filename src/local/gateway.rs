@@ -1,6 +1,7 @@
 //! The emulator's server: one loopback port serving WebSocket upgrades (`$connect`, any path),
 //! the `@connections` management API and the chat page, until the shutdown future resolves.
 
+use super::access::{Access, Endpoint};
 use super::events;
 use super::http::{self, json_response};
 use super::ids::IdGen;
@@ -8,6 +9,7 @@ use super::lambda_api;
 use super::management;
 use super::page;
 use super::registry::Registry;
+use super::signature::InvokeKey;
 use super::state::{Gateway, Invoked};
 use super::upgrade;
 use super::{IDLE_TIMEOUT, LAMBDA_TIMEOUT, MAX_CONNECTION_AGE, SHUTDOWN_GRACE, SWEEP_INTERVAL};
@@ -57,6 +59,8 @@ pub struct ServeOptions {
     /// Registers the agents the environment configures (`llm` from `LLM_*`), as the deployed
     /// function does; off for tests that build their own configuration.
     pub agents_from_env: bool,
+    /// Origins besides loopback ones whose pages may open WebSockets (`--allow-origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl ServeOptions {
@@ -71,6 +75,7 @@ impl ServeOptions {
             sweep_interval: Some(SWEEP_INTERVAL),
             observer: None,
             agents_from_env: false,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -113,8 +118,15 @@ pub async fn run(
     let notifier = opts.notifier.unwrap_or_else(|| Arc::new(sdk_notifier()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ids = IdGen::new();
-    let (region, credentials) = local_credentials();
-    let invoker = LambdaInvoker::new(&region, credentials, Some(&format!("http://{addr}")));
+    // The function's Lambda client signs with credentials only this process knows, so the
+    // Invoke API can tell its worker invocations from anyone else's requests.
+    let invoke_key = InvokeKey::generate(&ids);
+    let (region, _) = local_credentials();
+    let invoker = LambdaInvoker::new(
+        &region,
+        invoke_key.credentials(),
+        Some(&format!("http://{addr}")),
+    );
     let mut mgr = Manager::new(config, opts.store, notifier).with_invoker(Arc::new(invoker));
     if opts.agents_from_env {
         mgr = mgr
@@ -128,6 +140,8 @@ pub async fn run(
         domain_name: addr.to_string(),
         port: addr.port(),
         registry: Registry::default(),
+        access: Access::new(opts.allowed_origins),
+        invoke_key,
         idle_timeout: opts.idle_timeout,
         max_connection_age: opts.max_connection_age,
         observer: opts.observer,
@@ -225,8 +239,9 @@ async fn serve_tcp(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, done: 
     drop(done);
 }
 
-/// Dispatches one HTTP request with an acceptable head: the management API, a WebSocket
-/// upgrade, the chat page (a plain `GET /`), or neither (426, as API Gateway answers).
+/// Dispatches one HTTP request with an acceptable head and a loopback `Host`: the management
+/// API, a WebSocket upgrade, the chat page (a plain `GET /`), or neither (426, as API Gateway
+/// answers). Each is refused (403) first when its `Origin` is not one it takes.
 async fn route(
     gw: Arc<Gateway>,
     peer: SocketAddr,
@@ -236,13 +251,24 @@ async fn route(
     if let Err(refused) = http::check_head(&req) {
         return *refused;
     }
-    if let Some(target) = management::target(req.uri().path()) {
+    let management = management::target(req.uri().path());
+    let invoke = lambda_api::is_invoke(req.uri().path());
+    let upgrade = upgrade::is_websocket_upgrade(&req);
+    let endpoint = match (management.is_some() || invoke, upgrade) {
+        (true, _) => Endpoint::Api,
+        (false, true) => Endpoint::Upgrade,
+        (false, false) => Endpoint::Page,
+    };
+    if let Err(refused) = gw.access.check(&req, endpoint) {
+        return *refused;
+    }
+    if let Some(target) = management {
         return management::handle(&gw, target, req).await;
     }
-    if lambda_api::is_invoke(req.uri().path()) {
+    if invoke {
         return lambda_api::handle(gw, req, done).await;
     }
-    if upgrade::is_websocket_upgrade(&req) {
+    if upgrade {
         return upgrade::accept(gw, peer, req, done).await;
     }
     if page::is_page_request(&req) {

@@ -2,14 +2,20 @@
 //! own SDK client dispatches worker invocations to the emulator unchanged and
 //! `RUN_DISPATCH=async` runs locally exactly as deployed: an `Event` invocation is accepted
 //! with 202 and runs through the same handler in its own task.
+//!
+//! It runs only what the function itself dispatches: a request must be SigV4-signed with the
+//! credentials this gateway gave the function's Lambda client
+//! ([`InvokeKey`](super::signature::InvokeKey)), and its event must be a worker event. A forged `$connect` or `$default` event, from a web page or another
+//! local process, never reaches the handler (it would bypass `$connect`'s authentication).
 
 use super::http::json_response;
 use super::state::Gateway;
+use crate::event::decode;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// The path every `Invoke` request starts with (API version 2015-03-31).
@@ -61,10 +67,8 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse")
         .to_owned();
-    let body = match Limited::new(req.into_body(), MAX_ASYNC_PAYLOAD_BYTES)
-        .collect()
-        .await
-    {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_ASYNC_PAYLOAD_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             return error(
@@ -74,6 +78,14 @@ pub async fn handle(
             );
         }
     };
+    if let Err(refused) = gw.invoke_key.verify(&parts, &body, SystemTime::now()) {
+        tracing::warn!(reason = %refused, "Invoke refused: not signed by this gateway's function");
+        return error(
+            StatusCode::FORBIDDEN,
+            refused.error_type(),
+            &refused.to_string(),
+        );
+    }
     let Ok(event) = String::from_utf8(body.to_vec()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -81,6 +93,13 @@ pub async fn handle(
             "Could not parse request body into json",
         );
     };
+    if !matches!(decode(&event), Ok(crate::event::Incoming::Worker(_))) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "the local Invoke API runs only the function's own worker events",
+        );
+    }
     match kind.as_str() {
         "Event" => {
             tokio::spawn(async move {

@@ -4,13 +4,14 @@
 //! Gateway builds them, and serves the `@connections` management API the function's SDK client
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
-//! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → (`upgrade` →
-//! `connection`), `management` → `state` → `registry` → `events` → `codec`, `ids`; `page` →
-//! `codec`; `http` is a leaf both sides of the server use.
+//! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → `access`, (`upgrade`
+//! → `connection`), `management`, `lambda_api` → `state` → `signature`, `registry` → `events` →
+//! `codec`, `ids`; `page` → `codec`; `http` is a leaf both sides of the server use.
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `invoke`) and how it builds stores and configs.
 //! - [`gateway`]: the server: one port for WebSocket upgrades (`$connect`) and `@connections`.
+//! - [`access`]: who may reach it from a browser: loopback `Host` names, allowed `Origin`s.
 //! - [`upgrade`]: the WebSocket handshake and `$connect`, handing the socket to [`connection`].
 //! - [`connection`]: one WebSocket connection's life: messages, pushes, limits, `$disconnect`.
 //! - [`management`]: the `@connections/{id}` API (`POST`, `GET`, `DELETE`).
@@ -22,8 +23,10 @@
 //! - [`codec`]: `%XX` escapes and base64, as API Gateway applies them.
 //! - [`ids`]: API Gateway style ids (`connectionId`, `requestId`, `messageId`, `apiId`).
 //! - [`lambda_api`]: Lambda's `Invoke` API, so async dispatch runs locally as deployed.
+//! - [`signature`]: the `Invoke` API's caller check (SigV4 with this process's own credentials).
 //! - [`invoke`]: running event files through the handler, printing JSON lines.
 
+pub mod access;
 pub mod cli;
 pub mod codec;
 pub mod connection;
@@ -36,6 +39,7 @@ pub mod lambda_api;
 pub mod management;
 pub mod page;
 pub mod registry;
+pub mod signature;
 pub mod state;
 pub mod upgrade;
 

@@ -2,8 +2,10 @@
 //! live connections, the limits, and the one way to invoke the function.
 
 use super::LAMBDA_TIMEOUT;
+use super::access::Access;
 use super::ids::IdGen;
 use super::registry::Registry;
+use super::signature::InvokeKey;
 use crate::event::WsResponse;
 use crate::handler::{Output, handle};
 use crate::manager::Manager;
@@ -45,6 +47,10 @@ pub struct Gateway {
     pub(crate) domain_name: String,
     pub(crate) port: u16,
     pub(crate) registry: Registry,
+    /// Which hosts and origins may reach the gateway.
+    pub(crate) access: Access,
+    /// The credentials of the function's own Lambda client: the only caller `Invoke` takes.
+    pub(crate) invoke_key: InvokeKey,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_connection_age: Duration,
     pub(crate) observer: Option<mpsc::UnboundedSender<Invoked>>,
