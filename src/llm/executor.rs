@@ -2,10 +2,10 @@
 //! reporting through the run's `RunSink`, its failures mapped to client error codes.
 
 use super::{AgentEvents, LlmAgent, LlmErrorKind};
-use crate::protocol::ErrorCode;
-use crate::run::{AgentFailure, Executor, RunInput, RunSink};
+use crate::protocol::{ClientError, ErrorCode};
+use crate::run::{AgentFailure, Executor, RunInput, RunSink, refuse_unknown_options};
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The name the `llm` agent is registered under.
 pub const LLM_AGENT: &str = "llm";
@@ -42,6 +42,11 @@ pub fn error_code(kind: LlmErrorKind) -> ErrorCode {
 
 #[async_trait]
 impl Executor for LlmAgent {
+    /// The agent takes no per-request options yet: its settings are the function's `LLM_*`.
+    fn check_options(&self, options: &Map<String, Value>) -> Result<(), ClientError> {
+        refuse_unknown_options(LLM_AGENT, options, &[])
+    }
+
     fn wants_history(&self) -> bool {
         true
     }

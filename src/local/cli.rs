@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Close every connection after this long, in seconds (API Gateway: 7200).
     #[arg(long, default_value_t = MAX_CONNECTION_AGE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connection_secs: u64,
+    /// Also accept WebSockets from pages of this origin (`https://app.example:8443`, or `null`);
+    /// repeatable. Loopback origins (`http://localhost:5173`) are always accepted.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = super::access::parse_origin)]
+    pub allow_origins: Vec<String>,
 }
 
 /// `invoke`'s flags.
@@ -139,6 +143,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     opts.agents_from_env = true;
     opts.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     opts.max_connection_age = Duration::from_secs(args.max_connection_secs);
+    opts.allowed_origins = args.allow_origins;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "wsexec-local listening on ws://{addr}")?;
     stdout.flush()?;
@@ -175,24 +180,15 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Human-readable logs on stderr (stdout carries `serve`'s address line and `invoke`'s
-/// output). `RUST_LOG` wins; else `info`.
+/// The function's own logs and metrics, on stderr (stdout carries `serve`'s address line and
+/// `invoke`'s output): the JSON lines and EMF documents a deployed function writes, filtered
+/// the same way (`RUST_LOG`, else `info`), so the README's log fields and queries apply as is.
 fn init_logs() {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| f.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
-        .with(filter)
-        .try_init();
+    let filter = crate::telemetry::log_filter(|k| std::env::var(k).ok());
+    let _ = tracing::subscriber::set_global_default(crate::telemetry::subscriber(
+        &filter,
+        std::io::stderr,
+    ));
 }
 
 /// The binary's `main`: parse, run the command, map the outcome to an exit code
@@ -200,7 +196,6 @@ fn init_logs() {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs();
-    crate::telemetry::metrics::flush_to_stderr();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

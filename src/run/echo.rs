@@ -1,7 +1,7 @@
 //! The built-in `echo` agent: one thought, one tool step, a result derived from the request;
 //! on request, a long answer streamed as deltas (for exercising message and memory limits).
 
-use super::executor::{AgentFailure, Executor, RunInput, RunSink};
+use super::executor::{AgentFailure, Executor, RunInput, RunSink, refuse_unknown_options};
 use crate::limits::{MAX_ECHO_ANSWER_BYTES, MAX_ECHO_DELAY};
 use crate::protocol::{ClientError, ErrorCode};
 use async_trait::async_trait;
@@ -72,6 +72,7 @@ fn answer_bytes(options: &Map<String, Value>) -> Result<usize, ClientError> {
 #[async_trait]
 impl Executor for Echo {
     fn check_options(&self, options: &Map<String, Value>) -> Result<(), ClientError> {
+        refuse_unknown_options(ECHO_AGENT, options, &[DELAY_OPTION, ANSWER_OPTION])?;
         delay(options)?;
         answer_bytes(options).map(|_| ())
     }

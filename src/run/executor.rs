@@ -5,6 +5,7 @@
 //! a result and reports progress through its [`RunSink`]; it never touches storage.
 
 use crate::context::UserExecutionContext;
+use crate::limits::MAX_ECHOED_TYPE_CHARS;
 use crate::protocol::{ClientError, ErrorCode, Event};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -172,6 +173,29 @@ impl RunSink {
             self.send(Progress::Delta(text.to_owned())).await;
         }
     }
+}
+
+/// Refuses the first option in `options` that `agent` does not take (`known`), naming it, so a
+/// misspelt option is an `invalid_field` error rather than silently ignored.
+pub fn refuse_unknown_options(
+    agent: &str,
+    options: &Map<String, Value>,
+    known: &[&str],
+) -> Result<(), ClientError> {
+    let Some(unknown) = options.keys().find(|k| !known.contains(&k.as_str())) else {
+        return Ok(());
+    };
+    // The name is the client's own text: echo a bounded prefix of it, as `unknown_type` does.
+    let shown: String = unknown.chars().take(MAX_ECHOED_TYPE_CHARS).collect();
+    let takes = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(ClientError::new(
+        ErrorCode::InvalidField,
+        format!("payload.options.{shown} is not an option of the {agent} agent (it takes {takes})"),
+    ))
 }
 
 /// An agent: turns a request into a result, reporting progress through the sink.

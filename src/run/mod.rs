@@ -32,7 +32,9 @@ pub mod write;
 
 pub use agents::{Agents, DEFAULT_AGENT};
 pub use driver::drive;
-pub use executor::{AgentFailure, Executor, Progress, RunInput, RunSink, Turn};
+pub use executor::{
+    AgentFailure, Executor, Progress, RunInput, RunSink, Turn, refuse_unknown_options,
+};
 pub use ids::derive_run_id;
 pub use write::{WriteOutcome, next_version, write_run};
 

@@ -272,30 +272,16 @@ fn render(doc: &Document<'_>, function: &str, timestamp_ms: u64) -> String {
     Value::Object(root).to_string()
 }
 
-/// Whether [`flush`] writes to stderr instead of through `tracing`.
-static TO_STDERR: AtomicBool = AtomicBool::new(false);
-
-/// Makes [`flush`] write to stderr: `wsexec-local` keeps stdout for its own output (the
-/// address line, `invoke`'s JSON lines), and there is no log agent to read EMF locally.
-pub fn flush_to_stderr() {
-    TO_STDERR.store(true, Ordering::Relaxed);
-}
-
 /// Writes the invocation's metrics as EMF lines: through the subscriber's EMF layer (see
 /// [`super::subscriber`]) to stdout, where Lambda's log agent turns them into metrics.
 pub fn flush() {
-    let to_stderr = TO_STDERR.load(Ordering::Relaxed);
     // Building the documents is most of a `ping`'s cost: skip it when nothing would write them.
-    if !to_stderr && !tracing::enabled!(target: super::EMF_TARGET, tracing::Level::INFO) {
+    if !tracing::enabled!(target: super::EMF_TARGET, tracing::Level::INFO) {
         let _ = PENDING.try_with(|p| p.borrow_mut().clear());
         return;
     }
     for doc in take_emf(crate::time::now_ms()) {
-        if to_stderr {
-            eprintln!("{doc}");
-        } else {
-            tracing::info!(target: super::EMF_TARGET, emf = doc.as_str());
-        }
+        tracing::info!(target: super::EMF_TARGET, emf = doc.as_str());
     }
 }
 
