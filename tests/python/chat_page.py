@@ -47,9 +47,10 @@ CHROMIUM_FLAGS = [
 
 
 class Server:
-    """A `wsexec-local serve --port 0 --dev-auth` process; `addr` is the `host:port` it printed."""
+    """A `wsexec-local serve --port 0 --dev-auth` process (plus `args`); `addr` is the
+    `host:port` it printed."""
 
-    def __init__(self, tmp_path, env=None, rust_log="warn"):
+    def __init__(self, tmp_path, env=None, rust_log="warn", args=()):
         full_env = dict(
             os.environ,
             RUST_LOG=rust_log,
@@ -62,7 +63,7 @@ class Server:
         self.log_path = tmp_path / "server-stderr.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--port", "0", "--dev-auth", "--data-dir", str(tmp_path / "data")],
+            [BIN, "serve", "--port", "0", "--dev-auth", "--data-dir", str(tmp_path / "data"), *args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -80,6 +81,7 @@ class Server:
         assert match, f"unexpected first line: {first!r}"
         self.addr = match.group(1)
         self.page = f"http://{self.addr}/"
+        self.url = f"ws://{self.addr}"
 
     def connection_ids(self, user):
         """The connection ids of `user`'s accepted `$connect`s, from the invocation log lines."""
@@ -113,11 +115,11 @@ class Server:
             self.log.close()
 
 
-def chromium(tmp_path, width=1280, height=900):
-    """A fresh headless Chromium (own profile) with its performance log on."""
+def chromium(tmp_path, width=1280, height=900, flags=()):
+    """A fresh headless Chromium (own profile) with its performance log on, plus `flags`."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
+    for flag in [*CHROMIUM_FLAGS, *flags]:
         opts.add_argument(flag)
     opts.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     opts.add_argument(f"--window-size={width},{height}")
@@ -126,6 +128,32 @@ def chromium(tmp_path, width=1280, height=900):
     driver.set_page_load_timeout(WAIT)
     driver.set_script_timeout(WAIT)
     return driver
+
+
+def expect_console_errors(driver, *patterns):
+    """Declares console errors the test provokes on purpose (regular expressions); any other
+    makes `quit_checked` fail."""
+    driver.expected_console_errors = [*getattr(driver, "expected_console_errors", []), *patterns]
+
+
+def console_errors(driver):
+    """Chromium's SEVERE console entries since the last call (errors, failed loads, and CSP
+    violations, which Chromium reports with source `security`), bar the expected ones."""
+    expected = [re.compile(p) for p in getattr(driver, "expected_console_errors", [])]
+    return [
+        e
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not any(p.search(e["message"]) for p in expected)
+    ]
+
+
+def quit_checked(driver):
+    """Quits `driver`, then fails if the page logged any console error it did not expect."""
+    try:
+        errors = console_errors(driver)
+    finally:
+        driver.quit()
+    assert not errors, "console errors:\n" + "\n".join(e["message"] for e in errors)
 
 
 def wait_for(driver, what, timeout=WAIT, message=""):
@@ -246,3 +274,20 @@ def violations(driver):
 def settle(seconds):
     """A short pause for something that must NOT happen to get its chance to happen."""
     time.sleep(seconds)
+
+
+def screenshot_mid_run(driver, server, path):
+    """The README's screenshot, saved to `path`: a completed echo answer above a running one
+    with its tool step showing; the running one is cancelled afterwards."""
+    driver.set_window_size(1100, 760)
+    open_page(driver, server)
+    connect(driver, "grace-01")
+    first = send(driver, "What can you do?")
+    wait_state(driver, first, "completed")
+    set_options(driver, agent="echo", delay_ms=4000)
+    run = send(driver, "Plan a trip to Lisbon")
+    wait_for(driver, lambda d: run.find_elements(By.CSS_SELECTOR, "details.step"), message="no step")
+    assert run.get_attribute("data-state") == "running"
+    assert driver.save_screenshot(str(path)), f"cannot write {path}"
+    driver.find_element(By.ID, "cancel").click()
+    wait_state(driver, run, "cancelled")

@@ -14,21 +14,22 @@ import time
 import urllib.request
 import zlib
 
-import pytest
 from selenium.webdriver.common.by import By
 
 from chat_page import (
     LLM_WAIT,
-    ROOT,
     Server,
     chromium,
     conn_state,
     connect,
+    expect_console_errors,
     foreign,
     network_events,
     open_page,
+    quit_checked,
     request_urls,
     runs,
+    screenshot_mid_run,
     send,
     set_options,
     settle,
@@ -38,18 +39,10 @@ from chat_page import (
     watch_violations,
 )
 
-SCREENSHOT = ROOT / "docs" / "chat.png"
 XSS = (
     '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
     '<a href="javascript:window.__xss=3">click</a>'
 )
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path)
-    yield s
-    s.stop()
 
 
 def test_echo_answer_completes_and_the_thread_survives_a_reload(server, browser):
@@ -191,6 +184,11 @@ def test_the_page_talks_to_no_host_but_the_gateway(server, browser):
     browser.refresh()
     open_page(browser, server)
     watch_violations(browser)
+    expect_console_errors(
+        browser,
+        r"violates the following Content Security Policy directive: \"connect-src ",
+        r"^javascript \d+ Fetch API cannot load http://127\.0\.0\.2:9/x\. Refused to connect because it violates",
+    )
     browser.execute_script(
         "try { new WebSocket('ws://127.0.0.2:9/'); } catch (e) {}"
         "fetch('http://127.0.0.2:9/x').catch(() => {});"
@@ -245,7 +243,7 @@ def test_controls_are_labelled_and_fit_a_phone(tmp_path, server):
         )
         assert wide <= 0, f"{wide}px of sideways scroll"
     finally:
-        driver.quit()
+        quit_checked(driver)
 
 
 def png_size_and_colours(path):
@@ -262,23 +260,13 @@ def png_size_and_colours(path):
     return (width, height), len(set(zlib.decompress(idat)))
 
 
-def test_screenshot_mid_run(server, browser):
-    """The README's screenshot: the page mid-run (a tool step showing, state `running`),
-    saved to docs/chat.png, checked to be a full-size PNG with real content."""
-    browser.set_window_size(1100, 760)
-    open_page(browser, server)
-    connect(browser, "grace-01")
-    first = send(browser, "What can you do?")
-    wait_state(browser, first, "completed")
-    set_options(browser, agent="echo", delay_ms=4000)
-    run = send(browser, "Plan a trip to Lisbon")
-    wait_for(browser, lambda d: run.find_elements(By.CSS_SELECTOR, "details.step"), message="no step")
-    assert run.get_attribute("data-state") == "running"
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
-    (width, height), colours = png_size_and_colours(SCREENSHOT)
+def test_screenshot_mid_run(tmp_path, server, browser):
+    """The README's screenshot as `tools/screenshot` takes it (the page mid-run, a tool step
+    showing, state `running`), written under the test's temporary folder, never to the tracked
+    docs/chat.png: a full-size PNG with real content."""
+    shot = tmp_path / "chat.png"
+    screenshot_mid_run(browser, server, shot)
+    (width, height), colours = png_size_and_colours(shot)
     inner = browser.execute_script("return [window.innerWidth, window.innerHeight];")
     assert (width, height) == tuple(inner), ((width, height), inner)
     assert colours > 20, "the screenshot is blank"
-    browser.find_element(By.ID, "cancel").click()
-    wait_state(browser, run, "cancelled")

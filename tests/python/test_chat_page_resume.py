@@ -7,12 +7,10 @@ merged, and the lead enables it then. Without `resume` the page falls back to po
 
 import urllib.request
 
-import pytest
 from selenium.webdriver.common.by import By
 
 from chat_page import (
     WAIT,
-    Server,
     conn_state,
     connect,
     network_events,
@@ -25,19 +23,11 @@ from chat_page import (
 )
 
 
-@pytest.fixture
-def server(tmp_path):
-    # INFO: the invocation log lines name each `$connect`'s connection id.
-    s = Server(tmp_path, rust_log="info")
-    yield s
-    s.stop()
-
-
-def test_a_dropped_socket_reconnects_and_resumes_the_same_run(server, browser):
+def test_a_dropped_socket_reconnects_and_resumes_the_same_run(logged_server, browser):
     """`DELETE /@connections/{id}` mid-run closes the page's socket; the page reconnects,
     sends `resume` with the last seq it saw, and the same run element completes in place."""
     user = "heidi-01"
-    open_page(browser, server)
+    open_page(browser, logged_server)
     network_events(browser)
     connect(browser, user)
     set_options(browser, agent="echo", delay_ms=3000)
@@ -46,13 +36,13 @@ def test_a_dropped_socket_reconnects_and_resumes_the_same_run(server, browser):
     run_id = run.get_attribute("data-run-id")
     assert run.get_attribute("data-state") == "running"
 
-    (connection_id,) = server.connection_ids(user)
-    drop = urllib.request.Request(f"{server.page}@connections/{connection_id}", method="DELETE")
+    (connection_id,) = logged_server.connection_ids(user)
+    drop = urllib.request.Request(f"{logged_server.page}@connections/{connection_id}", method="DELETE")
     with urllib.request.urlopen(drop, timeout=WAIT) as resp:
         assert resp.status == 204
     wait_for(browser, lambda d: conn_state(d) != "connected", message="socket never dropped")
     wait_for(browser, lambda d: conn_state(d) == "connected", message="never reconnected")
-    assert len(server.connection_ids(user)) == 2, "the page did not open a new connection"
+    assert len(logged_server.connection_ids(user)) == 2, "the page did not open a new connection"
 
     assert wait_state(browser, run, {"completed", "failed", "dead", "cancelled"}) == "completed"
     same = browser.find_elements(By.CSS_SELECTOR, f'#transcript [data-run-id="{run_id}"]')
