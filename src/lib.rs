@@ -9,6 +9,7 @@
 //! the routes, the handler, and last the binaries and the local tool.
 //! - [`limits`]: every size, length and time limit, each with its reason.
 //! - [`time`]: wall-clock helpers.
+//! - [`classified`]: the one shape of a classified failure (storage, push, dispatch).
 //! - [`state`]: the 9-state run machine and its transition table.
 //! - [`context`]: the validated per-user execution context and the one id rule.
 //! - [`identity`]: who is behind a connection, and the warm identity cache.
@@ -24,15 +25,17 @@
 //! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
 //! - [`config`]: settings read from the environment.
 //! - [`manager`]: the lazily built, per-instance shared state.
-//! - [`cmd`]: one file per inbound command (start, cancel, get, list).
+//! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume), one error path.
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
 //! - [`worker`]: the asynchronous invocation that claims and drives one run.
 //! - [`event`]: decoding Lambda events and encoding responses.
-//! - [`routes`]: `$connect`, `$default`, `$disconnect` handlers.
-//! - [`handler`]: the Lambda entry point tying it all together.
+//! - [`routes`]: one per invocation kind: `$connect`, `$default`, `$disconnect`, the worker, the
+//!   sweep.
+//! - [`handler`]: the Lambda entry point: decode, dispatch to the route, log and count.
 //! - [`serve`]: one invocation at a time, or many at once (Lambda Managed Instances).
 
 pub mod auth;
+pub mod classified;
 pub mod cmd;
 pub mod config;
 pub mod context;

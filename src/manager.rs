@@ -13,6 +13,7 @@ use crate::llm::executor::LLM_AGENT;
 use crate::llm::{LlmAgent, LlmConfigError};
 use crate::notify::Notifier;
 use crate::notify::apigw::ApiGatewayNotifier;
+use crate::protocol::{ClientError, ErrorCode};
 use crate::run::{Agents, Executor, RunDeps};
 use crate::store::StorageError;
 use crate::store::Store;
@@ -29,6 +30,18 @@ pub enum InitError {
     Store(#[from] StorageError),
 }
 
+impl InitError {
+    /// What a client is told about a failed initialisation.
+    pub fn client_error(&self) -> ClientError {
+        match self {
+            InitError::Store(s) => ClientError::storage(s),
+            InitError::Config(_) => {
+                ClientError::new(ErrorCode::Internal, "service is misconfigured")
+            }
+        }
+    }
+}
+
 /// Builds the store on first use.
 pub type StoreFactory = Box<dyn Fn(&Config) -> Result<Arc<dyn Store>, InitError> + Send + Sync>;
 
@@ -41,6 +54,7 @@ pub struct Manager {
     invoker: Arc<dyn Invoker>,
     identities: IdentityCache,
     live: crate::run::live::LiveRuns,
+    attached: crate::run::attached::Attachments,
     agents: Agents,
 }
 
@@ -131,6 +145,7 @@ impl Manager {
             invoker: Arc::new(LambdaInvoker::from_env()),
             identities: IdentityCache::default(),
             live: Default::default(),
+            attached: Default::default(),
             agents,
         }
     }
@@ -213,6 +228,7 @@ impl Manager {
             agents: &self.agents,
             identities: &self.identities,
             live: &self.live,
+            attached: &self.attached,
             limits: self.config.run_limits(),
         })
     }

@@ -5,6 +5,8 @@
 //! -----------+---------------------------------------------+---------------------
 //! Advance    | starting  running   completing completed  | TransitionError
 //! Heartbeat  | pending   starting  running    completing | TransitionError
+//! Attach     | pending   starting  running    completing | TransitionError
+//! Detach     | pending   starting  running    completing | TransitionError
 //! Fail       | failed    failed    failed     failed     | TransitionError
 //! TimeOut    | timeout   timeout   timeout    timeout    | TransitionError
 //! Die        | dead      dead      dead       dead       | TransitionError
@@ -30,6 +32,10 @@ pub enum RunEvent {
     Advance,
     /// Renew liveness without changing state.
     Heartbeat,
+    /// A connection attaches to follow the run (`resume`); the state stays.
+    Attach,
+    /// A follower leaves the run (`$disconnect`); the state stays.
+    Detach,
     /// The agent failed.
     Fail,
     /// The run exceeded its time limit.
@@ -42,9 +48,11 @@ pub enum RunEvent {
 
 impl RunEvent {
     /// Every event, for exhaustive tests.
-    pub const ALL: [RunEvent; 6] = [
+    pub const ALL: [RunEvent; 8] = [
         RunEvent::Advance,
         RunEvent::Heartbeat,
+        RunEvent::Attach,
+        RunEvent::Detach,
         RunEvent::Fail,
         RunEvent::TimeOut,
         RunEvent::Die,
@@ -103,6 +111,8 @@ impl ExecutionState {
             (Running, RunEvent::Advance) => Ok(Completing),
             (Completing, RunEvent::Advance) => Ok(Completed),
             (Pending | Starting | Running | Completing, RunEvent::Heartbeat) => Ok(self),
+            (Pending | Starting | Running | Completing, RunEvent::Attach) => Ok(self),
+            (Pending | Starting | Running | Completing, RunEvent::Detach) => Ok(self),
             (Pending | Starting | Running | Completing, RunEvent::Fail) => Ok(Failed),
             (Pending | Starting | Running | Completing, RunEvent::TimeOut) => Ok(Timeout),
             (Pending | Starting | Running | Completing, RunEvent::Die) => Ok(Dead),
@@ -181,7 +191,7 @@ mod tests {
                             Completing => Completed,
                             _ => unreachable!(),
                         },
-                        RunEvent::Heartbeat => s,
+                        RunEvent::Heartbeat | RunEvent::Attach | RunEvent::Detach => s,
                         RunEvent::Fail => Failed,
                         RunEvent::TimeOut => Timeout,
                         RunEvent::Die => Dead,

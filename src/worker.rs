@@ -6,9 +6,9 @@ use crate::context::{ContextParts, UserExecutionContext, validate_id};
 use crate::dispatch::WorkerRun;
 use crate::limits::{CLAIM_ATTEMPTS, LAMBDA_DEADLINE_MARGIN};
 use crate::manager::Manager;
-use crate::run::{Origin, WriteOutcome, next_version, write_run};
+use crate::run::{Origin, Settled, next_version, write_settled};
 use crate::state::{ExecutionState, RunEvent};
-use crate::store::Expected;
+use crate::store::RunRecord;
 use crate::telemetry::log_storage;
 use crate::time::now_ms;
 use serde::Serialize;
@@ -78,35 +78,30 @@ pub async fn work(
         tracing::error!(agent = %run.agent, "worker: the run's agent is not registered");
         return WorkerOutcome::Failed;
     };
-    let mut run = run;
-    let mut attempts = 0;
-    let claimed = loop {
-        attempts += 1;
+    // A `resume` that attached a follower to the waiting run changes it: claim on top of that,
+    // never on top of another worker's claim.
+    let claim_it = |run: &RunRecord| {
         let now = now_ms();
-        let Some(mut claimed) = next_version(&run, &[RunEvent::Advance], now) else {
-            return WorkerOutcome::NotClaimable;
-        };
+        let mut claimed =
+            next_version(run, &[RunEvent::Advance], now).ok_or(WorkerOutcome::NotClaimable)?;
         claimed.claimed_by = Some(claim.to_owned());
         claimed.stale_at = now + deps.limits.heartbeat_deadline.as_millis() as u64;
         if let Some(deadline) = deadline_ms {
             let last = deadline.saturating_sub(LAMBDA_DEADLINE_MARGIN.as_millis() as u64);
             claimed.deadline_at = claimed.deadline_at.min(last);
         }
-        match write_run(deps.store, claimed, Expected::of(&run)).await {
-            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => break r,
-            // A `resume` attached a follower to the waiting run: claim it on top.
-            WriteOutcome::Conflict(current)
-                if current.state == ExecutionState::Starting
-                    && current.claimed_by.is_none()
-                    && attempts < CLAIM_ATTEMPTS =>
-            {
-                run = current;
-            }
-            WriteOutcome::Conflict(_) => return WorkerOutcome::LostClaim,
-            WriteOutcome::Failed(e) => {
-                log_storage(&e);
-                return WorkerOutcome::Failed;
-            }
+        Ok(claimed)
+    };
+    let unclaimed = |current: &RunRecord| {
+        current.state == ExecutionState::Starting && current.claimed_by.is_none()
+    };
+    let claimed = match write_settled(deps.store, run, CLAIM_ATTEMPTS, claim_it, unclaimed).await {
+        Settled::Written(r) => r,
+        Settled::Declined(outcome) => return outcome,
+        Settled::Conflict(_) => return WorkerOutcome::LostClaim,
+        Settled::Failed(e) => {
+            log_storage(&e);
+            return WorkerOutcome::Failed;
         }
     };
     let ctx = UserExecutionContext::new(

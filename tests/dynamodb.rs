@@ -390,28 +390,6 @@ async fn wire_faults_are_classified() {
         ),
         (
             Fault::Error {
-                status: 400,
-                code: "TransactionCanceledException",
-                extra: r#","CancellationReasons":[{"Code":"None"},{"Code":"ConditionalCheckFailed","Message":"x"}]"#,
-            },
-            Transaction,
-            "transaction_cancelled",
-            false,
-            500,
-        ),
-        (
-            Fault::Error {
-                status: 400,
-                code: "TransactionCanceledException",
-                extra: r#","CancellationReasons":[{"Code":"TransactionConflict"}]"#,
-            },
-            Transaction,
-            "transaction_cancelled",
-            true,
-            503,
-        ),
-        (
-            Fault::Error {
                 status: 500,
                 code: "InternalServerError",
                 extra: "",
@@ -499,9 +477,6 @@ async fn wire_faults_are_classified() {
             (kind, code, retryable),
             "{label}: {e:?}"
         );
-        if kind == Transaction {
-            assert!(!e.reasons().is_empty(), "{label}: reasons kept");
-        }
         assert!(
             hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
             "{label}: the SDK really called"

@@ -5,9 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use wsexec::limits::{
     MAX_ID_FIELD_BYTES, MAX_ID_LEN, MAX_MESSAGE_BYTES, MAX_PAGE_SIZE, MAX_TEXT_BYTES,
 };
-use wsexec::protocol::inbound::{Inbound, parse_frame};
+use wsexec::cmd::{Command, parse};
 
-/// Every code `parse_frame` may answer with.
+/// Every code `parse` may answer with.
 const FRAME_CODES: [&str; 5] = [
     "invalid_json",
     "invalid_frame",
@@ -17,24 +17,24 @@ const FRAME_CODES: [&str; 5] = [
 ];
 
 fn check(body: &str) {
-    match parse_frame(body) {
+    match parse(body) {
         Ok(frame) => {
             assert!(body.len() <= MAX_MESSAGE_BYTES);
             if let Some(r) = &frame.request_id {
                 // Ids pass through untrimmed; the id rule judges them where they are used.
                 assert!(r.len() <= MAX_ID_FIELD_BYTES);
             }
-            match frame.message {
-                Inbound::StartAgent(s) | Inbound::UserMessage(s) => {
+            match frame.command {
+                Command::Start(s) => {
                     assert!(!s.text.trim().is_empty() && s.text.len() <= MAX_TEXT_BYTES);
                 }
-                Inbound::ListExecutions(l) => {
+                Command::List(l) => {
                     assert!(l.limit.is_none_or(|n| (1..=MAX_PAGE_SIZE).contains(&n)));
                 }
-                Inbound::GetExecution { run_id } | Inbound::CancelAgent { run_id } => {
-                    assert!(run_id.len() <= MAX_ID_FIELD_BYTES);
-                }
-                Inbound::Ping | Inbound::Heartbeat | Inbound::Unknown(_) => {}
+                Command::Get(c) => assert!(c.run_id.len() <= MAX_ID_FIELD_BYTES),
+                Command::Cancel(c) => assert!(c.run_id.len() <= MAX_ID_FIELD_BYTES),
+                Command::Resume(c) => assert!(c.run_id.len() <= MAX_ID_FIELD_BYTES),
+                Command::Ping | Command::Heartbeat | Command::Unknown(_) => {}
             }
         }
         Err(e) => {

@@ -6,66 +6,72 @@
 //! can attach; no index): one conditional write that bumps the run's version, which makes the
 //! driver's next heartbeat conflict and so learn of the follower without any per-event read.
 
-use super::Caller;
 use super::get::owned_run;
-use crate::limits::RESUME_ATTEMPTS;
+use super::{Caller, CmdError};
+use crate::limits::{MAX_ID_FIELD_BYTES, RESUME_ATTEMPTS};
 use crate::manager::Manager;
+use crate::protocol::inbound::{Fields, required};
 use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply};
 use crate::run::follow::{AttachError, attach};
-use crate::run::{WriteOutcome, next_version, write_run};
+use crate::run::{Settled, next_version, write_settled};
 use crate::state::RunEvent;
-use crate::store::{Expected, RunRecord, StorageError};
-use crate::telemetry::log_storage;
+use crate::store::{RunRecord, StorageError};
 use crate::time::now_ms;
+use std::borrow::Cow;
 
-/// Replies the caller's run (`not_found` for another user's, exactly as for none); attaches
-/// the caller's connection while the run is alive, nothing once it has finished.
-pub async fn apply(
-    mgr: &Manager,
-    caller: &Caller<'_>,
-    run_id: &str,
-    after_seq: Option<u64>,
-) -> Reply {
-    let (deps, mut run) = match owned_run(mgr, caller, run_id).await {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
-    // A heartbeat may bump the version between the read and the write: attach on what the
-    // primitive hands back.
-    for _ in 0..RESUME_ATTEMPTS {
-        if run.state.is_terminal() {
-            return snapshot(&run);
-        }
-        let now = now_ms();
-        let Some(mut next) = next_version(&run, &[RunEvent::Heartbeat], now) else {
-            return snapshot(&run);
-        };
+/// `resume {run_id, after_seq?}`: follow a run again after a reconnect, every event after
+/// `after_seq` (default: the snapshot's own `seq`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resume<'a> {
+    pub run_id: Cow<'a, str>,
+    pub after_seq: Option<u64>,
+}
+
+impl<'a> Resume<'a> {
+    /// Reads `run_id` (required; the id rule judges it in `apply`) and `after_seq`.
+    pub fn parse(f: Fields<'a>) -> Result<Self, ClientError> {
+        Ok(Resume {
+            run_id: required("run_id", f.run_id, MAX_ID_FIELD_BYTES)?,
+            after_seq: f.after_seq,
+        })
+    }
+
+    /// Replies the caller's run (`not_found` for another user's, exactly as for none);
+    /// attaches the caller's connection while the run is alive, nothing once it has finished.
+    pub async fn apply(self, mgr: &Manager, caller: &Caller<'_>) -> Result<Reply, CmdError> {
+        let (deps, run) = owned_run(mgr, caller, &self.run_id).await?;
         let origin = caller.origin;
-        let has = after_seq.unwrap_or(run.seq);
-        next.followers = match attach(&run, origin.connection_id, origin.endpoint, has, now / 1000)
-        {
-            Ok(f) => f,
-            Err(AttachError::Full) => {
-                let e = ClientError::new(
-                    ErrorCode::TooManyFollowers,
-                    "the run has too many followers",
-                );
-                return caller.error(&e);
+        // What to answer instead of attaching: the snapshot of a finished run, or a refusal.
+        let attached = |run: &RunRecord| {
+            if run.state.is_terminal() {
+                return Err(Ok(snapshot(run)));
             }
+            let now = now_ms();
+            let Some(mut next) = next_version(run, &[RunEvent::Attach], now) else {
+                return Err(Ok(snapshot(run)));
+            };
+            let has = self.after_seq.unwrap_or(run.seq);
+            next.followers = attach(run, origin.connection_id, origin.endpoint, has, now / 1000)
+                .map_err(|AttachError::Full| {
+                    Err(ClientError::new(
+                        ErrorCode::TooManyFollowers,
+                        "the run has too many followers",
+                    ))
+                })?;
+            Ok(next)
         };
-        match write_run(deps.store, next, Expected::of(&run)).await {
-            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
-                deps.identities.follows(origin.connection_id, &r.run_id);
-                return snapshot(&r);
+        // A heartbeat may bump the version between the read and the write: attach on what is
+        // stored then.
+        match write_settled(deps.store, run, RESUME_ATTEMPTS, attached, |_| true).await {
+            Settled::Written(r) => {
+                deps.attached.add(origin.connection_id, &r.run_id);
+                Ok(snapshot(&r))
             }
-            WriteOutcome::Conflict(current) => run = current,
-            WriteOutcome::Failed(e) => {
-                log_storage(&e);
-                return caller.error(&ClientError::storage(&e));
-            }
+            Settled::Declined(answer) => answer.map_err(CmdError::Refused),
+            Settled::Conflict(_) => Err(StorageError::conflict("resume_run").into()),
+            Settled::Failed(e) => Err(e.into()),
         }
     }
-    caller.error(&ClientError::storage(&StorageError::conflict("resume_run")))
 }
 
 fn snapshot(run: &RunRecord) -> Reply {

@@ -1,25 +1,81 @@
 //! `start_agent` / `user_message` / `chat`: validate, create the run idempotently (one
 //! conditional write), then drive it; a retried request gets the existing run.
 
-use super::Caller;
+use super::{Caller, CmdError};
 use crate::context::{ContextParts, UserExecutionContext, request_id_from_message_id};
 use crate::dispatch::{Dispatch, WorkerEvent};
-use crate::limits::{LAMBDA_DEADLINE_MARGIN, RUN_RETENTION};
+use crate::limits::{LAMBDA_DEADLINE_MARGIN, MAX_ID_FIELD_BYTES, MAX_TEXT_BYTES, RUN_RETENTION};
 use crate::manager::Manager;
-use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply, StartRequest};
-use crate::run::{WriteOutcome, next_version, write_run};
+use crate::protocol::inbound::{Fields, sized, text_field};
+use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply};
+use crate::run::{Executor, RunDeps, WriteOutcome, next_version, write_run};
 use crate::state::{ExecutionState, RunEvent, START};
 use crate::store::{CreateOutcome, Expected, RunError, RunRecord};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Starts a run. `None` when the run's events were pushed; else the `execution` of a retried
-/// request, or an `error`.
-pub async fn apply(mgr: &Manager, caller: &Caller<'_>, req: StartRequest<'_>) -> Option<Reply> {
-    match prepare(mgr, caller, &req) {
-        Ok((record, ctx)) => create_and_drive(mgr, caller, record, &ctx).await,
-        Err(reply) => Some(reply),
+/// A request that starts a run (`start_agent`, `user_message`, `chat`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start<'a> {
+    /// The user's text: `user_request` or `message`/`content`/`text`.
+    pub text: Cow<'a, str>,
+    pub thread_id: Option<Cow<'a, str>>,
+    pub agent: Option<Cow<'a, str>>,
+    pub metadata: Option<Map<String, Value>>,
+    /// Agent options: `payload.options`, plus `payload.delay_ms` (the `echo` agent's).
+    pub options: Map<String, Value>,
+}
+
+impl<'a> Start<'a> {
+    /// The request of a `kind` message (`start_agent` reads `payload.user_request`, the others
+    /// `payload.message`, `content` or `text`).
+    pub fn parse(kind: &str, f: Fields<'a>) -> Result<Self, ClientError> {
+        let p = f.payload.unwrap_or_default();
+        let (name, text) = if kind == "start_agent" {
+            ("payload.user_request", p.user_request)
+        } else {
+            ("payload.message", p.message.or(p.content).or(p.text))
+        };
+        let mut options = p.options.unwrap_or_default();
+        if let Some(d) = p.delay_ms {
+            options.insert("delay_ms".into(), d);
+        }
+        let missing = || ClientError::new(ErrorCode::MissingField, format!("{name} is required"));
+        Ok(Start {
+            text: text_field(name, text, MAX_TEXT_BYTES)?.ok_or_else(missing)?,
+            thread_id: sized("thread_id", f.thread_id, MAX_ID_FIELD_BYTES)?,
+            agent: text_field("agent", f.agent, MAX_ID_FIELD_BYTES)?,
+            metadata: p.metadata,
+            options,
+        })
+    }
+
+    /// Starts the run. `None` when the run's events were pushed; else the `execution` of a
+    /// retried request, or the `agent_error` of a refused hand-off.
+    pub async fn apply(
+        self,
+        mgr: &Manager,
+        caller: &Caller<'_>,
+    ) -> Result<Option<Reply>, CmdError> {
+        let (record, ctx, agent) = prepare(mgr, caller, &self)?;
+        let deps = mgr.run_deps()?;
+        match deps.store.create_run(&record).await? {
+            CreateOutcome::Created => {}
+            CreateOutcome::Existing(existing) => {
+                let view = ExecutionView::of(&existing, true);
+                return Ok(Some(Reply::about(&existing, Event::Execution(view))));
+            }
+        }
+        metrics::run_started();
+        if mgr.config().dispatch == Dispatch::Async {
+            return Ok(dispatch(mgr, &deps, caller, record).await);
+        }
+        crate::run::drive(deps, caller.origin, &ctx, record, agent.as_ref()).await;
+        Ok(None)
     }
 }
 
@@ -27,19 +83,16 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, req: StartRequest<'_>) ->
 fn prepare(
     mgr: &Manager,
     caller: &Caller<'_>,
-    req: &StartRequest<'_>,
-) -> Result<(RunRecord, UserExecutionContext), Reply> {
+    req: &Start<'_>,
+) -> Result<(RunRecord, UserExecutionContext, Arc<dyn Executor>), CmdError> {
     let agent_name = req.agent.as_deref().unwrap_or(mgr.agents().default_name());
     let Some(agent) = mgr.agents().get(agent_name) else {
-        return Err(caller.error(&ClientError::new(ErrorCode::UnknownAgent, "no such agent")));
+        return Err(ClientError::new(ErrorCode::UnknownAgent, "no such agent").into());
     };
-    agent
-        .check_options(&req.options)
-        .map_err(|e| caller.error(&e))?;
+    agent.check_options(&req.options)?;
     let from_aws = caller.message_id.map(request_id_from_message_id);
     let Some(key) = caller.request_id.or(from_aws.as_deref()) else {
-        let e = ClientError::new(ErrorCode::MissingField, "request_id is required");
-        return Err(caller.error(&e));
+        return Err(ClientError::new(ErrorCode::MissingField, "request_id is required").into());
     };
     // Validate the key before deriving an id from it.
     let request_id = caller.id(mgr, "request_id", key)?;
@@ -56,8 +109,7 @@ fn prepare(
             metadata: req.metadata.as_ref(),
         },
         mgr.config().mode,
-    )
-    .map_err(|e| caller.error(&e.into()))?;
+    )?;
 
     let now = now_ms();
     let mut limit = mgr.config().run_time_limit;
@@ -93,37 +145,7 @@ fn prepare(
         expires_at: (now + RUN_RETENTION.as_millis() as u64) / 1000,
         ..Default::default()
     };
-    Ok((record, ctx))
-}
-
-async fn create_and_drive(
-    mgr: &Manager,
-    caller: &Caller<'_>,
-    record: RunRecord,
-    ctx: &UserExecutionContext,
-) -> Option<Reply> {
-    let deps = match mgr.run_deps() {
-        Ok(d) => d,
-        Err(e) => return Some(caller.error(&e.client_error())),
-    };
-    match deps.store.create_run(&record).await {
-        Ok(CreateOutcome::Created) => {}
-        Ok(CreateOutcome::Existing(existing)) => {
-            let view = ExecutionView::of(&existing, true);
-            return Some(Reply::about(&existing, Event::Execution(view)));
-        }
-        Err(e) => {
-            log_storage(&e);
-            return Some(caller.error(&ClientError::storage(&e)));
-        }
-    }
-    metrics::run_started();
-    if mgr.config().dispatch == Dispatch::Async {
-        return dispatch(mgr, caller, record).await;
-    }
-    let agent = mgr.agents().get(&record.agent)?.clone();
-    crate::run::drive(deps, caller.origin, ctx, record, agent.as_ref()).await;
-    None
+    Ok((record, ctx, agent.clone()))
 }
 
 /// The function name a worker is invoked by when Lambda gave no ARN (the local tool).
@@ -132,7 +154,12 @@ const LOCAL_FUNCTION: &str = "wsexec";
 /// Hands the created run to a worker invocation of this function; the route returns at once
 /// and the worker pushes the run's events. A refused hand-off ends the run `failed` with the
 /// dispatch code (so a retry of the request creates it again) and is the client's reply.
-async fn dispatch(mgr: &Manager, caller: &Caller<'_>, record: RunRecord) -> Option<Reply> {
+async fn dispatch(
+    mgr: &Manager,
+    deps: &RunDeps<'_>,
+    caller: &Caller<'_>,
+    record: RunRecord,
+) -> Option<Reply> {
     let env_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let function = caller
         .function_arn
@@ -154,8 +181,7 @@ async fn dispatch(mgr: &Manager, caller: &Caller<'_>, record: RunRecord) -> Opti
         code: code.as_str().to_owned(),
         message: err.message.to_string(),
     });
-    let store = mgr.store().ok()?;
-    let run = match write_run(store, failed, Expected::of(&record)).await {
+    let run = match write_run(deps.store, failed, Expected::of(&record)).await {
         WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
             metrics::run_finished(r.state, 0);
             r

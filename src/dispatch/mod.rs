@@ -9,9 +9,9 @@
 pub mod lambda;
 pub mod memory;
 
+use crate::classified::{Classified, FailureKind};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// Where a run is driven.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,50 +108,22 @@ impl DispatchErrorKind {
 
 pub use crate::store::record::DISPATCH_FAILED_PREFIX;
 
-/// A classified dispatch failure; `source()` keeps the raw cause.
-pub struct DispatchError {
-    kind: DispatchErrorKind,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+impl FailureKind for DispatchErrorKind {
+    fn code(self) -> &'static str {
+        DispatchErrorKind::code(self)
+    }
+    fn is_retryable(self) -> bool {
+        DispatchErrorKind::is_retryable(self)
+    }
 }
 
-impl DispatchError {
+/// A classified dispatch failure; `source()` keeps the raw cause.
+pub type DispatchError = Classified<DispatchErrorKind>;
+
+impl Classified<DispatchErrorKind> {
     /// A failure of `kind`.
     pub fn new(kind: DispatchErrorKind) -> Self {
-        DispatchError { kind, source: None }
-    }
-
-    /// Keeps the raw cause.
-    pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(e));
-        self
-    }
-
-    /// The failure's kind.
-    pub fn kind(&self) -> DispatchErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "dispatch failed: {}", self.kind.code())
-    }
-}
-
-impl fmt::Debug for DispatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DispatchError")
-            .field("kind", &self.kind)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl std::error::Error for DispatchError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        Classified::described(kind, "dispatch", "")
     }
 }
 

@@ -3,8 +3,8 @@
 pub mod apigw;
 pub mod memory;
 
+use crate::classified::{Classified, FailureKind};
 use async_trait::async_trait;
-use std::fmt;
 
 /// Where a message goes: a connection behind an `@connections` endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,60 +60,22 @@ impl PushErrorKind {
     }
 }
 
-/// A classified push failure; `source()` keeps the raw cause.
-pub struct PushError {
-    kind: PushErrorKind,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+impl FailureKind for PushErrorKind {
+    fn code(self) -> &'static str {
+        PushErrorKind::code(self)
+    }
+    fn is_retryable(self) -> bool {
+        PushErrorKind::is_retryable(self)
+    }
 }
 
-impl PushError {
+/// A classified push failure; `source()` keeps the raw cause.
+pub type PushError = Classified<PushErrorKind>;
+
+impl Classified<PushErrorKind> {
     /// A failure of `kind`.
     pub fn new(kind: PushErrorKind) -> Self {
-        PushError { kind, source: None }
-    }
-
-    /// Keeps the raw cause.
-    pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(e));
-        self
-    }
-
-    /// The failure's kind.
-    pub fn kind(&self) -> PushErrorKind {
-        self.kind
-    }
-
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        self.kind.code()
-    }
-
-    /// Whether retrying may help.
-    pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
-    }
-}
-
-impl fmt::Display for PushError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "push failed: {}", self.kind.code())
-    }
-}
-
-impl fmt::Debug for PushError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PushError")
-            .field("kind", &self.kind)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl std::error::Error for PushError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        Classified::described(kind, "push", "")
     }
 }
 

@@ -8,6 +8,6 @@ pub mod refusal;
 pub mod view;
 
 pub use error::{ClientError, ErrorCode};
-pub use inbound::{Frame, Inbound, ListRequest, StartRequest, parse_frame};
+pub use inbound::{Fields, Frame, FrameError, parse_frame};
 pub use outbound::{Envelope, Event, EventType, Reply, RunRef};
 pub use view::{ExecutionView, ExecutionsView};

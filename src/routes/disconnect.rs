@@ -17,7 +17,7 @@ pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> Handled {
                 crate::telemetry::log_storage(&e);
             }
             // Runs this instance attached the connection to by `resume`.
-            let followed = deps.identities.take_followed(inv.connection_id);
+            let followed = deps.attached.take(inv.connection_id);
             if let Some(who) = &identity {
                 for run_id in &followed {
                     let left = leave(deps.store, &who.user_id, run_id, inv.connection_id).await;

@@ -1,12 +1,11 @@
 //! `$default`: every client message; the direct reply is the two-way route's response body.
 
 use super::{Handled, Invocation};
-use crate::cmd::{self, Caller};
+use crate::cmd::{self, Caller, CmdError, Command};
 use crate::identity::Identity;
 use crate::limits::MAX_ECHOED_TYPE_CHARS;
 use crate::manager::Manager;
-use crate::protocol::inbound::parse_frame;
-use crate::protocol::{ClientError, Envelope, ErrorCode, Event, Inbound, Reply, RunRef};
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, Reply, RunRef};
 use crate::time::now_ms;
 
 /// Handles one message. Never fails the invocation for a client's mistake: every problem is an
@@ -37,16 +36,16 @@ async fn reply(
         let e = ClientError::new(ErrorCode::InvalidFrame, "binary frames are not supported");
         return Some(Reply::error(None, &e));
     }
-    let frame = match parse_frame(body.unwrap_or("")) {
-        Ok(f) => f,
+    let parsed = match cmd::parse(body.unwrap_or("")) {
+        Ok(p) => p,
         Err(fe) => return Some(Reply::error(fe.request_id.as_deref(), &fe.error)),
     };
-    let rid = frame.request_id.as_deref();
+    let rid = parsed.request_id.as_deref();
     let simple = |event| Some(Envelope::new(event, RunRef::request(rid), now_ms()).reply());
-    let who = match &frame.message {
-        Inbound::Ping => return simple(Event::Pong {}),
-        Inbound::Heartbeat => return simple(Event::HeartbeatAck {}),
-        Inbound::Unknown(t) => {
+    let who = match &parsed.command {
+        Command::Ping => return simple(Event::Pong {}),
+        Command::Heartbeat => return simple(Event::HeartbeatAck {}),
+        Command::Unknown(t) => {
             let shown: String = t.chars().take(MAX_ECHOED_TYPE_CHARS).collect();
             let e = ClientError::new(
                 ErrorCode::UnknownType,
@@ -56,7 +55,7 @@ async fn reply(
         }
         _ => match identity(mgr, inv).await {
             Ok(w) => w,
-            Err(e) => return Some(Reply::error(rid, &e)),
+            Err(e) => return Some(e.into_reply(rid)),
         },
     };
     *user_id = Some(who.user_id.clone());
@@ -67,16 +66,15 @@ async fn reply(
         request_id: rid,
         function_arn: inv.function_arn,
     };
-    cmd::apply(mgr, &caller, frame.message).await
+    cmd::apply(mgr, &caller, parsed.command).await
 }
 
-async fn identity(mgr: &Manager, inv: &Invocation<'_>) -> Result<Identity, ClientError> {
-    match mgr.identity(inv.connection_id).await {
-        Ok(Some(w)) => Ok(w),
-        Ok(None) => Err(ClientError::new(
+async fn identity(mgr: &Manager, inv: &Invocation<'_>) -> Result<Identity, CmdError> {
+    mgr.identity(inv.connection_id).await?.ok_or_else(|| {
+        ClientError::new(
             ErrorCode::Unauthorized,
             "connection has no identity; reconnect",
-        )),
-        Err(e) => Err(e.client_error()),
-    }
+        )
+        .into()
+    })
 }

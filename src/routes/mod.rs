@@ -1,13 +1,139 @@
-//! The three WebSocket routes, dispatched on the event's `eventType`, one file each.
+//! One route per kind of invocation, one file each: the three WebSocket routes (dispatched on
+//! the event's `eventType`), the worker invocation and the scheduled sweep; and what an
+//! invocation returns to Lambda.
 
 pub mod connect;
 pub mod disconnect;
 pub mod message;
+pub mod sweep;
+pub mod worker;
 
-use crate::event::WsResponse;
+use crate::event::{EventError, LambdaContext, WsResponse};
+use crate::manager::{InitError, Manager};
 use crate::protocol::{ErrorCode, EventType, Reply};
 use crate::run::Origin;
-use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
+use crate::sweep::SweepReport;
+use crate::telemetry::InvocationLog;
+use crate::worker::WorkerOutcome;
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
+use serde::Serialize;
+use std::borrow::Cow;
+
+/// What an invocation returns to Lambda.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// A WebSocket route's response.
+    WebSocket(WsResponse),
+    /// The sweep's report.
+    Sweep(SweepReport),
+    /// What a worker invocation did.
+    Worker(WorkerReport),
+}
+
+/// A worker invocation's response: the run it was for and what it did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    pub run_id: String,
+    pub outcome: WorkerOutcome,
+}
+
+/// A failed invocation. `error_type` says whether Lambda's caller should retry
+/// (`Retryable.*` / `NonRetryable.*`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl HandlerError {
+    /// An event this function does not handle.
+    pub fn invalid_event(e: &EventError) -> Self {
+        HandlerError {
+            error_type: "NonRetryable.InvalidEvent",
+            message: e.to_string(),
+        }
+    }
+
+    /// The manager could not be built; the next invocation tries again.
+    pub fn initialisation(e: &InitError) -> Self {
+        HandlerError {
+            error_type: "Retryable.Initialisation",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<HandlerError> for lambda_http::lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_http::lambda_runtime::Diagnostic {
+            error_type: e.error_type.to_owned(),
+            error_message: e.message,
+        }
+    }
+}
+
+/// Routes a WebSocket event to `$connect`, `$default` or `$disconnect`, and notes what the
+/// route did in the invocation's log line.
+pub async fn websocket<'a>(
+    mgr: Result<&Manager, &InitError>,
+    req: &'a ApiGatewayWebsocketProxyRequest,
+    lambda: LambdaContext<'a>,
+    log: &mut InvocationLog<'a>,
+) -> Result<Output, HandlerError> {
+    let ctx = &req.request_context;
+    let Some(route) = Route::of(ctx) else {
+        return Err(HandlerError::invalid_event(&EventError::Unsupported));
+    };
+    let endpoint_override = mgr
+        .ok()
+        .and_then(|m| m.config().connections_endpoint.as_deref());
+    let Some(inv) = Invocation::of(ctx, endpoint_override, lambda) else {
+        return Err(HandlerError {
+            error_type: "NonRetryable.InvalidEvent",
+            message: "WebSocket event has no connectionId".into(),
+        });
+    };
+    let handled = match mgr {
+        Err(e) => init_failure(route, e),
+        Ok(mgr) => match route {
+            Route::Connect => connect::handle(mgr, req, &inv).await,
+            Route::Default => {
+                message::handle(mgr, req.body.as_deref(), req.is_base64_encoded, &inv).await
+            }
+            Route::Disconnect => disconnect::handle(mgr, &inv).await,
+        },
+    };
+    log.route = Some(route.key());
+    log.apigw_request_id = inv.aws_request_id;
+    log.connection_id = Some(inv.connection_id);
+    log.user_id = handled.user_id.map(Cow::Owned);
+    log.status = Some(handled.response.status_code);
+    log.reply = handled.reply.map(|(kind, _)| kind.as_str());
+    log.error_code = handled
+        .error_code
+        .or_else(|| handled.reply.and_then(|(_, code)| code).map(|c| c.as_str()));
+    Ok(Output::WebSocket(handled.response))
+}
+
+/// The reply when the manager could not be built: never internals, and retried next time.
+fn init_failure(route: Route, e: &InitError) -> Handled {
+    tracing::error!(error = %e, "initialisation failed");
+    let response = match route {
+        Route::Connect => {
+            WsResponse::status(500).with_body(r#"{"message":"internal error"}"#.into())
+        }
+        Route::Disconnect => WsResponse::status(200),
+        Route::Default => return Handled::from(Some(Reply::error(None, &e.client_error()))),
+    };
+    Handled {
+        error_code: Some("init_failed"),
+        ..Handled::from(response)
+    }
+}
 
 /// The route keys the function serves (the template must declare each).
 pub const ROUTE_KEYS: [&str; 3] = ["$connect", "$disconnect", "$default"];

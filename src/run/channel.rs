@@ -60,11 +60,12 @@ impl<'d> Channel<'d> {
         }
     }
 
-    /// Whether `connection_id` answered 410.
-    pub fn is_gone(&self, connection_id: &str) -> bool {
+    /// The connections that answered 410.
+    pub fn gone(&self) -> impl Iterator<Item = &str> {
         self.targets
             .iter()
-            .any(|t| t.gone && t.connection_id == connection_id)
+            .filter(|t| t.gone)
+            .map(|t| t.connection_id.as_str())
     }
 
     /// Marks `connection_id` as already having every `seq` up to `has` (a canceller has its

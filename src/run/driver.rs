@@ -14,7 +14,7 @@ use super::channel::Channel;
 use super::checkpoint::{Streamed, storable};
 use super::executor::{Executor, Progress, RunInput, RunSink};
 use super::history::thread_turns;
-use super::write::{WriteOutcome, next_version, write_run};
+use super::write::{Settled, next_version, write_settled};
 use super::{Origin, RunDeps};
 use crate::context::UserExecutionContext;
 use crate::limits::{
@@ -23,7 +23,7 @@ use crate::limits::{
 };
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
-use crate::store::{Expected, RunError, RunRecord, StorageError};
+use crate::store::{RunError, RunRecord, StorageError};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
 use serde_json::Value;
@@ -155,6 +155,28 @@ pub async fn drive(
     d.channel.settle(until).await;
 }
 
+/// What every write of a run persists of its stream, taken once per write: the last `seq`, the
+/// text streamed so far (unless a result now keeps it), and the followers that answered 410
+/// (dropped from the stored list).
+struct Checkpoint {
+    seq: u64,
+    streamed: Option<String>,
+    gone: Vec<String>,
+}
+
+impl Checkpoint {
+    fn apply(&self, next: &mut RunRecord) {
+        let now_secs = now_ms() / 1000;
+        next.seq = self.seq;
+        next.streamed = match next.result {
+            Some(_) => None,
+            None => self.streamed.clone(),
+        };
+        next.followers
+            .retain(|f| f.expires_at > now_secs && !self.gone.contains(&f.connection_id));
+    }
+}
+
 /// An instant no run reaches (about a century away).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
@@ -226,19 +248,6 @@ impl<'d> Driver<'d> {
         let (followers, now_secs) = (&self.run.followers, now_ms() / 1000);
         self.channel
             .adopt(followers, fallback, self.seq.get(), now_secs);
-    }
-
-    /// What every write of this run persists of its stream: the last `seq`, the text streamed
-    /// (unless a result now keeps it), and the followers still reachable.
-    fn checkpoint(&self, next: &mut RunRecord, seq: u64) {
-        let now_secs = now_ms() / 1000;
-        next.seq = seq;
-        next.streamed = match next.result {
-            Some(_) => None,
-            None => self.streamed.checkpoint(),
-        };
-        next.followers
-            .retain(|f| f.expires_at > now_secs && !self.channel.is_gone(&f.connection_id));
     }
 
     /// Turns one agent report into its event; text is coalesced, and flushed before any step.
@@ -323,30 +332,52 @@ impl<'d> Driver<'d> {
     /// Renews the run's heartbeat and checkpoints its stream; learns of new followers from
     /// what a conflicting write finds stored. `Some(run)` when another writer has ended it.
     async fn heartbeat(&mut self) -> Option<RunRecord> {
-        for _ in 0..HEARTBEAT_WRITE_ATTEMPTS {
-            let now = now_ms();
-            let mut next = next_version(&self.run, &[RunEvent::Heartbeat], now)?;
-            next.stale_at = now + self.deps.limits.heartbeat_deadline.as_millis() as u64;
-            self.checkpoint(&mut next, self.seq.get());
-            match write_run(self.deps.store, next, Expected::of(&self.run)).await {
-                WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
-                    self.run = r;
-                    break;
-                }
-                // A `resume` attached a follower (or a cancel lost its race): write on top.
-                WriteOutcome::Conflict(current) if current.state.is_alive() => {
-                    self.run = current;
-                    self.adopt();
-                }
-                WriteOutcome::Conflict(current) => return Some(current),
-                // Best effort: a missed renewal only risks the sweep calling the run dead.
-                WriteOutcome::Failed(e) => {
-                    log_storage(&e);
-                    break;
-                }
-            }
+        let deadline = self.deps.limits.heartbeat_deadline.as_millis() as u64;
+        let renew = move |next: &mut RunRecord, now: u64| next.stale_at = now + deadline;
+        let beat = &[RunEvent::Heartbeat];
+        let seq = self.seq.get();
+        let settled = self
+            .write_next(beat, seq, HEARTBEAT_WRITE_ATTEMPTS, renew)
+            .await;
+        match settled {
+            Settled::Written(r) => self.run = r,
+            Settled::Conflict(current) if current.state.is_terminal() => return Some(current),
+            Settled::Conflict(current) => self.run = current,
+            Settled::Declined(()) => {}
+            // Best effort: a missed renewal only risks the sweep calling the run dead.
+            Settled::Failed(e) => log_storage(&e),
         }
+        // Followers attached since the last write, as the stored run lists them.
+        self.adopt();
         None
+    }
+
+    /// Writes the run's next version: moved by `events`, completed by `fill` (given the time),
+    /// with the stream checkpointed as of `seq`. While the run stays alive it writes again on
+    /// top of what another writer stored meanwhile (a `resume` attached a follower, a cancel
+    /// lost its race, or this run's own last write landed although its answer was lost), at
+    /// most `attempts` writes. The future borrows only the store, not the driver.
+    fn write_next<'s>(
+        &'s self,
+        events: &'s [RunEvent],
+        seq: u64,
+        attempts: usize,
+        fill: impl Fn(&mut RunRecord, u64) + 's,
+    ) -> impl Future<Output = Settled<()>> + 's {
+        let checkpoint = Checkpoint {
+            seq,
+            streamed: self.streamed.checkpoint(),
+            gone: self.channel.gone().map(str::to_owned).collect(),
+        };
+        let next = move |run: &RunRecord| {
+            let now = now_ms();
+            let mut next = next_version(run, events, now).ok_or(())?;
+            fill(&mut next, now);
+            checkpoint.apply(&mut next);
+            Ok(next)
+        };
+        let alive = |current: &RunRecord| current.state.is_alive();
+        write_settled(self.deps.store, self.run.clone(), attempts, next, alive)
     }
 
     /// Persists the terminal state reached by `events`, then tells the client; a lost race
@@ -365,37 +396,29 @@ impl<'d> Driver<'d> {
             code: e.code.as_str().to_owned(),
             message: e.message.to_string(),
         });
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let Some(mut next) = next_version(&self.run, events, now) else {
-                return;
-            };
+        let outcome = |next: &mut RunRecord, _| {
             next.result = result.clone();
             next.error = stored.clone();
-            // The terminal event is the next frame.
-            self.checkpoint(&mut next, self.seq.get() + 1);
-            match write_run(self.deps.store, next, Expected::of(&self.run)).await {
-                WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
-                    self.run = r;
-                    break;
-                }
-                WriteOutcome::Conflict(current) if current.state.is_terminal() => {
-                    return self.tell_ended(&current).await;
-                }
-                // A `resume` attached a follower, or this run's own last heartbeat landed
-                // although its answer was lost.
-                WriteOutcome::Conflict(current) if attempts < TERMINAL_WRITE_ATTEMPTS => {
-                    self.run = current;
-                    self.adopt();
-                }
-                WriteOutcome::Conflict(_) => {
-                    return self
-                        .left_to_sweep(&StorageError::conflict("update_run"))
-                        .await;
-                }
-                WriteOutcome::Failed(e) => return self.left_to_sweep(&e).await,
+        };
+        // The terminal event is the next frame.
+        let seq = self.seq.get() + 1;
+        let settled = self
+            .write_next(events, seq, TERMINAL_WRITE_ATTEMPTS, outcome)
+            .await;
+        match settled {
+            Settled::Written(r) => self.run = r,
+            Settled::Declined(()) => return,
+            Settled::Conflict(current) if current.state.is_terminal() => {
+                return self.tell_ended(&current).await;
             }
+            Settled::Conflict(current) => {
+                self.run = current;
+                self.adopt();
+                return self
+                    .left_to_sweep(&StorageError::conflict("update_run"))
+                    .await;
+            }
+            Settled::Failed(e) => return self.left_to_sweep(&e).await,
         }
         // Followers attached since the last heartbeat catch up before the terminal event.
         self.adopt();

@@ -70,7 +70,7 @@ pub async fn leave(
     {
         return Ok(());
     }
-    let Some(mut next) = next_version(&run, &[RunEvent::Heartbeat], crate::time::now_ms()) else {
+    let Some(mut next) = next_version(&run, &[RunEvent::Detach], crate::time::now_ms()) else {
         return Ok(());
     };
     next.followers = detach(&run, connection_id);

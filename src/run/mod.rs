@@ -13,11 +13,14 @@
 //! - [`channel`]: pushing a run's events to its connections, gone ones, bounded owner notices.
 //! - [`follow`]: followers attached by `resume`, and the replay that brings them up to date.
 //! - [`budget`]: the answer text runs hold, bounded per run and per process.
+//! - [`attached`]: the runs this instance attached each connection to, for `$disconnect`.
+//! - [`live`]: the runs this process drives, so a cancel landing here stops its driver at once.
 //! - [`checkpoint`]: what a run's writes persist of its stream, within the item's budget.
 //! - [`history`]: a thread's earlier turns for agents that want them.
 //! - [`ids`]: run ids derived from (user, idempotency key).
 
 pub mod agents;
+pub mod attached;
 pub mod budget;
 pub mod channel;
 pub mod checkpoint;
@@ -36,7 +39,7 @@ pub use executor::{
     AgentFailure, Executor, Progress, RunInput, RunSink, Turn, refuse_unknown_options,
 };
 pub use ids::derive_run_id;
-pub use write::{WriteOutcome, next_version, write_run};
+pub use write::{Settled, WriteOutcome, next_version, write_run, write_settled};
 
 use crate::identity::IdentityCache;
 use crate::notify::Notifier;
@@ -64,6 +67,8 @@ pub struct RunDeps<'a> {
     pub identities: &'a IdentityCache,
     /// The runs this process drives, so a cancel landing here stops its driver at once.
     pub live: &'a live::LiveRuns,
+    /// The runs this instance attached each connection to (`resume`), for `$disconnect`.
+    pub attached: &'a attached::Attachments,
     pub limits: RunLimits,
 }
 

@@ -2,7 +2,8 @@
 //! version), and when the answer is not a plain success, read back what is stored to tell a
 //! write that landed (its answer lost) from a conflict with another writer.
 //!
-//! Heartbeats, terminal writes, cancels and the sweep all go through [`write_run`]; the
+//! Heartbeats, terminal writes, cancels, claims, attachments and the sweep all go through
+//! [`write_run`], and those that try again after a conflict through [`write_settled`]; the
 //! transitions themselves come only from the table in `state.rs` ([`next_version`]).
 
 use crate::state::RunEvent;
@@ -46,6 +47,49 @@ pub async fn write_run(store: &dyn Store, next: RunRecord, expected: Expected) -
         Err(read) => {
             crate::telemetry::log_storage(&read);
             WriteOutcome::Failed(e)
+        }
+    }
+}
+
+/// How a writer's read / next-version / write loop ([`write_settled`]) ended.
+#[derive(Debug)]
+pub enum Settled<T> {
+    /// The write landed: the run as stored.
+    Written(RunRecord),
+    /// The writer declined the run as it stands, saying why.
+    Declined(T),
+    /// Another writer changed the run in a way this writer does not write on top of, or the
+    /// attempts ran out: the run as stored now.
+    Conflict(RunRecord),
+    /// The write did not land.
+    Failed(StorageError),
+}
+
+/// The one loop of every run writer: `next` makes the next version of the run as it stands
+/// (or declines it), [`write_run`] writes it conditionally, and on a conflict the writer tries
+/// again on top of what the other writer stored, while `again` accepts that record and at most
+/// `attempts` writes in all.
+pub async fn write_settled<T>(
+    store: &dyn Store,
+    mut run: RunRecord,
+    attempts: usize,
+    mut next: impl FnMut(&RunRecord) -> Result<RunRecord, T>,
+    again: impl Fn(&RunRecord) -> bool,
+) -> Settled<T> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let written = match next(&run) {
+            Ok(n) => n,
+            Err(why) => return Settled::Declined(why),
+        };
+        match write_run(store, written, Expected::of(&run)).await {
+            WriteOutcome::Written(r) | WriteOutcome::Landed(r) => return Settled::Written(r),
+            WriteOutcome::Conflict(current) if tries < attempts && again(&current) => {
+                run = current;
+            }
+            WriteOutcome::Conflict(current) => return Settled::Conflict(current),
+            WriteOutcome::Failed(e) => return Settled::Failed(e),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Classified storage failures: one error type with a `Copy` kind, a stable code and retryability.
 
-use std::fmt;
+use crate::classified::{Classified, FailureKind};
 
 /// What kind of storage failure happened; decides what the client is told and what is logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -8,9 +8,9 @@ use std::fmt;
 pub enum StorageErrorKind {
     /// A conditional write's condition failed (another writer got there first).
     Conflict,
-    /// A transaction was cancelled; retryability follows its per-item reasons.
-    Transaction,
-    /// Transactions collided (the original platform's `DeadlockError`).
+    /// A write met an item that another client's transaction holds (the original platform's
+    /// `DeadlockError`). wsexec runs no transactions itself, but DynamoDB answers a plain
+    /// `PutItem` or `DeleteItem` this way while anyone else's transaction holds the item.
     Contention,
     /// Capacity or request-rate limits.
     Throttled,
@@ -30,9 +30,8 @@ pub enum StorageErrorKind {
 
 impl StorageErrorKind {
     /// Every kind, for exhaustive tests.
-    pub const ALL: [StorageErrorKind; 10] = [
+    pub const ALL: [StorageErrorKind; 9] = [
         StorageErrorKind::Conflict,
-        StorageErrorKind::Transaction,
         StorageErrorKind::Contention,
         StorageErrorKind::Throttled,
         StorageErrorKind::Connection,
@@ -47,7 +46,6 @@ impl StorageErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             StorageErrorKind::Conflict => "conflict",
-            StorageErrorKind::Transaction => "transaction_cancelled",
             StorageErrorKind::Contention => "contention",
             StorageErrorKind::Throttled => "throttled",
             StorageErrorKind::Connection => "storage_connection",
@@ -59,7 +57,7 @@ impl StorageErrorKind {
         }
     }
 
-    /// Whether retrying the same request may succeed (transactions decide per reasons).
+    /// Whether retrying the same request may succeed.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -75,7 +73,6 @@ impl StorageErrorKind {
     pub fn client_message(self) -> &'static str {
         match self {
             StorageErrorKind::Conflict => "the run changed concurrently",
-            StorageErrorKind::Transaction => "the update was cancelled",
             StorageErrorKind::Contention => "storage is busy, retry",
             StorageErrorKind::Throttled => "too many requests, retry",
             StorageErrorKind::Connection
@@ -90,13 +87,10 @@ impl StorageErrorKind {
 
 /// DynamoDB error codes per kind, checked after the transport variants.
 pub const CONFLICT_ERRORS: &[&str] = &["ConditionalCheckFailedException"];
-/// Transaction cancellation.
-pub const TRANSACTION_ERRORS: &[&str] = &["TransactionCanceledException"];
-/// Transaction collisions.
-pub const CONTENTION_ERRORS: &[&str] = &[
-    "TransactionConflictException",
-    "TransactionInProgressException",
-];
+/// A single-item write meeting another client's transaction. (`TransactionCanceledException`
+/// and `TransactionInProgressException` answer only the transactional APIs, which wsexec never
+/// calls and its policy does not grant.)
+pub const CONTENTION_ERRORS: &[&str] = &["TransactionConflictException"];
 /// Throttling, as the SDK's own retry classifier lists it plus DynamoDB's capacity errors.
 pub const THROTTLING_ERRORS: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -140,8 +134,6 @@ pub fn kind_for_service_code(code: &str, message: &str) -> Option<StorageErrorKi
     let is = |table: &[&str]| table.contains(&code);
     Some(if is(CONFLICT_ERRORS) {
         StorageErrorKind::Conflict
-    } else if is(TRANSACTION_ERRORS) {
-        StorageErrorKind::Transaction
     } else if is(CONTENTION_ERRORS) {
         StorageErrorKind::Contention
     } else if is(THROTTLING_ERRORS) {
@@ -177,125 +169,31 @@ fn is_schema_validation(message: &str) -> bool {
         .any(|h| m.contains(&h.to_ascii_lowercase()))
 }
 
-/// Per-item cancellation reason codes that make a cancelled transaction worth retrying.
-const RETRYABLE_REASONS: &[&str] = &[
-    "TransactionConflict",
-    "ThrottlingError",
-    "ProvisionedThroughputExceeded",
-    "RequestLimitExceeded",
-];
-
-/// A classified storage failure. `Display` is short; `source()` keeps the raw cause for logs.
-pub struct StorageError {
-    kind: StorageErrorKind,
-    operation: &'static str,
-    message: String,
-    reasons: Vec<String>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+impl FailureKind for StorageErrorKind {
+    fn code(self) -> &'static str {
+        StorageErrorKind::code(self)
+    }
+    fn is_retryable(self) -> bool {
+        StorageErrorKind::is_retryable(self)
+    }
 }
 
-impl StorageError {
+/// A classified storage failure. `Display` is short; `source()` keeps the raw cause for logs.
+pub type StorageError = Classified<StorageErrorKind>;
+
+impl Classified<StorageErrorKind> {
     /// A new error of `kind` from `operation` (`put_connection`, `update_run`, ...).
     pub fn new(
         kind: StorageErrorKind,
         operation: &'static str,
         message: impl Into<String>,
     ) -> Self {
-        StorageError {
-            kind,
-            operation,
-            message: message.into(),
-            reasons: Vec::new(),
-            source: None,
-        }
+        Classified::described(kind, operation, message)
     }
 
     /// A conditional-write conflict.
     pub fn conflict(operation: &'static str) -> Self {
         StorageError::new(StorageErrorKind::Conflict, operation, "condition failed")
-    }
-
-    /// Keeps the raw cause.
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
-        self
-    }
-
-    /// Per-item reasons of a cancelled transaction (`None` entries as `"None"`).
-    pub fn with_reasons(mut self, reasons: Vec<String>) -> Self {
-        self.reasons = reasons;
-        self
-    }
-
-    /// The failure's kind.
-    pub fn kind(&self) -> StorageErrorKind {
-        self.kind
-    }
-
-    /// The stable code (the kind's).
-    pub fn code(&self) -> &'static str {
-        self.kind.code()
-    }
-
-    /// The store operation that failed.
-    pub fn operation(&self) -> &'static str {
-        self.operation
-    }
-
-    /// Per-item reasons of a cancelled transaction.
-    pub fn reasons(&self) -> &[String] {
-        &self.reasons
-    }
-
-    /// Whether retrying may help: the kind decides, except for transactions, whose reasons do
-    /// (retryable only when every failed item failed for a transient reason).
-    pub fn is_retryable(&self) -> bool {
-        if self.kind == StorageErrorKind::Transaction {
-            let failed: Vec<&str> = self
-                .reasons
-                .iter()
-                .map(String::as_str)
-                .filter(|r| *r != "None")
-                .collect();
-            return !failed.is_empty() && failed.iter().all(|r| RETRYABLE_REASONS.contains(r));
-        }
-        self.kind.is_retryable()
-    }
-}
-
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} failed: {}: {}",
-            self.operation,
-            self.kind.code(),
-            self.message
-        )?;
-        if !self.reasons.is_empty() {
-            write!(f, " (reasons: {})", self.reasons.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StorageError")
-            .field("kind", &self.kind)
-            .field("operation", &self.operation)
-            .field("message", &self.message)
-            .field("reasons", &self.reasons)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl std::error::Error for StorageError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -306,9 +204,8 @@ mod tests {
     /// Every code in the const tables classifies to its table's kind.
     #[test]
     fn service_codes_classify_by_table() {
-        let tables: [(&[&str], StorageErrorKind); 8] = [
+        let tables: [(&[&str], StorageErrorKind); 7] = [
             (CONFLICT_ERRORS, StorageErrorKind::Conflict),
-            (TRANSACTION_ERRORS, StorageErrorKind::Transaction),
             (CONTENTION_ERRORS, StorageErrorKind::Contention),
             (THROTTLING_ERRORS, StorageErrorKind::Throttled),
             (UNAVAILABLE_ERRORS, StorageErrorKind::Unavailable),
@@ -329,20 +226,6 @@ mod tests {
             ),
             Some(StorageErrorKind::Schema)
         );
-    }
-
-    /// Cancelled transactions are retryable only when every failed item failed transiently.
-    #[test]
-    fn transaction_retryability_follows_reasons() {
-        let tx = |r: &[&str]| {
-            StorageError::new(StorageErrorKind::Transaction, "op", "m")
-                .with_reasons(r.iter().map(|s| s.to_string()).collect())
-                .is_retryable()
-        };
-        assert!(tx(&["None", "TransactionConflict"]));
-        assert!(!tx(&["ConditionalCheckFailed", "TransactionConflict"]));
-        assert!(!tx(&["None"]));
-        assert!(!tx(&[]));
     }
 
     /// Codes are unique and retryability matches DESIGN.md's table.

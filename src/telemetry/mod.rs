@@ -129,7 +129,7 @@ pub struct InvocationLog<'a> {
     pub route: Option<&'static str>,
     pub connection_id: Option<&'a str>,
     /// The caller, once the route established it (absent for `ping` and refused connects).
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<std::borrow::Cow<'a, str>>,
     /// The WebSocket route's status code.
     pub status: Option<u16>,
     /// The `type` of the direct reply frame (`$default`): `pong`, `execution`, `error`, ...
@@ -150,7 +150,7 @@ impl InvocationLog<'_> {
             apigw_request_id = self.apigw_request_id,
             route = self.route,
             connection_id = self.connection_id,
-            user_id = self.user_id,
+            user_id = self.user_id.as_deref(),
             status = self.status,
             reply = self.reply,
             error_code = self.error_code,

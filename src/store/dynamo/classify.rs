@@ -12,22 +12,18 @@ pub fn classify<E>(op: &'static str, table: &str, err: SdkError<E, HttpResponse>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let (kind, message, reasons) = match &err {
-        SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "timed out".to_owned(), vec![]),
-        SdkError::DispatchFailure(d) if d.is_timeout() => (
-            StorageErrorKind::Timeout,
-            "attempt timed out".to_owned(),
-            vec![],
-        ),
+    let (kind, message) = match &err {
+        SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "timed out".to_owned()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            (StorageErrorKind::Timeout, "attempt timed out".to_owned())
+        }
         SdkError::DispatchFailure(d) if d.is_user() => (
             StorageErrorKind::Invalid,
             "request could not be built".to_owned(),
-            vec![],
         ),
         SdkError::DispatchFailure(_) => (
             StorageErrorKind::Connection,
             "request could not be sent".to_owned(),
-            vec![],
         ),
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
@@ -36,7 +32,7 @@ where
             } else {
                 StorageErrorKind::Invalid
             };
-            (kind, format!("unreadable response (HTTP {status})"), vec![])
+            (kind, format!("unreadable response (HTTP {status})"))
         }
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("");
@@ -48,52 +44,21 @@ where
                 401 | 403 => StorageErrorKind::Permission,
                 _ => StorageErrorKind::Invalid,
             });
-            let reasons = if kind == StorageErrorKind::Transaction {
-                cancellation_reasons(s.raw().body().bytes().unwrap_or_default())
-            } else {
-                vec![]
-            };
             let message = if kind == StorageErrorKind::Schema {
                 format!("{code} on table {table}: {msg}")
             } else {
                 format!("{code}: {msg}")
             };
-            (kind, message, reasons)
+            (kind, message)
         }
         SdkError::ConstructionFailure(_) => (
             StorageErrorKind::Invalid,
             "request could not be built".to_owned(),
-            vec![],
         ),
         _ => (
             StorageErrorKind::Unavailable,
             "unrecognised failure".to_owned(),
-            vec![],
         ),
     };
-    StorageError::new(kind, op, message)
-        .with_reasons(reasons)
-        .with_source(err)
-}
-
-/// The per-item `CancellationReasons[].Code` of a `TransactionCanceledException` body.
-fn cancellation_reasons(body: &[u8]) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        #[serde(rename = "CancellationReasons", default)]
-        reasons: Vec<Reason>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Reason {
-        #[serde(rename = "Code")]
-        code: Option<String>,
-    }
-    serde_json::from_slice::<Body>(body)
-        .map(|b| {
-            b.reasons
-                .into_iter()
-                .map(|r| r.code.unwrap_or_else(|| "None".into()))
-                .collect()
-        })
-        .unwrap_or_default()
+    StorageError::new(kind, op, message).with_source(err)
 }
