@@ -66,6 +66,11 @@ pub const CANCEL_REPLY_MARGIN: std::time::Duration = std::time::Duration::from_s
 /// later than that is lost.
 pub const API_GATEWAY_ROUTE_LIMIT: std::time::Duration = std::time::Duration::from_secs(28);
 
+/// Time a SIGTERM gives in-flight runs to end (terminal write, client told) before the process
+/// exits: Lambda allows the runtime and its internal extension 500 ms after SIGTERM before it
+/// kills the process; this leaves the rest for the exit itself.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(400);
+
 /// Time kept back from Lambda's own deadline to persist the run's terminal state.
 pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 

@@ -4,6 +4,7 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 use wsexec::handler::{HandlerError, LambdaContext, Output, handle_with};
+use wsexec::limits::SHUTDOWN_BUDGET;
 use wsexec::manager::Manager;
 use wsexec::serve::Mode;
 
@@ -42,9 +43,28 @@ async fn serve(mode: Mode) -> Result<(), lambda_runtime::Error> {
         warm_up().await;
     }
     match mode {
-        // Today's loop, untouched: the classic cold start must not move.
+        // Today's loop, untouched: the classic cold start must not move, and a classic
+        // environment is only shut down between invocations (no run in flight).
         Mode::Sequential => lambda_runtime::run(service_fn(invoke)).await,
-        Mode::Concurrent { .. } => lambda_runtime::run_concurrent(service_fn(invoke)).await,
+        Mode::Concurrent { .. } => {
+            // Managed Instances stop an environment with invocations in flight: SIGTERM lets
+            // their runs end cleanly instead of waiting for the sweep.
+            lambda_runtime::spawn_graceful_shutdown_handler(shut_down).await;
+            lambda_runtime::run_concurrent(service_fn(invoke)).await
+        }
+    }
+}
+
+/// On SIGTERM: every run this process drives ends within [`SHUTDOWN_BUDGET`] (see the driver's
+/// `shut_down`, the one place deciding what becomes of an in-flight run).
+async fn shut_down() {
+    let Ok(mgr) = Manager::global() else { return };
+    let left = mgr.live_runs().shut_down(SHUTDOWN_BUDGET).await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "runs still in flight at shutdown are left to the sweep"
+        );
     }
 }
 

@@ -508,3 +508,70 @@ async fn async_workers_drive_their_runs_side_by_side_in_one_process() {
         "16 runs of 1 s took {took:?}"
     );
 }
+
+/// Managed Instances: a SIGTERM while a run is in flight ends it within the shutdown window
+/// through the runtime's graceful-shutdown hook: the run is written `failed` with
+/// `instance_shutdown` (retryable) and its client is told, instead of staying alive for the
+/// sweep (issue 21, item 15).
+#[tokio::test]
+async fn sigterm_ends_in_flight_runs_with_a_terminal_write() {
+    let store = fresh_store("bin-term").await;
+    let ep = support::connections::start().await;
+    let mut rt = spawn(
+        store.table(),
+        &ep,
+        4,
+        &[("RUN_TIME_LIMIT_MS", "60000")],
+        None,
+    )
+    .await;
+    let conns = connect_all(&rt, 2).await;
+    let runs = [("term-0", &conns[0]), ("term-1", &conns[1])];
+    let started = join_all(
+        runs.iter()
+            .map(|(rid, c)| async { rt.invoke(&start(c, rid, "x", Some(30_000)), LIMIT).await }),
+    );
+    let stepping = async {
+        for (_, c) in &runs {
+            while !ep
+                .delivered(c)
+                .iter()
+                .any(|f| f["type"] == "tool_executing")
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = started => panic!("the runs ended by themselves"),
+        _ = tokio::time::timeout(LIMIT, stepping) => {}
+    }
+    let pid = rt.pid().expect("spawned").to_string();
+    let sent = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    // Waited for without blocking: the loopback `@connections` endpoint runs on this thread.
+    while rt.alive() && sent.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "exited after {:?}",
+        sent.elapsed()
+    );
+    for (i, (rid, c)) in runs.iter().enumerate() {
+        let last = ep.delivered(c).last().cloned().unwrap();
+        assert_eq!(
+            (last["type"].as_str(), last["payload"]["code"].as_str()),
+            (Some("agent_error"), Some("instance_shutdown")),
+            "{last}"
+        );
+        assert_eq!(last["payload"]["retryable"], true);
+        let run_id = wsexec::run::derive_run_id(&user(i), rid);
+        let run = store.get_run(&user(i), &run_id).await.unwrap().unwrap();
+        assert_eq!(run.state, wsexec::ExecutionState::Failed);
+        assert_eq!(run.error.unwrap().code, "instance_shutdown");
+    }
+}

@@ -163,3 +163,31 @@ async fn runs_past_the_process_text_budget_fail_until_others_end() {
     h.send_json(&b, start("r-c", "talk", json!({}))).await;
     assert_eq!(h.pushed(&b).last().unwrap()["type"], "agent_completed");
 }
+
+/// A shutdown of the process ends its in-flight runs within the budget: each is written
+/// `failed` with `instance_shutdown` (retryable) and its client told (issue 21, item 15).
+#[tokio::test]
+async fn a_shutdown_ends_in_flight_runs_with_a_terminal_write() {
+    let h = harness(talker(5, 1, 30_000, false), None);
+    let conn = h.connect("alice-01").await;
+    let run = {
+        let (h, conn) = (h.clone(), conn.clone());
+        tokio::spawn(async move { h.send_json(&conn, start("r-term", "talk", json!({}))).await })
+    };
+    while h.pushed(&conn).len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = h
+        .mgr
+        .live_runs()
+        .shut_down(Duration::from_millis(400))
+        .await;
+    assert_eq!(left, 0);
+    run.await.unwrap();
+    let last = h.pushed(&conn).last().cloned().unwrap();
+    assert_eq!(last["payload"]["code"], "instance_shutdown", "{last}");
+    let stored = h
+        .alice_run(&wsexec::run::derive_run_id("alice-01", "r-term"))
+        .await;
+    assert_eq!(stored.state, wsexec::ExecutionState::Failed);
+}

@@ -314,6 +314,11 @@ impl Runtime {
         }
     }
 
+    /// The function process's id (for signalling it while invocations are in flight).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the function process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -468,6 +473,21 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
             if !respond(&mut sock, 202, &[], b"").await {
                 return;
             }
+        } else if method == "POST" && req.path() == "/2020-01-01/extension/register" {
+            // The Extensions API: an extension (the runtime's graceful-shutdown helper) makes
+            // Lambda send the process SIGTERM at shutdown.
+            let hdrs = [(
+                "Lambda-Extension-Identifier",
+                "harness-extension-1".to_owned(),
+            )];
+            let body = br#"{"functionName":"wsexec-harness","functionVersion":"$LATEST","handler":"bootstrap"}"#;
+            if !respond(&mut sock, 200, &hdrs, body).await {
+                return;
+            }
+        } else if method == "GET" && req.path() == "/2020-01-01/extension/event/next" {
+            // It subscribes to no event: its long-poll never answers.
+            closed(&sock).await;
+            return;
         } else if method == "POST" && path == "/runtime/init/error" {
             state.lock().unwrap().init_error = Some(String::from_utf8_lossy(body).into_owned());
             notify.notify_waiters();
