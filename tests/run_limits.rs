@@ -191,3 +191,63 @@ async fn a_shutdown_ends_in_flight_runs_with_a_terminal_write() {
         .await;
     assert_eq!(stored.state, wsexec::ExecutionState::Failed);
 }
+
+/// Streams text heavy in characters JSON escapes (60,000 control characters: 360 KB as JSON),
+/// then waits; answers it.
+struct Escapes;
+
+#[async_trait::async_trait]
+impl Executor for Escapes {
+    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        let text = "\u{1}".repeat(60_000);
+        sink.delta(&text).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        Ok(json!({ "text": text }))
+    }
+}
+
+/// A `resume` of a run whose streamed text is too long to send as JSON in one message gets a
+/// snapshot without `streamed` (never a marker where a string belongs) and the run's frames
+/// replayed: its text still adds up to the answer (issue 21, item 1).
+#[tokio::test]
+async fn a_snapshot_too_long_for_its_text_replays_it_instead() {
+    let mut config = test_config();
+    config.heartbeat_deadline = Duration::from_millis(300);
+    let store = Arc::new(wsexec::store::memory::MemoryStore::new());
+    let notifier = Arc::new(wsexec::notify::memory::MemoryNotifier::new());
+    let mgr = Manager::new(config, store, notifier.clone()).with_agent("esc", Arc::new(Escapes));
+    let h = Arc::new(Harness { mgr, notifier });
+    let conn = h.connect("alice-01").await;
+    let run = {
+        let (h, conn) = (h.clone(), conn.clone());
+        tokio::spawn(async move { h.send_json(&conn, start("r-esc", "esc", json!({}))).await })
+    };
+    let run_id = wsexec::run::derive_run_id("alice-01", "r-esc");
+    // Wait for a heartbeat to checkpoint the text.
+    let stored = h.mgr.store().unwrap();
+    while stored
+        .get_run("alice-01", &run_id)
+        .await
+        .unwrap()
+        .and_then(|r| r.streamed)
+        .is_none_or(|s| s.is_empty())
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let follower = h.connect("alice-01").await;
+    let resume = json!({"type": "resume", "run_id": run_id}).to_string();
+    let resp = h.invoke(&message_event(&follower, &resume)).await;
+    let body = resp["body"].as_str().unwrap();
+    assert!(body.len() <= MAX_MESSAGE_BYTES);
+    let snapshot: Value = serde_json::from_str(body).unwrap();
+    let streamed = &snapshot["payload"]["streamed"];
+    assert!(
+        streamed.is_null() || streamed.is_string(),
+        "streamed is {}",
+        &streamed.to_string()[..60]
+    );
+    run.await.unwrap();
+    let shown =
+        streamed.as_str().unwrap_or_default().to_owned() + &delta_text(&h.pushed(&follower));
+    assert_eq!(shown, "\u{1}".repeat(60_000));
+}

@@ -50,7 +50,9 @@ impl<'a> Resume<'a> {
             let Some(mut next) = next_version(run, &[RunEvent::Attach], now) else {
                 return Err(Ok(snapshot(run)));
             };
-            let has = self.after_seq.unwrap_or(run.seq);
+            // A snapshot that could not carry the text so far (too long) replays it instead.
+            let shown = ExecutionView::of(run, false).streamed.is_some() || run.seq == 0;
+            let has = self.after_seq.unwrap_or(if shown { run.seq } else { 0 });
             next.followers = attach(run, origin.connection_id, origin.endpoint, has, now / 1000)
                 .map_err(|AttachError::Full| {
                     Err(ClientError::new(

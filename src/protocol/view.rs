@@ -1,11 +1,16 @@
 //! What clients see of a run (`execution`, `executions`): never its connection or endpoint.
 
-use super::fit::{cut_text, json_len};
+use super::fit::{cut_text, json_len, prefix_within};
 use crate::limits::MAX_MESSAGE_BYTES;
 use crate::store::{ListCursor, RunError, RunRecord};
 use crate::time::rfc3339_ms;
 use serde::Serialize;
 use serde_json::Value;
+
+/// The most a snapshot's `streamed` text may take as JSON: half a message, so the snapshot
+/// fits API Gateway's 128 KiB with the rest of the run. A longer one (escaping can grow the
+/// 128 KiB checkpoint up to 6x) is left out, and `resume` replays the run's frames instead.
+pub const MAX_VIEW_STREAMED_BYTES: usize = MAX_MESSAGE_BYTES / 2;
 
 /// A run as shown to its owner.
 #[derive(Debug, Serialize)]
@@ -46,7 +51,9 @@ impl<'a> ExecutionView<'a> {
             created_at: rfc3339_ms(run.created_at),
             updated_at: rfc3339_ms(run.updated_at),
             seq: run.seq,
-            streamed: run.streamed.as_deref().filter(|_| run.state.is_alive()),
+            streamed: run.streamed.as_deref().filter(|s| {
+                run.state.is_alive() && prefix_within(s, MAX_VIEW_STREAMED_BYTES).len() == s.len()
+            }),
             result: run.result.as_ref(),
             error: run.error.as_ref(),
             deduplicated,
