@@ -43,18 +43,23 @@ def model():
     httpd.shutdown()
 
 
-def test_an_answer_longer_than_a_message_stays_whole(tmp_path, browser, model):
+@pytest.fixture
+def server(tmp_path, model):
+    """The gateway with the `llm` agent on the fake model; requested before `browser`, so the
+    page is closed (and checked for console errors) before the server stops."""
+    env = {"LLM_PROVIDER": "openai", "LLM_MODEL": "fake", "LLM_BASE_URL": model, "LLM_TOOLS": "none"}
+    s = Server(tmp_path, env=env)
+    yield s
+    s.stop()
+
+
+def test_an_answer_longer_than_a_message_stays_whole(server, browser):
     """A 200 KB streamed answer completes with its full text on the page, although the
     `agent_completed` frame could carry only its start."""
-    env = {"LLM_PROVIDER": "openai", "LLM_MODEL": "fake", "LLM_BASE_URL": model, "LLM_TOOLS": "none"}
-    server = Server(tmp_path, env=env)
-    try:
-        open_page(browser, server)
-        connect(browser, "erin-01")
-        run = send(browser, "Say a lot.")
-        assert wait_state(browser, run, {"completed", "failed", "timeout"}) == "completed"
-        answer = run.find_element(By.CLASS_NAME, "answer").get_attribute("textContent")
-        assert len(answer) == ANSWER_BYTES
-        assert answer == CHUNK * (ANSWER_BYTES // len(CHUNK))
-    finally:
-        server.stop()
+    open_page(browser, server)
+    connect(browser, "erin-01")
+    run = send(browser, "Say a lot.")
+    assert wait_state(browser, run, {"completed", "failed", "timeout"}) == "completed"
+    answer = run.find_element(By.CLASS_NAME, "answer").get_attribute("textContent")
+    assert len(answer) == ANSWER_BYTES
+    assert answer == CHUNK * (ANSWER_BYTES // len(CHUNK))
