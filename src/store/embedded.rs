@@ -288,7 +288,7 @@ impl Store for EmbeddedStore {
         cursor: Option<&ListCursor>,
     ) -> Result<RunPage, StorageError> {
         const OP: &str = "list_runs";
-        let limit = limit.max(1);
+        let limit = ListCursor::page_size(limit);
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
         let (end_ts, end_id) = cursor

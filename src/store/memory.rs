@@ -149,7 +149,7 @@ impl Store for MemoryStore {
         limit: usize,
         cursor: Option<&ListCursor>,
     ) -> Result<RunPage, StorageError> {
-        let limit = limit.max(1);
+        let limit = ListCursor::page_size(limit);
         let inner = self.lock();
         let u = user_id.to_owned();
         let (end_ts, end_id) = cursor

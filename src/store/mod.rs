@@ -68,9 +68,18 @@ impl ListCursor {
         }
     }
 
+    /// The page size a store reads for `limit`: at least one run, as DynamoDB's `Limit` must
+    /// be (a page of none could never move on).
+    pub fn page_size(limit: usize) -> usize {
+        limit.max(1)
+    }
+
     /// The cursor of a page read as index rows `(created_at, run_id)`, newest first, with one
-    /// row beyond `limit` fetched to tell whether another page exists (`limit` ≥ 1).
+    /// row beyond the page fetched to tell whether another page exists: so the last page of a
+    /// list never carries a cursor, whatever its length. `limit` is taken as
+    /// [`ListCursor::page_size`].
     pub fn after_rows(rows: &[(u64, String)], limit: usize) -> Option<ListCursor> {
+        let limit = ListCursor::page_size(limit);
         (rows.len() > limit).then(|| ListCursor {
             created_at: rows[limit - 1].0,
             run_id: rows[limit - 1].1.clone(),
@@ -190,5 +199,26 @@ pub mod keys {
     /// `alive` index partition key of a shard.
     pub fn alive_shard(shard: u8) -> String {
         format!("ALIVE#{shard}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListCursor;
+
+    /// A page size of 0 is taken as 1, like every store's query, never an index underflow.
+    #[test]
+    fn after_rows_clamps_a_zero_limit() {
+        let rows: Vec<(u64, String)> = (0..3).map(|i| (10 - i, format!("r{i}"))).collect();
+        assert_eq!(
+            ListCursor::after_rows(&rows, 0),
+            ListCursor::after_rows(&rows, 1)
+        );
+        assert_eq!(
+            ListCursor::after_rows(&rows, 0).map(|c| c.run_id),
+            Some("r0".to_owned())
+        );
+        assert_eq!(ListCursor::after_rows(&rows[..1], 0), None);
+        assert_eq!(ListCursor::after_rows(&rows, 3), None);
     }
 }

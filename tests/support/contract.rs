@@ -265,6 +265,36 @@ pub async fn list_runs_pages_newest_first(store: Arc<dyn Store>) {
     assert!(even.cursor.is_none());
 }
 
+/// A page size of 0 is taken as 1 (as the DynamoDB store clamps it), and the last page of a
+/// list whose length is an exact multiple of the page size carries no cursor: no store makes a
+/// client ask for an empty page.
+pub async fn list_runs_last_page_and_zero_limit(store: Arc<dyn Store>) {
+    let base = now_ms() - 10_000;
+    for i in 0..4u64 {
+        store
+            .create_run(&run("frank", &format!("run-{i}"), base + i))
+            .await
+            .unwrap();
+    }
+    let one = store.list_runs("frank", None, 0, None).await.unwrap();
+    let ids: Vec<_> = one.items.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["run-3"]);
+    assert!(one.cursor.is_some(), "more runs follow a page of one");
+    let first = store.list_runs("frank", None, 2, None).await.unwrap();
+    let ids: Vec<_> = first.items.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["run-3", "run-2"]);
+    let cursor = first.cursor.expect("a second page follows");
+    let last = store
+        .list_runs("frank", None, 2, Some(&cursor))
+        .await
+        .unwrap();
+    let ids: Vec<_> = last.items.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, vec!["run-1", "run-0"]);
+    assert_eq!(last.cursor, None, "the last full page carries no cursor");
+    let all = store.list_runs("frank", None, 4, None).await.unwrap();
+    assert_eq!((all.items.len(), all.cursor), (4, None));
+}
+
 /// Expired runs never appear in lists.
 pub async fn list_runs_skips_expired(store: Arc<dyn Store>) {
     let mut old = run("erin", "run-old", now_ms() - 5);
@@ -287,7 +317,8 @@ macro_rules! store_contract {
         $crate::store_contract!(@cases $make;
             connection_roundtrip, expired_connection_invisible, create_run_is_idempotent,
             expired_run_is_replaced, runs_are_owner_scoped, update_run_is_conditional,
-            alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired);
+            alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired,
+            list_runs_last_page_and_zero_limit);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

@@ -33,6 +33,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use codec::{
     connection_from, connection_item, cursor_from_sort_key, live, n, run_from, run_item, s,
 };
+use std::collections::HashMap;
 
 /// A [`Store`] on one DynamoDB table.
 pub struct DynamoStore {
@@ -261,6 +262,7 @@ impl Store for DynamoStore {
         cursor: Option<&ListCursor>,
     ) -> Result<RunPage, StorageError> {
         const OP: &str = "list_runs";
+        let limit = ListCursor::page_size(limit);
         let (index, pk_attr, sk_attr, pk) = match thread_id {
             None => (INDEX_BY_OWNER, GSI1_PK, GSI1_SK, keys::user_pk(user_id)),
             Some(t) => (
@@ -281,7 +283,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s("RUN#"))
             .scan_index_forward(false)
-            .limit(limit.max(1) as i32);
+            // One beyond the page tells whether another page exists, as in every store.
+            .limit((limit + 1) as i32);
         if let Some(c) = cursor {
             // The partition comes from the caller, never from the cursor.
             q = q
@@ -291,20 +294,30 @@ impl Store for DynamoStore {
                 .exclusive_start_key(sk_attr, s(keys::owner_run_sk(c.created_at, &c.run_id)));
         }
         let out = q.send().await.map_err(|e| classify(OP, &self.table, e))?;
-        let items = out
-            .items
-            .unwrap_or_default()
+        let read = out.items.unwrap_or_default();
+        let sort_key = |i: &HashMap<String, AttributeValue>| match i.get(sk_attr) {
+            Some(AttributeValue::S(v)) => cursor_from_sort_key(v),
+            _ => None,
+        };
+        let rows: Vec<(u64, String)> = read
             .iter()
+            .filter_map(sort_key)
+            .map(|c| (c.created_at, c.run_id))
+            .collect();
+        // A query cut short by DynamoDB's 1 MB page ends before the extra row: its last
+        // evaluated key says where the next page starts.
+        let cursor = ListCursor::after_rows(&rows, limit).or_else(|| {
+            (read.len() <= limit)
+                .then_some(out.last_evaluated_key.as_ref())
+                .flatten()
+                .and_then(sort_key)
+        });
+        let items = read
+            .iter()
+            .take(limit)
             .filter(|i| live(i))
             .map(|i| run_from(OP, i))
             .collect::<Result<Vec<_>, _>>()?;
-        let cursor = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| match k.get(sk_attr) {
-                Some(AttributeValue::S(v)) => cursor_from_sort_key(v),
-                _ => None,
-            });
         Ok(RunPage { items, cursor })
     }
 
