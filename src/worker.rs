@@ -5,11 +5,10 @@
 use crate::context::{ContextParts, UserExecutionContext, validate_id};
 use crate::dispatch::WorkerRun;
 use crate::limits::{CLAIM_ATTEMPTS, LAMBDA_DEADLINE_MARGIN};
-use crate::manager::Manager;
+use crate::manager::{InitError, Manager};
 use crate::run::{Origin, Settled, next_version, write_settled};
 use crate::state::{ExecutionState, RunEvent};
-use crate::store::RunRecord;
-use crate::telemetry::log_storage;
+use crate::store::{RunRecord, StorageError};
 use crate::time::now_ms;
 use serde::Serialize;
 
@@ -25,8 +24,21 @@ pub enum WorkerOutcome {
     NotClaimable,
     /// Another worker won the claim: nothing done.
     LostClaim,
-    /// Storage failed before the claim landed; the sweep ends the run if nobody drives it.
+    /// The run's agent is not registered here, or the claimed run's stored ids break the id
+    /// rule: nothing a retry could mend (storage failures before the claim are a
+    /// [`WorkerError`] instead).
     Failed,
+}
+
+/// Why a worker could not get as far as its claim: storage failed, or the store could not be
+/// built. The invocation fails (`Retryable.*` when another delivery may succeed), so Lambda's
+/// asynchronous retry delivers the event again; the claim makes a second delivery safe.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl WorkerOutcome {
@@ -44,39 +56,29 @@ impl WorkerOutcome {
 
 /// Claims and drives the run `ev` names. `claim` is unique to this invocation (Lambda's request
 /// id), so a claim that landed although its answer was lost is recognised as this one's.
+/// Fails only when storage (or the store's build) fails before the claim has landed.
 pub async fn work(
     mgr: &Manager,
     ev: &WorkerRun,
     claim: &str,
     deadline_ms: Option<u64>,
-) -> WorkerOutcome {
+) -> Result<WorkerOutcome, WorkerError> {
     let mode = mgr.config().mode;
     if validate_id("user_id", &ev.user_id, mode).is_err()
         || validate_id("run_id", &ev.run_id, mode).is_err()
     {
-        return WorkerOutcome::NotFound;
+        return Ok(WorkerOutcome::NotFound);
     }
-    let deps = match mgr.run_deps() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "worker: store unavailable");
-            return WorkerOutcome::Failed;
-        }
-    };
-    let run = match deps.store.get_run(&ev.user_id, &ev.run_id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return WorkerOutcome::NotFound,
-        Err(e) => {
-            log_storage(&e);
-            return WorkerOutcome::Failed;
-        }
+    let deps = mgr.run_deps()?;
+    let Some(run) = deps.store.get_run(&ev.user_id, &ev.run_id).await? else {
+        return Ok(WorkerOutcome::NotFound);
     };
     if run.state != ExecutionState::Starting {
-        return WorkerOutcome::NotClaimable;
+        return Ok(WorkerOutcome::NotClaimable);
     }
     let Some(agent) = deps.agents.get(&run.agent).cloned() else {
         tracing::error!(agent = %run.agent, "worker: the run's agent is not registered");
-        return WorkerOutcome::Failed;
+        return Ok(WorkerOutcome::Failed);
     };
     // A `resume` that attached a follower to the waiting run changes it: claim on top of that,
     // never on top of another worker's claim.
@@ -97,12 +99,9 @@ pub async fn work(
     };
     let claimed = match write_settled(deps.store, run, CLAIM_ATTEMPTS, claim_it, unclaimed).await {
         Settled::Written(r) => r,
-        Settled::Declined(outcome) => return outcome,
-        Settled::Conflict(_) => return WorkerOutcome::LostClaim,
-        Settled::Failed(e) => {
-            log_storage(&e);
-            return WorkerOutcome::Failed;
-        }
+        Settled::Declined(outcome) => return Ok(outcome),
+        Settled::Conflict(_) => return Ok(WorkerOutcome::LostClaim),
+        Settled::Failed(e) => return Err(e.into()),
     };
     let ctx = UserExecutionContext::new(
         ContextParts {
@@ -118,7 +117,7 @@ pub async fn work(
     );
     let Ok(ctx) = ctx else {
         tracing::error!("worker: the stored run's ids break the id rule");
-        return WorkerOutcome::Failed;
+        return Ok(WorkerOutcome::Failed);
     };
     let endpoint = claimed.endpoint.clone().unwrap_or_default();
     let connection_id = claimed.connection_id.clone();
@@ -128,5 +127,5 @@ pub async fn work(
         deadline_ms,
     };
     crate::run::drive(deps, origin, &ctx, claimed, agent.as_ref()).await;
-    WorkerOutcome::Drove
+    Ok(WorkerOutcome::Drove)
 }

@@ -256,6 +256,44 @@ async fn invalid_event_reaches_error_and_process_keeps_serving() {
     assert!(rt.alive());
 }
 
+/// A worker invocation whose storage fails before its claim (DynamoDB answering a throttling
+/// body, then a refused port) fails the invocation with `Retryable.Storage` instead of
+/// answering success, so Lambda's asynchronous retry can deliver it again; a non-retryable
+/// failure (access denied) is `NonRetryable.Storage`. The process keeps serving.
+#[tokio::test]
+async fn a_worker_whose_storage_fails_before_its_claim_fails_the_invocation() {
+    let ep = support::connections::start().await;
+    let throttled = Fault::Error {
+        status: 400,
+        code: "ProvisionedThroughputExceededException",
+        extra: "",
+    };
+    let denied = Fault::Error {
+        status: 400,
+        code: "AccessDeniedException",
+        extra: "",
+    };
+    let cases = [
+        (fault_endpoint(throttled).await.0, "Retryable.Storage"),
+        (refused_endpoint(), "Retryable.Storage"),
+        (fault_endpoint(denied).await.0, "NonRetryable.Storage"),
+    ];
+    let worker = json!({"wsexec_worker": {"user_id": "alice-01", "run_id": "run_x1"}});
+    for (url, want) in cases {
+        let extra = [("AWS_ENDPOINT_URL_DYNAMODB", url.as_str())];
+        let mut rt = spawn_with(Some("t-worker"), &ep.url, &extra).await;
+        let (out, _) = rt.invoke(&worker.to_string(), LIMIT).await;
+        let Outcome::Error { body, .. } = out else {
+            panic!("{url}: the worker must fail its invocation, got {out:?}")
+        };
+        let b: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(b["errorType"], want, "{url}: {body}");
+        let ping = call(&mut rt, &sample("message-ping.json")).await;
+        assert!(ping["body"].as_str().unwrap().contains("pong"));
+        assert!(rt.alive());
+    }
+}
+
 /// A missing TABLE_NAME is an error reply on every route, never a crash, and every
 /// invocation tries to initialise again.
 #[tokio::test]

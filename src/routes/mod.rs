@@ -12,6 +12,7 @@ use crate::event::{EventError, LambdaContext, WsResponse};
 use crate::manager::{InitError, Manager};
 use crate::protocol::{ErrorCode, EventType, Reply};
 use crate::run::Origin;
+use crate::store::StorageError;
 use crate::sweep::SweepReport;
 use crate::telemetry::InvocationLog;
 use crate::worker::WorkerOutcome;
@@ -54,6 +55,20 @@ impl HandlerError {
     pub fn invalid_event(e: &EventError) -> Self {
         HandlerError {
             error_type: "NonRetryable.InvalidEvent",
+            message: e.to_string(),
+        }
+    }
+
+    /// Storage failed before the invocation could do its work: `Retryable.Storage` when the
+    /// failure's kind may pass (throttling, a refused connection, a 5xx), else
+    /// `NonRetryable.Storage`.
+    pub fn storage(e: &StorageError) -> Self {
+        HandlerError {
+            error_type: if e.is_retryable() {
+                "Retryable.Storage"
+            } else {
+                "NonRetryable.Storage"
+            },
             message: e.to_string(),
         }
     }

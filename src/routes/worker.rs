@@ -5,14 +5,16 @@ use super::{HandlerError, Output, WorkerReport};
 use crate::dispatch::WorkerRun;
 use crate::event::LambdaContext;
 use crate::manager::{InitError, Manager};
-use crate::telemetry::InvocationLog;
-use crate::worker::work;
+use crate::telemetry::{InvocationLog, log_storage};
+use crate::worker::{WorkerError, work};
 use std::borrow::Cow;
 
 /// The route name of a worker invocation in logs and metrics.
 pub const WORKER_ROUTE: &str = "worker";
 
-/// Claims and drives the run `ev` names; the response says what it did.
+/// Claims and drives the run `ev` names; the response says what it did. Storage that fails
+/// before the claim fails the invocation (`Retryable.Storage`, or `NonRetryable.Storage` when
+/// the failure's kind cannot pass), so Lambda's asynchronous retry delivers the event again.
 pub async fn handle<'a>(
     mgr: Result<&Manager, &InitError>,
     ev: &'a WorkerRun,
@@ -25,8 +27,15 @@ pub async fn handle<'a>(
         .request_id
         .map(str::to_owned)
         .unwrap_or_else(local_claim);
-    let outcome = work(mgr, ev, &claim, lambda.deadline_ms).await;
     log.user_id = Some(Cow::Borrowed(&ev.user_id));
+    let outcome = match work(mgr, ev, &claim, lambda.deadline_ms).await {
+        Ok(outcome) => outcome,
+        Err(WorkerError::Init(e)) => return Err(HandlerError::initialisation(&e)),
+        Err(WorkerError::Storage(e)) => {
+            log_storage(&e);
+            return Err(HandlerError::storage(&e));
+        }
+    };
     log.reply = Some(outcome.as_str());
     Ok(Output::Worker(WorkerReport {
         run_id: ev.run_id.clone(),

@@ -173,7 +173,7 @@ def check_function(cfn: Template) -> None:
     assert p["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-wsexec"}
     _, invoke_config = only(cfn, "AWS::Lambda::EventInvokeConfig")
     ic = props(invoke_config)
-    assert (ic["MaximumRetryAttempts"], ic["MaximumEventAgeInSeconds"]) == (0, 60)
+    assert (ic["MaximumRetryAttempts"], ic["MaximumEventAgeInSeconds"]) == (2, 240)
     assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "wsexec"}}
     log_config = p["LoggingConfig"]
     assert log_config["LogFormat"] == "JSON"
