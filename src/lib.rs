@@ -22,6 +22,7 @@
 //! - [`telemetry`]: structured logs and CloudWatch metrics.
 //! - [`tls`]: the HTTPS client of every SDK client, with compiled-in AWS roots.
 //! - [`run`]: the run driver, the `Executor` trait and the built-in `echo` agent.
+//! - [`mcp`]: MCP servers (`MCP_SERVERS`) as tool sources, through the official SDK (`rmcp`).
 //! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
 //! - [`config`]: settings read from the environment.
 //! - [`manager`]: the lazily built, per-instance shared state.
@@ -46,6 +47,7 @@ pub mod identity;
 pub mod limits;
 pub mod llm;
 pub mod manager;
+pub mod mcp;
 pub mod notify;
 pub mod protocol;
 pub mod routes;

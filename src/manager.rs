@@ -103,6 +103,10 @@ impl Manager {
                 var: name,
                 reason: e.to_string(),
             },
+            LlmConfigError::Mcp(_) => ConfigError::Invalid {
+                var: crate::mcp::config::MCP_SERVERS_VAR,
+                reason: e.to_string(),
+            },
         })?;
         let mut mgr = self;
         if let Some(agent) = llm {

@@ -212,10 +212,10 @@ async fn slow_tool_times_out_into_an_error_result() {
     struct Slow;
     #[async_trait::async_trait]
     impl Tool for Slow {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> &str {
             "slow"
         }
-        fn description(&self) -> &'static str {
+        fn description(&self) -> &str {
             "sleeps"
         }
         fn parameters(&self) -> serde_json::Value {

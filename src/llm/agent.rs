@@ -8,8 +8,10 @@ use crate::llm::config::{LlmConfigError, LlmSettings, Provider};
 use crate::llm::error::{LlmErrorKind, LlmFailure, ProviderError};
 use crate::llm::http::Timeouts;
 use crate::llm::{AgentEvents, PriorTurn};
+use crate::mcp::McpTools;
 use crate::tools::{self, Tool};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use once_cell::sync::OnceCell;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -32,6 +34,9 @@ pub const THINKING_HOLD_BYTES: usize = 256;
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// The longest tool name echoed in events (a model may invent any string).
 pub const MAX_TOOL_NAME_CHARS: usize = 64;
+/// Tool calls of one round run at once, at most this many: models ask for a handful in
+/// parallel, and each holds a connection to its server (or a task) until it answers.
+pub const MAX_CONCURRENT_TOOL_CALLS: usize = 8;
 
 /// The `llm` agent: settings, the tools offered, and the provider client built on first use.
 pub struct LlmAgent {
@@ -40,6 +45,8 @@ pub struct LlmAgent {
     specs: Vec<ToolSpec>,
     timeouts: Timeouts,
     provider: OnceCell<Box<dyn ChatProvider>>,
+    /// The MCP servers' tools, discovered on the first run that needs them.
+    mcp: Option<McpTools>,
 }
 
 impl LlmAgent {
@@ -57,12 +64,14 @@ impl LlmAgent {
             .iter()
             .filter_map(|n| tools::builtin(n))
             .collect();
+        let mcp = (!settings.mcp.is_empty()).then(|| McpTools::new(settings.mcp.clone()));
         let mut agent = LlmAgent {
             settings,
             tools,
             specs: Vec::new(),
             timeouts: Timeouts::default(),
             provider: OnceCell::new(),
+            mcp,
         };
         agent.refresh_specs();
         agent
@@ -89,15 +98,32 @@ impl LlmAgent {
     }
 
     fn refresh_specs(&mut self) {
-        self.specs = self
-            .tools
-            .iter()
-            .map(|t| ToolSpec {
-                name: t.name(),
-                description: t.description(),
-                parameters: t.parameters(),
-            })
-            .collect();
+        self.specs = self.tools.iter().map(|t| spec_of(t.as_ref())).collect();
+    }
+
+    /// The tools of one run: the built-ins, then every MCP server's (discovered now if the
+    /// instance has no fresh list). Without `MCP_SERVERS` nothing is built or contacted.
+    async fn run_tools(&self) -> (Vec<Arc<dyn Tool>>, Vec<ToolSpec>) {
+        let Some(mcp) = &self.mcp else {
+            return (self.tools.clone(), self.specs.clone());
+        };
+        let mut tools = self.tools.clone();
+        let mut specs = self.specs.clone();
+        for t in mcp.tools().await {
+            if tools.iter().any(|b| b.name() == t.name()) {
+                continue;
+            }
+            specs.push(spec_of(t.as_ref()));
+            tools.push(t);
+        }
+        (tools, specs)
+    }
+
+    /// Ends the MCP servers' sessions (graceful shutdown).
+    pub async fn shutdown(&self) {
+        if let Some(mcp) = &self.mcp {
+            mcp.shutdown().await;
+        }
     }
 
     fn provider(&self) -> Result<&dyn ChatProvider, ProviderError> {
@@ -153,6 +179,7 @@ impl LlmAgent {
         events: &dyn AgentEvents,
     ) -> Result<Value, ProviderError> {
         let provider = self.provider()?;
+        let (tools, specs) = self.run_tools().await;
         let mut messages = Vec::with_capacity(history.len() * 2 + 1);
         for turn in history {
             messages.push(Message::User(turn.user.clone()));
@@ -171,12 +198,12 @@ impl LlmAgent {
                 model: &self.settings.model,
                 system: self.settings.system_prompt.as_deref(),
                 messages: &messages,
-                tools: &self.specs,
+                tools: &specs,
                 tools_disabled,
                 max_tokens: self.settings.max_tokens,
                 temperature: self.settings.temperature,
             };
-            let hold = !self.specs.is_empty() && !tools_disabled;
+            let hold = !specs.is_empty() && !tools_disabled;
             let (output, streamed, held) =
                 round_with_retries(provider, &request, events, hold, answer.len()).await?;
             answer.push_str(&streamed);
@@ -204,9 +231,16 @@ impl LlmAgent {
                 text: streamed + &held,
                 tool_calls: output.tool_calls.clone(),
             });
-            for call in &output.tool_calls {
-                messages.push(self.call_tool(call, events).await);
+            // Concurrently, each with its own events; the results go back in the model's order.
+            let mut pending = Vec::with_capacity(output.tool_calls.len());
+            for c in &output.tool_calls {
+                pending.push(call_tool(c, &tools, events));
             }
+            let results: Vec<Message> = futures_util::stream::iter(pending)
+                .buffered(MAX_CONCURRENT_TOOL_CALLS)
+                .collect()
+                .await;
+            messages.extend(results);
         }
         tracing::info!(
             input_tokens = usage.map(|u| u.input_tokens),
@@ -224,56 +258,65 @@ impl LlmAgent {
         }
         Ok(result)
     }
+}
 
-    /// Runs one call with its two events; every failure becomes an error result for the model.
-    async fn call_tool(&self, call: &ToolCall, events: &dyn AgentEvents) -> Message {
-        let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
-        let arguments = if call.arguments.trim().is_empty() {
-            Ok(json!({}))
-        } else {
-            serde_json::from_str::<Value>(&call.arguments)
-        };
-        let parameters = match &arguments {
-            Ok(v) => v.clone(),
-            Err(_) => Value::String(call.arguments.clone()),
-        };
-        events.tool_executing(&shown, parameters).await;
-        let started = Instant::now();
-        let tool = self.tools.iter().find(|t| t.name() == call.name);
-        let outcome = match (tool, arguments) {
-            (None, _) => Err(format!(
-                "unknown tool {shown:?}; available: {}",
-                self.tool_names()
-            )),
-            (_, Err(_)) => Err("the arguments are not valid JSON".to_owned()),
-            (_, Ok(v)) if !v.is_object() => Err("the arguments must be a JSON object".to_owned()),
-            (Some(tool), Ok(v)) => tools::call_with_limit(tool.as_ref(), v)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (content, is_error) = match outcome {
-            Ok(v) => (v, false),
-            Err(message) => (json!({"error": message}), true),
-        };
-        events
-            .tool_completed(&shown, content.clone(), elapsed_ms)
-            .await;
-        Message::ToolResult {
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            content,
-            is_error,
-        }
+/// Runs one call with its two events; every failure becomes an error result for the model.
+async fn call_tool(call: &ToolCall, tools: &[Arc<dyn Tool>], events: &dyn AgentEvents) -> Message {
+    let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
+    let arguments = if call.arguments.trim().is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_str::<Value>(&call.arguments)
+    };
+    let parameters = match &arguments {
+        Ok(v) => v.clone(),
+        Err(_) => Value::String(call.arguments.clone()),
+    };
+    events.tool_executing(&shown, parameters).await;
+    let started = Instant::now();
+    let tool = tools.iter().find(|t| t.name() == call.name);
+    let outcome = match (tool, arguments) {
+        (None, _) => Err(format!(
+            "unknown tool {shown:?}; available: {}",
+            tool_names(tools)
+        )),
+        (_, Err(_)) => Err("the arguments are not valid JSON".to_owned()),
+        (_, Ok(v)) if !v.is_object() => Err("the arguments must be a JSON object".to_owned()),
+        (Some(tool), Ok(v)) => tools::call_with_limit(tool.as_ref(), v)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (content, is_error) = match outcome {
+        Ok(v) => (v, false),
+        Err(message) => (json!({"error": message}), true),
+    };
+    events
+        .tool_completed(&shown, content.clone(), elapsed_ms)
+        .await;
+    Message::ToolResult {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        content,
+        is_error,
     }
+}
 
-    fn tool_names(&self) -> String {
-        let names: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
+fn tool_names(tools: &[Arc<dyn Tool>]) -> String {
+    let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A tool as the providers offer it.
+fn spec_of(t: &dyn Tool) -> ToolSpec {
+    ToolSpec {
+        name: t.name().to_owned(),
+        description: t.description().to_owned(),
+        parameters: t.parameters(),
     }
 }
 

@@ -35,8 +35,8 @@ pub enum Message {
 /// A tool as offered to the model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolSpec {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     /// A JSON schema of the arguments object.
     pub parameters: Value,
 }

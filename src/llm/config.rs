@@ -13,6 +13,7 @@ pub const ENV_VARS: &[&str] = &[
     "LLM_MAX_TOKENS",
     "LLM_TEMPERATURE",
     "LLM_TOOLS",
+    "MCP_SERVERS",
 ];
 
 /// The OpenAI API itself, when `LLM_BASE_URL` is unset.
@@ -91,6 +92,8 @@ pub struct LlmSettings {
     pub tools: Vec<&'static str>,
     /// Present when the provider is Bedrock.
     pub aws: Option<AwsSettings>,
+    /// The MCP servers whose tools are offered too (`MCP_SERVERS`).
+    pub mcp: Vec<crate::mcp::ServerConfig>,
 }
 
 /// A missing or invalid setting; `Display` names the variable, never its value.
@@ -103,6 +106,9 @@ pub enum LlmConfigError {
         name: &'static str,
         reason: &'static str,
     },
+    /// `MCP_SERVERS` breaks a rule; the message names the entry and the rule.
+    #[error("{0}")]
+    Mcp(#[from] crate::mcp::McpConfigError),
 }
 
 impl LlmConfigError {
@@ -110,6 +116,7 @@ impl LlmConfigError {
     pub fn variable(&self) -> &'static str {
         match self {
             LlmConfigError::Missing(name) | LlmConfigError::Invalid { name, .. } => name,
+            LlmConfigError::Mcp(_) => crate::mcp::config::MCP_SERVERS_VAR,
         }
     }
 }
@@ -170,6 +177,7 @@ impl LlmSettings {
             return Err(invalid("LLM_SYSTEM_PROMPT", "longer than 32768 characters"));
         }
         let tools = parse_tools(get("LLM_TOOLS").as_deref())?;
+        let mcp = crate::mcp::config::parse(get("MCP_SERVERS").as_deref())?;
         let aws = match provider {
             Provider::OpenAi => None,
             Provider::Bedrock => Some(aws_settings(&get)?),
@@ -184,6 +192,7 @@ impl LlmSettings {
             temperature,
             tools,
             aws,
+            mcp,
         }))
     }
 }

@@ -60,7 +60,7 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// How many bytes `s` encodes as padded standard base64, or `None` when it is not that.
 pub fn base64_decoded_len(s: &[u8]) -> Option<usize> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let pad = s.iter().rev().take_while(|c| **c == b'=').count();

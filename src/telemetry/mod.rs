@@ -79,7 +79,10 @@ where
     let mut filter = filter
         .parse::<Targets>()
         .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
-        .with_target(EMF_TARGET, LevelFilter::OFF);
+        .with_target(EMF_TARGET, LevelFilter::OFF)
+        // rmcp's debug and info lines carry whole JSON-RPC messages (tool arguments and
+        // results); wsexec logs MCP faults itself, with server and tool names only.
+        .with_target("rmcp", LevelFilter::WARN);
     if concurrent {
         filter = filter.with_target(INVOCATION_SPAN_TARGET, LevelFilter::INFO);
     }

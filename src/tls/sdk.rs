@@ -73,6 +73,32 @@ impl HttpClient for Http1Client {
     }
 }
 
+/// hyper's pooled HTTP/1.1 client over rustls trusting what `tls` trusts, TLS or plain as each
+/// request's scheme says, with a connect limit and an idle time for pooled connections.
+pub fn pooled_client<B>(
+    tls: &rustls::ClientConfig,
+    connect: Option<Duration>,
+    idle: Duration,
+) -> Client<HttpsConnector<TcpConnector>, B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle)
+        .build(https)
+}
+
 /// One pool of HTTP/1.1 connections (TLS or plain, as the endpoint's scheme says).
 struct Pooled {
     client: Client<HttpsConnector<TcpConnector>, SdkBody>,
@@ -89,19 +115,7 @@ impl std::fmt::Debug for Pooled {
 
 impl Pooled {
     fn new(tls: Arc<rustls::ClientConfig>, (connect, read): Limits) -> Self {
-        let mut tcp = TcpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(connect);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(https);
+        let client = pooled_client(&tls, connect, POOL_IDLE);
         Pooled {
             client,
             read_timeout: read,

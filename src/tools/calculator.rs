@@ -62,11 +62,11 @@ fn functions(name: &str, args: Vec<f64>) -> Option<f64> {
 
 #[async_trait]
 impl Tool for Calculator {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Evaluates an arithmetic expression such as \"(2 + 3) * 4 / 7\" or \"sqrt(2)^3\" and returns the number."
     }
 

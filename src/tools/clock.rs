@@ -12,11 +12,11 @@ pub struct CurrentTime;
 
 #[async_trait]
 impl Tool for CurrentTime {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Returns the current date and time in UTC as an RFC 3339 timestamp."
     }
 

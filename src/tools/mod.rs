@@ -30,18 +30,55 @@ pub enum ToolError {
     TimedOut(Duration),
 }
 
+/// What a tool says about its effects: MCP's tool annotations, and the deployer's approval
+/// setting. Tool approval gates calls on `destructive` / `require_approval`; durable runs redo an
+/// interrupted call only when [`ToolHints::redo_safe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToolHints {
+    /// The tool changes nothing (MCP `readOnlyHint`).
+    pub read_only: bool,
+    /// The tool may destroy or overwrite (MCP `destructiveHint`; MCP's default is true).
+    pub destructive: bool,
+    /// Calling it twice with the same arguments does no more than once (MCP `idempotentHint`).
+    pub idempotent: bool,
+    /// The tool reaches outside its own system (MCP `openWorldHint`).
+    pub open_world: bool,
+    /// The deployer asked for every call to be approved (`require_approval` of its server).
+    pub require_approval: bool,
+}
+
+impl ToolHints {
+    /// The built-ins: pure functions of their arguments (and the clock).
+    pub const BUILTIN: ToolHints = ToolHints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+        require_approval: false,
+    };
+
+    /// Whether a call may be sent again when it is not known whether it ran.
+    pub fn redo_safe(&self) -> bool {
+        self.read_only || self.idempotent
+    }
+}
+
 /// A tool the model may call.
 #[async_trait]
 pub trait Tool: Send + Sync {
-    /// The name the model calls it by (`[a-z_]+`).
-    fn name(&self) -> &'static str;
+    /// The name the model calls it by (`[a-zA-Z0-9_-]{1,64}`).
+    fn name(&self) -> &str;
     /// What it does, for the model.
-    fn description(&self) -> &'static str;
+    fn description(&self) -> &str;
     /// A JSON schema of its arguments object.
     fn parameters(&self) -> Value;
     /// How long one call may take.
     fn time_limit(&self) -> Duration {
         DEFAULT_TOOL_TIME_LIMIT
+    }
+    /// What the tool says about its effects.
+    fn hints(&self) -> ToolHints {
+        ToolHints::BUILTIN
     }
     /// Runs one call.
     async fn call(&self, arguments: Value) -> Result<Value, ToolError>;
@@ -72,10 +109,10 @@ mod tests {
 
     #[async_trait]
     impl Tool for Slow {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> &str {
             "slow"
         }
-        fn description(&self) -> &'static str {
+        fn description(&self) -> &str {
             "never finishes in time"
         }
         fn parameters(&self) -> Value {

@@ -67,6 +67,7 @@ EXPECTED_ENV = {
     "LLM_MAX_TOKENS": {"Ref": "LlmMaxTokens"},
     "LLM_TEMPERATURE": {"Ref": "LlmTemperature"},
     "LLM_TOOLS": {"Ref": "LlmTools"},
+    "MCP_SERVERS": {"Ref": "McpServers"},
     "RUST_LOG": {"Ref": "LogLevel"},
 }
 BEDROCK_MODEL_ARN = "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${LlmModel}"
@@ -385,7 +386,7 @@ def check_logging(cfn: Template) -> None:
 def check_parameters(cfn: Template) -> None:
     params = cfn["Parameters"]
     assert params["StageName"]["Default"] == "prod"
-    for secret in ("JwtSecret", "JwtPublicKey", "LlmApiKey"):
+    for secret in ("JwtSecret", "JwtPublicKey", "LlmApiKey", "McpServers"):
         assert params[secret]["NoEcho"] is True, secret
         assert params[secret]["Default"] == "", f"{secret} must have no real default"
     for name in ("JwtIssuer", "JwtAudience"):

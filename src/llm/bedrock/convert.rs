@@ -176,8 +176,8 @@ pub fn tool_config(request: &ChatRequest<'_>) -> Result<Option<ToolConfiguration
     for t in request.tools {
         tools.push(bt::Tool::ToolSpec(
             ToolSpecification::builder()
-                .name(t.name)
-                .description(t.description)
+                .name(&t.name)
+                .description(&t.description)
                 .input_schema(ToolInputSchema::Json(to_document(&t.parameters)))
                 .build()
                 .map_err(build_error)?,

@@ -103,8 +103,8 @@ mod tests {
             },
         ];
         let tools = [ToolSpec {
-            name: "calculator",
-            description: "d",
+            name: "calculator".into(),
+            description: "d".into(),
             parameters: json!({"type": "object"}),
         }];
         let req = ChatRequest {
