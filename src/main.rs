@@ -60,6 +60,8 @@ async fn serve(mode: Mode) -> Result<(), lambda_runtime::Error> {
 async fn shut_down() {
     let Ok(mgr) = Manager::global() else { return };
     let left = mgr.live_runs().shut_down(SHUTDOWN_BUDGET).await;
+    // MCP sessions end with a DELETE, so servers need not wait for their idle expiry.
+    mgr.shut_down_agents().await;
     if left > 0 {
         tracing::warn!(
             runs = left,

@@ -154,6 +154,12 @@ impl Manager {
         }
     }
 
+    /// Lets every agent release what it holds outside the process (MCP sessions), on a
+    /// graceful shutdown.
+    pub async fn shut_down_agents(&self) {
+        futures_util::future::join_all(self.agents.all().map(|a| a.shutdown())).await;
+    }
+
     /// The same manager dispatching async runs through `invoker`.
     pub fn with_invoker(mut self, invoker: Arc<dyn Invoker>) -> Manager {
         self.invoker = invoker;

@@ -173,3 +173,28 @@ async fn a_server_down_at_discovery_is_left_out_and_retried() {
     agent.run("two", &[], &Recorder::default()).await.unwrap();
     offered(&chat.received()[1].body, "late__lookup_order");
 }
+
+/// A graceful shutdown ends the session it kept: the server receives `DELETE` with the
+/// session's id.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_deletes_the_session() {
+    let server = McpServer::start();
+    let chat = ChatServer::start(vec![answer(&["hi"])]).await;
+    let agent = agent(&chat.url, &servers(&[server.entry("t", json!({}))]));
+    agent.run("hello", &[], &Recorder::default()).await.unwrap();
+    agent.shutdown().await;
+    let calls = server.calls().await;
+    let session = calls
+        .iter()
+        .find_map(|c| c["headers"]["mcp-session-id"].as_str())
+        .expect("requests in a session");
+    let delete = calls
+        .iter()
+        .find(|c| c["http"] == "DELETE")
+        .expect("a DELETE");
+    assert_eq!(delete["headers"]["mcp-session-id"], session);
+    assert_eq!(
+        delete["headers"][API_KEY_HEADER.to_ascii_lowercase()],
+        API_KEY
+    );
+}

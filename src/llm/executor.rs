@@ -51,6 +51,10 @@ impl Executor for LlmAgent {
         true
     }
 
+    async fn shutdown(&self) {
+        LlmAgent::shutdown(self).await;
+    }
+
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
         self.run(input.text, input.history, &sink)
             .await

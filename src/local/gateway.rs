@@ -173,6 +173,7 @@ pub async fn run(
     {
         tracing::warn!("shutdown grace period over; abandoning unfinished connections");
     }
+    gw.mgr.shut_down_agents().await;
     Ok(())
 }
 

@@ -43,6 +43,11 @@ impl Agents {
         &self.default
     }
 
+    /// Every registered agent.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Executor>> {
+        self.by_name.values()
+    }
+
     /// The agent called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Executor>> {
         self.by_name.get(name)

@@ -215,4 +215,8 @@ pub trait Executor: Send + Sync + 'static {
     /// Runs the agent to completion. The returned value is the run's `result`; when it has a
     /// `text` string and the agent streamed deltas, the deltas concatenate to that text.
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure>;
+
+    /// Releases what the agent holds outside the process (the `llm` agent ends its MCP
+    /// sessions), on a graceful shutdown.
+    async fn shutdown(&self) {}
 }
