@@ -152,7 +152,7 @@ fn runs(replies: Vec<Reply>, flush: Duration, n: u64) -> (Vec<Frames>, Vec<(Inst
     let mut config = wsexec::Config::from_lookup(|_| None).unwrap();
     config.dev_auth = true;
     config.stream_flush = flush;
-    config.run_time_limit = Duration::from_secs(60);
+    config.run_time_limit = Some(Duration::from_secs(60));
     let env = [
         ("LLM_PROVIDER", "openai"),
         ("LLM_MODEL", "smollm2"),

@@ -3,7 +3,10 @@
 use crate::auth::{JwtError, JwtVerifier};
 use crate::context::Mode;
 use crate::dispatch::Dispatch;
-use crate::limits::{DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH};
+use crate::limits::{
+    API_GATEWAY_ROUTE_LIMIT, DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT,
+    DEFAULT_STREAM_FLUSH,
+};
 use crate::run::RunLimits;
 use std::time::Duration;
 
@@ -49,8 +52,9 @@ pub struct Config {
     pub connections_endpoint: Option<String>,
     /// JWT verification; `None` when neither `JWT_SECRET` nor `JWT_PUBLIC_KEY` is set.
     pub jwt: Option<JwtVerifier>,
-    /// A run's time limit (`RUN_TIME_LIMIT_MS`).
-    pub run_time_limit: Duration,
+    /// A run's time limit (`RUN_TIME_LIMIT_MS`); `None`: each agent's own default (see
+    /// [`Config::run_time_limit_for`]).
+    pub run_time_limit: Option<Duration>,
     /// An alive run with no heartbeat for this long is dead (`HEARTBEAT_DEADLINE_MS`).
     pub heartbeat_deadline: Duration,
     /// `production` (default), `local` or `test` (`WSEXEC_MODE`); decides the `test_` id rule.
@@ -74,7 +78,7 @@ impl Default for Config {
             table_name: None,
             connections_endpoint: None,
             jwt: None,
-            run_time_limit: DEFAULT_RUN_TIME_LIMIT,
+            run_time_limit: None,
             heartbeat_deadline: DEFAULT_HEARTBEAT_DEADLINE,
             mode: Mode::Production,
             dev_auth: false,
@@ -128,8 +132,11 @@ impl Config {
                 });
             }
         };
-        let run_time_limit = ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?;
-        if dispatch == Dispatch::Async && run_time_limit > MAX_ASYNC_RUN_TIME_LIMIT {
+        let run_time_limit = match get("RUN_TIME_LIMIT_MS") {
+            None => None,
+            Some(_) => Some(ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?),
+        };
+        if dispatch == Dispatch::Async && run_time_limit > Some(MAX_ASYNC_RUN_TIME_LIMIT) {
             return Err(ConfigError::Invalid {
                 var: "RUN_TIME_LIMIT_MS",
                 reason: format!(
@@ -160,10 +167,27 @@ impl Config {
         })
     }
 
+    /// The time limit of a run whose agent needs `needed` at a slow provider's pace
+    /// ([`crate::run::Executor::time_needed`]): `RUN_TIME_LIMIT_MS` when set; else what the
+    /// agent needs (at least the 15 s default), within what the dispatch mode allows (API
+    /// Gateway's route limit inline, a worker's 14.5 minutes async); else the default.
+    pub fn run_time_limit_for(&self, needed: Option<Duration>) -> Duration {
+        if let Some(set) = self.run_time_limit {
+            return set;
+        }
+        let most = match self.dispatch {
+            Dispatch::Inline => API_GATEWAY_ROUTE_LIMIT,
+            Dispatch::Async => MAX_ASYNC_RUN_TIME_LIMIT,
+        };
+        needed.map_or(DEFAULT_RUN_TIME_LIMIT, |n| {
+            n.max(DEFAULT_RUN_TIME_LIMIT).min(most)
+        })
+    }
+
     /// The time limits runs live by.
     pub fn run_limits(&self) -> RunLimits {
         RunLimits {
-            run_time_limit: self.run_time_limit,
+            run_time_limit: self.run_time_limit_for(None),
             heartbeat_deadline: self.heartbeat_deadline,
             stream_flush: self.stream_flush,
         }
@@ -194,7 +218,7 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let c = cfg(&[]).unwrap();
-        assert_eq!(c.run_time_limit, Duration::from_secs(15));
+        assert_eq!(c.run_time_limit_for(None), Duration::from_secs(15));
         assert_eq!(c.heartbeat_deadline, Duration::from_secs(10));
         assert!(c.jwt.is_none() && c.table_name.is_none() && !c.dev_auth);
         assert_eq!(c.dispatch, Dispatch::Inline);
@@ -250,6 +274,21 @@ mod tests {
         ));
     }
 
+    /// Unset, a run's limit is what its agent needs, at least 15 s and at most what the dispatch
+    /// mode allows (28 s inline, 870 s async); agents that state no need get 15 s.
+    #[test]
+    fn run_time_limit_follows_the_agent_within_the_dispatch_mode() {
+        let inline = cfg(&[]).unwrap();
+        let asynch = cfg(&[("RUN_DISPATCH", "async")]).unwrap();
+        let min = Duration::from_secs;
+        assert_eq!(inline.run_time_limit_for(Some(min(61))), min(28));
+        assert_eq!(inline.run_time_limit_for(Some(min(20))), min(20));
+        assert_eq!(inline.run_time_limit_for(Some(min(3))), min(15));
+        assert_eq!(asynch.run_time_limit_for(Some(min(61))), min(61));
+        assert_eq!(asynch.run_time_limit_for(Some(min(10_000))), min(870));
+        assert_eq!(asynch.run_time_limit_for(None), min(15));
+    }
+
     /// Set values override defaults; the endpoint loses a trailing slash.
     #[test]
     fn values_override_defaults() {
@@ -260,7 +299,11 @@ mod tests {
             ("JWT_SECRET", "s3cret"),
         ])
         .unwrap();
-        assert_eq!(c.run_time_limit, Duration::from_millis(2500));
+        assert_eq!(c.run_time_limit, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            c.run_time_limit_for(Some(Duration::from_secs(600))),
+            Duration::from_millis(2500)
+        );
         assert_eq!(
             c.connections_endpoint.as_deref(),
             Some("http://127.0.0.1:3001")

@@ -463,11 +463,12 @@ async fn non_websocket_events_fail_the_invocation() {
     }
 }
 
-/// A run past its time limit ends `timeout` with a retryable `agent_error`.
+/// A run past its time limit ends `timeout` with a retryable `agent_error` that names the
+/// setting to raise.
 #[tokio::test]
 async fn run_time_limit_gives_timeout() {
     let mut cfg = test_config();
-    cfg.run_time_limit = Duration::from_millis(300);
+    cfg.run_time_limit = Some(Duration::from_millis(300));
     let h = Harness::with_config(cfg);
     let conn = h.connect("alice-01").await;
     h.send_json(&conn, json!({"type": "start_agent", "request_id": "slow", "payload": {"user_request": "x", "delay_ms": 5000}})).await;
@@ -483,6 +484,8 @@ async fn run_time_limit_gives_timeout() {
     );
     assert_eq!(events[3]["payload"]["code"], "run_timeout");
     assert_eq!(events[3]["payload"]["retryable"], true);
+    let message = events[3]["payload"]["message"].as_str().unwrap();
+    assert!(message.contains("RUN_TIME_LIMIT_MS"), "{message}");
     let run_id = events[0]["run_id"].as_str().unwrap();
     let got = h
         .send_json(&conn, json!({"type": "get_execution", "run_id": run_id}))

@@ -122,7 +122,7 @@ async fn a_route_cancel_stops_the_workers_run_within_one_heartbeat() {
     let interval = Duration::from_millis(400);
     let mut config = async_config();
     config.heartbeat_deadline = interval * 3;
-    config.run_time_limit = Duration::from_secs(60);
+    config.run_time_limit = Some(Duration::from_secs(60));
     let invoker = Arc::new(MemoryInvoker::new());
     let h = harness(config, invoker.clone());
     let conn = h.connect("alice-01").await;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::*;
+use wsexec::protocol::DiscardReason;
 use wsexec::run::{AgentFailure, Executor, RunInput, RunSink};
 
 /// An agent that reports one thought, then awaits a future that never completes. Its
@@ -40,7 +41,7 @@ impl Executor for Hang {
 fn harness(heartbeat: Duration, limit: Duration) -> (Arc<Harness>, Arc<AtomicBool>) {
     let mut config = test_config();
     config.heartbeat_deadline = heartbeat;
-    config.run_time_limit = limit;
+    config.run_time_limit = Some(limit);
     let dropped = Arc::new(AtomicBool::new(false));
     let hang = Arc::new(Hang {
         dropped: dropped.clone(),
@@ -361,4 +362,82 @@ async fn refused_agent_options_create_no_run() {
         .await
         .unwrap();
     assert!(page.items.is_empty());
+}
+
+/// An agent whose first round streams a preamble and then turns into a tool call: it
+/// withdraws round 1's text, then streams its answer as round 2 and holds the run open a while
+/// (so heartbeats checkpoint the text) before returning it.
+struct Preamble;
+
+#[async_trait::async_trait]
+impl Executor for Preamble {
+    async fn execute(&self, _input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
+        sink.round_delta(1, "Let me ").await;
+        sink.round_delta(1, "look.").await;
+        sink.discard_round(1, DiscardReason::ToolCall).await;
+        sink.thinking("Let me look.").await;
+        sink.round_delta(2, "It is ").await;
+        sink.round_delta(2, "noon.").await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok(json!({ "text": "It is noon." }))
+    }
+}
+
+/// `agent_text_discarded {round, reason}` follows the round's last delta with the next `seq`,
+/// every `agent_delta` carries its round, the deltas a client keeps equal the result's text,
+/// and the checkpointed `streamed` no longer holds the discarded text.
+#[tokio::test]
+async fn a_discarded_round_leaves_the_stream_and_the_checkpoint() {
+    let mut config = test_config();
+    config.heartbeat_deadline = Duration::from_millis(300);
+    let h = Arc::new(Harness::with_config(config).with_agent("preamble", Arc::new(Preamble)));
+    let conn = h.connect("alice-01").await;
+    let run_id = wsexec::run::derive_run_id("alice-01", "p1");
+    let runner = {
+        let (h, conn) = (h.clone(), conn.clone());
+        let frame = json!({"type": "start_agent", "agent": "preamble", "request_id": "p1",
+                           "payload": {"user_request": "time?"}});
+        tokio::spawn(async move { h.send_json(&conn, frame).await })
+    };
+    let stored = wait_for(&h, &run_id, "checkpointed round 2", |r| {
+        r.streamed.as_deref() == Some("It is noon.")
+    })
+    .await;
+    assert!(stored.state.is_alive());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+    let events = h.pushed(&conn);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    let kinds = types(&events);
+    let at = kinds
+        .iter()
+        .position(|k| k == "agent_text_discarded")
+        .unwrap();
+    assert_eq!(
+        events[at]["payload"],
+        json!({"round": 1, "reason": "tool_call"})
+    );
+    assert_eq!(kinds[at - 1], "agent_delta", "{kinds:?}");
+    assert_eq!(kinds[at + 1], "agent_thinking", "{kinds:?}");
+    let mut kept: Vec<(u64, String)> = Vec::new();
+    for e in &events {
+        match e["type"].as_str().unwrap() {
+            "agent_delta" => kept.push((
+                e["payload"]["round"].as_u64().unwrap(),
+                e["payload"]["text"].as_str().unwrap().to_owned(),
+            )),
+            "agent_text_discarded" => {
+                let round = e["payload"]["round"].as_u64().unwrap();
+                assert!(kept.iter().any(|(r, _)| *r == round));
+                kept.retain(|(r, _)| *r != round);
+            }
+            _ => {}
+        }
+    }
+    let text: String = kept.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(text, "It is noon.");
+    assert_eq!(text, events.last().unwrap()["payload"]["result"]["text"]);
 }

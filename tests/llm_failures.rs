@@ -112,6 +112,72 @@ async fn spent_quota_is_not_retried() {
     assert_eq!(server.received().len(), 1);
 }
 
+/// A spent quota reaches the client as a non-retryable failure that says so, whether the 429
+/// comes before the stream or as an error event in it.
+#[tokio::test]
+async fn spent_quota_is_not_retryable_and_says_so() {
+    let body = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota","type":"insufficient_quota"}}"#;
+    let in_stream = Reply::Stream(vec![
+        Step::Send(text("par")),
+        Step::Send(sse::event(serde_json::json!({"error": {
+            "message": "You exceeded your current quota", "type": "insufficient_quota",
+            "code": "insufficient_quota"}}))),
+    ]);
+    for reply in [status(429, body), in_stream] {
+        let server = ChatServer::start(vec![reply, answer(&["no"])]).await;
+        let err = agent_for(&server.url)
+            .run("hi", &[], &Recorder::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, LlmErrorKind::Throttled);
+        assert!(!err.is_retryable(), "a spent quota was called retryable");
+        assert!(err.message.contains("quota"), "{}", err.message);
+        assert_eq!(server.received().len(), 1);
+    }
+    // An ordinary rate limit stays retryable.
+    assert!(wsexec::llm::LlmFailure::new(LlmErrorKind::Throttled).is_retryable());
+}
+
+/// A `Retry-After` that would outlast the run (or any sane wait) gives up at once with
+/// `llm_throttled` instead of waiting into the deadline; one that fits is honoured.
+#[tokio::test]
+async fn retry_after_past_the_deadline_gives_up_at_once() {
+    let throttled = |after: &str| Reply::Status {
+        status: 429,
+        headers: vec![("retry-after".into(), after.into())],
+        body: r#"{"error":{"code":"rate_limit_exceeded"}}"#.into(),
+    };
+    let cases = [
+        ("30", Some(Duration::from_secs(3))),
+        ("3600", None),
+        ("2", Some(Duration::from_millis(2500))),
+    ];
+    for (after, within) in cases {
+        let server = ChatServer::start(vec![throttled(after), answer(&["late"])]).await;
+        let deadline = within.map(|w| Instant::now() + w);
+        let started = Instant::now();
+        let err = agent_for(&server.url)
+            .run_until("hi", &[], &Recorder::default(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, LlmErrorKind::Throttled, "Retry-After {after}");
+        assert!(err.is_retryable());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "Retry-After {after} waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(server.received().len(), 1);
+    }
+    let server = ChatServer::start(vec![throttled("0.2"), answer(&["fine"])]).await;
+    let deadline = Some(Instant::now() + Duration::from_secs(5));
+    let result = agent_for(&server.url)
+        .run_until("hi", &[], &Recorder::default(), deadline)
+        .await
+        .unwrap();
+    assert_eq!(result["text"], "fine");
+}
+
 /// A 500 is `llm_unavailable`.
 #[tokio::test]
 async fn server_error() {

@@ -9,6 +9,7 @@ mod sse;
 use serde_json::{Value, json};
 use sse::{ChatServer, Event, Recorder, Reply, Step, answer, call, done, finish, text, tool_round};
 use std::collections::HashMap;
+use std::time::Duration;
 use wsexec::llm::{LlmAgent, LlmErrorKind, MAX_TOOL_ROUNDS, PriorTurn};
 
 /// An agent for the scripted server with extra settings.
@@ -166,6 +167,10 @@ async fn two_tool_calls_in_one_turn() {
     assert!(value["utc"].as_str().unwrap().ends_with('Z'));
     assert_eq!(result["text"], "It is 20.");
     assert_eq!(rec.text(), "It is 20.");
+    // The preamble streamed as round 1 and was withdrawn once the round called tools.
+    assert_eq!(rec.all_text(), "Let me compute that.It is 20.");
+    assert_eq!(rec.discarded(), [1]);
+    assert_eq!(*rec.rounds.lock().unwrap(), [1, 2, 2]);
     let second = &server.received()[1].body["messages"];
     let m = second.as_array().unwrap();
     assert_eq!(m[1]["role"], "assistant");
@@ -311,4 +316,125 @@ async fn one_megabyte_answer() {
     assert_eq!(text.len(), 1024 * 1024);
     assert_eq!(rec.text(), text);
     assert!(text.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+/// With tools offered, the first token streams at once: the first delta arrives while the
+/// round's text is still being written (nothing is held back to tell a preamble from an answer).
+#[tokio::test]
+async fn first_token_streams_at_once_with_tools_offered() {
+    let server = ChatServer::start(vec![Reply::Stream(vec![
+        Step::Send(text("Hel")),
+        Step::Sleep(Duration::from_secs(2)),
+        Step::Send(text("lo.")),
+        Step::Send(finish("stop")),
+        Step::Send(done()),
+    ])])
+    .await;
+    let agent = agent(&server, &[]);
+    assert!(!agent.settings().tools.is_empty(), "tools are offered");
+    let rec = Recorder::default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    *rec.first_delta.lock().unwrap() = Some(tx);
+    let run = agent.run("hi", &[], &rec);
+    let watch = async {
+        tokio::time::timeout(Duration::from_secs(1), rx)
+            .await
+            .is_ok()
+            && server.sent().len() == 1
+    };
+    let (result, first_before_rest) = tokio::join!(run, watch);
+    assert!(
+        first_before_rest,
+        "no delta before the round's text was complete"
+    );
+    assert_eq!(result.unwrap()["text"], "Hello.");
+    assert_eq!(rec.text(), "Hello.");
+}
+
+/// A round that streamed text and then calls a tool has that text discarded (once, for its
+/// round) and shown as thinking; the next round's deltas are kept and equal the result.
+#[tokio::test]
+async fn a_tool_round_that_streamed_text_is_discarded() {
+    let round1 = Reply::Stream(vec![
+        Step::Send(text("Let me ")),
+        Step::Send(text("check the time.")),
+        Step::Send(call(0, Some("t1"), Some("current_time"), "{}")),
+        Step::Send(finish("tool_calls")),
+        Step::Send(done()),
+    ]);
+    let server = ChatServer::start(vec![round1, answer(&["It is ", "noon."])]).await;
+    let rec = Recorder::default();
+    let result = agent(&server, &[]).run("time?", &[], &rec).await.unwrap();
+    assert_eq!(rec.all_text(), "Let me check the time.It is noon.");
+    assert_eq!(*rec.rounds.lock().unwrap(), [1, 1, 2, 2]);
+    assert_eq!(rec.discarded(), [1]);
+    assert_eq!(rec.text(), "It is noon.");
+    assert_eq!(result["text"], rec.text());
+    assert_eq!(
+        rec.steps()[0],
+        Event::Thinking("Let me check the time.".into())
+    );
+    let events = rec.events();
+    let discard = events
+        .iter()
+        .position(|e| *e == Event::Discarded(1))
+        .unwrap();
+    let thinking = events
+        .iter()
+        .position(|e| matches!(e, Event::Thinking(_)))
+        .unwrap();
+    assert!(discard < thinking, "{events:?}");
+    // The model's own history keeps what it said before calling the tool.
+    let m = &server.received()[1].body["messages"];
+    assert_eq!(m[1]["content"], "Let me check the time.");
+}
+
+/// `data:` line of a Chat Completions chunk whose text is `content`, written as raw JSON (so it
+/// may hold escapes no JSON library would write, such as an unpaired surrogate).
+fn raw_text(content: &str) -> Vec<u8> {
+    format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}}}}]}}\n\n")
+        .into_bytes()
+}
+
+/// A surrogate pair split over two chunks is joined into its character; a lone surrogate
+/// becomes U+FFFD; the run answers instead of failing `llm_protocol`, in text and in tool
+/// arguments alike.
+#[tokio::test]
+async fn split_and_lone_surrogates_do_not_fail_the_run() {
+    let args_a = r#"{\"x\":\"\ud83d"#;
+    let args_b = r#"\ude00\"}"#;
+    let fragment = |index: u64, id: Option<&str>, name: Option<&str>, raw: &str| {
+        let mut head = format!("{{\"index\":{index},\"function\":{{\"arguments\":\"{raw}\"");
+        if let Some(n) = name {
+            head.push_str(&format!(",\"name\":\"{n}\""));
+        }
+        head.push('}');
+        if let Some(id) = id {
+            head.push_str(&format!(",\"id\":\"{id}\",\"type\":\"function\""));
+        }
+        head.push('}');
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{head}]}}}}]}}\n\n")
+            .into_bytes()
+    };
+    let round1 = Reply::Stream(vec![
+        Step::Send(fragment(0, Some("c1"), Some("current_time"), args_a)),
+        Step::Send(fragment(0, None, None, args_b)),
+        Step::Send(done()),
+    ]);
+    let round2 = Reply::Stream(vec![
+        Step::Send(raw_text(r"smile \ud83d")),
+        Step::Send(raw_text(r"\ude00 lone \udc00 end \ud83d")),
+        Step::Send(finish("stop")),
+        Step::Send(done()),
+    ]);
+    let server = ChatServer::start(vec![round1, round2]).await;
+    let rec = Recorder::default();
+    let result = agent(&server, &[]).run("smile", &[], &rec).await.unwrap();
+    let expected = "smile \u{1F600} lone \u{FFFD} end \u{FFFD}";
+    assert_eq!(result["text"], expected);
+    assert_eq!(rec.text(), expected);
+    assert_eq!(
+        rec.steps()[0],
+        Event::Executing("current_time".into(), json!({"x": "\u{1F600}"}))
+    );
 }

@@ -19,7 +19,7 @@ const USER: &str = "alice-01";
 fn config(dispatch: Dispatch) -> wsexec::config::Config {
     let mut c = test_config();
     c.heartbeat_deadline = Duration::from_millis(150);
-    c.run_time_limit = Duration::from_secs(20);
+    c.run_time_limit = Some(Duration::from_secs(20));
     c.stream_flush = Duration::from_millis(20);
     c.dispatch = dispatch;
     c

@@ -112,7 +112,7 @@ fn prepare(
     )?;
 
     let now = now_ms();
-    let mut limit = mgr.config().run_time_limit;
+    let mut limit = mgr.config().run_time_limit_for(agent.time_needed());
     // An inline run lives within this invocation; a worker caps the run by its own deadline.
     if let (Dispatch::Inline, Some(deadline)) = (mgr.config().dispatch, caller.origin.deadline_ms) {
         let left = Duration::from_millis(deadline.saturating_sub(now));

@@ -9,6 +9,7 @@ use crate::llm::error::{LlmErrorKind, LlmFailure, ProviderError};
 use crate::llm::http::Timeouts;
 use crate::llm::{AgentEvents, PriorTurn};
 use crate::mcp::McpTools;
+use crate::protocol::DiscardReason;
 use crate::tools::{self, Tool};
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -26,10 +27,12 @@ pub const MAX_TOOL_ROUNDS: usize = 8;
 pub const MAX_THROTTLE_RETRIES: u32 = 2;
 /// The wait before a throttled retry when the provider gives no `Retry-After` (doubled each time).
 pub const THROTTLE_BACKOFF: Duration = Duration::from_millis(500);
-/// Text held back at the start of a round while tools are offered: a model that is about to
-/// call a tool usually says so in a sentence first, and that sentence is `agent_thinking`, not
-/// answer. Past this much text the round is taken to be the answer and streams as deltas.
-pub const THINKING_HOLD_BYTES: usize = 256;
+/// The longest `Retry-After` honoured at all: past a minute the provider means a quota window,
+/// not a burst, and the user is better told at once than kept waiting.
+pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+/// What a retry needs after its wait, at the least, to be worth making: a wait that leaves the
+/// run less than this before its deadline gives up at once (`llm_throttled`) instead.
+pub const RETRY_MIN_TIME: Duration = Duration::from_secs(1);
 /// The most text one run may stream: bounds memory against a server that never stops.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// The longest tool name echoed in events (a model may invent any string).
@@ -147,29 +150,45 @@ impl LlmAgent {
             .map(|b| b.as_ref())
     }
 
-    /// Answers `text` after the thread's `history`, streaming through `events`. Returns
-    /// `{"text", "model", "usage"?: {"input_tokens", "output_tokens"}}`; `text` is exactly the
-    /// concatenation of the deltas sent.
+    /// Answers `text` after the thread's `history`, streaming through `events`, with no
+    /// deadline of its own (see [`LlmAgent::run_until`]).
     pub async fn run(
         &self,
         text: &str,
         history: &[PriorTurn],
         events: &dyn AgentEvents,
     ) -> Result<Value, LlmFailure> {
+        self.run_until(text, history, events, None).await
+    }
+
+    /// Answers `text` after the thread's `history`, streaming through `events` from the first
+    /// token. Returns `{"text", "model", "usage"?: {"input_tokens", "output_tokens"}}`; `text`
+    /// is exactly the concatenation of the deltas sent and not discarded (a round that turns
+    /// out to call a tool has its text discarded and shown as thinking). A throttle whose wait
+    /// would not fit before `deadline` gives up at once.
+    pub async fn run_until(
+        &self,
+        text: &str,
+        history: &[PriorTurn],
+        events: &dyn AgentEvents,
+        deadline: Option<Instant>,
+    ) -> Result<Value, LlmFailure> {
         let provider_name = match self.settings.provider {
             Provider::OpenAi => "openai",
             Provider::Bedrock => "bedrock",
         };
-        self.run_inner(text, history, events).await.map_err(|e| {
-            tracing::warn!(
-                provider = provider_name,
-                code = e.kind.code(),
-                status = e.status,
-                cause = %e.detail,
-                "llm request failed"
-            );
-            LlmFailure::new(e.kind)
-        })
+        self.run_inner(text, history, events, deadline)
+            .await
+            .map_err(|e| {
+                tracing::warn!(
+                    provider = provider_name,
+                    code = e.kind.code(),
+                    status = e.status,
+                    cause = %e.detail,
+                    "llm request failed"
+                );
+                LlmFailure::of(&e)
+            })
     }
 
     async fn run_inner(
@@ -177,6 +196,7 @@ impl LlmAgent {
         text: &str,
         history: &[PriorTurn],
         events: &dyn AgentEvents,
+        deadline: Option<Instant>,
     ) -> Result<Value, ProviderError> {
         let provider = self.provider()?;
         let (tools, specs) = self.run_tools().await;
@@ -190,10 +210,12 @@ impl LlmAgent {
         }
         messages.push(Message::User(text.to_owned()));
         let mut answer = String::new();
+        // Every round's text counts against the limit, discarded or not.
+        let mut said_bytes = 0;
         let mut usage: Option<Usage> = None;
         let mut model: Option<String> = None;
-        for round in 0..=MAX_TOOL_ROUNDS {
-            let tools_disabled = round == MAX_TOOL_ROUNDS;
+        for (index, round) in (1..).enumerate().take(MAX_TOOL_ROUNDS + 1) {
+            let tools_disabled = index == MAX_TOOL_ROUNDS;
             let request = ChatRequest {
                 model: &self.settings.model,
                 system: self.settings.system_prompt.as_deref(),
@@ -203,10 +225,10 @@ impl LlmAgent {
                 max_tokens: self.settings.max_tokens,
                 temperature: self.settings.temperature,
             };
-            let hold = !specs.is_empty() && !tools_disabled;
-            let (output, streamed, held) =
-                round_with_retries(provider, &request, events, hold, answer.len()).await?;
-            answer.push_str(&streamed);
+            let budget = MAX_ANSWER_BYTES.saturating_sub(said_bytes);
+            let (output, streamed, after_call) =
+                round_with_retries(provider, &request, events, round, budget, deadline).await?;
+            said_bytes += streamed.len() + after_call.len();
             if let Some(u) = output.usage {
                 let total = usage.get_or_insert_with(Usage::default);
                 total.input_tokens += u.input_tokens;
@@ -216,6 +238,7 @@ impl LlmAgent {
                 model = output.model;
             }
             if output.tool_calls.is_empty() {
+                answer = streamed;
                 break;
             }
             if tools_disabled {
@@ -224,11 +247,17 @@ impl LlmAgent {
                     "model kept calling tools past the round cap",
                 ));
             }
-            if !held.is_empty() {
-                events.thinking(held.clone()).await;
+            // What the model wrote before its tool calls was a preamble, not the answer: the
+            // client drops the round's deltas and sees the text again as thinking.
+            if !streamed.is_empty() {
+                events.discard_round(round, DiscardReason::ToolCall).await;
+            }
+            let said = streamed + &after_call;
+            if !said.is_empty() {
+                events.thinking(said.clone()).await;
             }
             messages.push(Message::Assistant {
-                text: streamed + &held,
+                text: said,
                 tool_calls: output.tool_calls.clone(),
             });
             // Concurrently, each with its own events; the results go back in the model's order.
@@ -320,36 +349,30 @@ fn spec_of(t: &dyn Tool) -> ToolSpec {
     }
 }
 
-/// One round, retried while rate limited and nothing of it was streamed yet. Returns the
-/// round's output, the text streamed as deltas, and the text held back (thinking).
+/// One round, retried while rate limited, nothing of it was streamed yet and the wait fits
+/// before `deadline`. Returns the round's output, the text streamed as deltas, and the text
+/// that came after a tool call began (never streamed).
 async fn round_with_retries(
     provider: &dyn ChatProvider,
     request: &ChatRequest<'_>,
     events: &dyn AgentEvents,
-    hold: bool,
-    answered: usize,
+    round: u32,
+    budget: usize,
+    deadline: Option<Instant>,
 ) -> Result<(RoundOutput, String, String), ProviderError> {
     let mut attempt = 0;
     loop {
         let mut sink = Collector {
             events,
-            hold,
-            held: String::new(),
+            round,
+            after_call: String::new(),
             streamed: String::new(),
             tool_started: false,
-            budget: MAX_ANSWER_BYTES.saturating_sub(answered),
+            budget,
         };
         let result = provider.round(request, &mut sink).await;
         match result {
-            Ok(output) => {
-                let held = if output.tool_calls.is_empty() {
-                    sink.commit().await;
-                    String::new()
-                } else {
-                    sink.held
-                };
-                return Ok((output, sink.streamed, held));
-            }
+            Ok(output) => return Ok((output, sink.streamed, sink.after_call)),
             Err(e)
                 if e.kind == LlmErrorKind::Throttled
                     && e.retry_allowed
@@ -359,11 +382,16 @@ async fn round_with_retries(
                 let wait = e
                     .retry_after
                     .unwrap_or(THROTTLE_BACKOFF * 2u32.pow(attempt));
-                tracing::info!(
-                    status = e.status,
-                    wait_ms = wait.as_millis() as u64,
-                    "llm throttled, retrying"
-                );
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                if !wait_fits(wait, deadline) {
+                    tracing::info!(
+                        status = e.status,
+                        wait_ms,
+                        "llm throttled past the run's time"
+                    );
+                    return Err(e);
+                }
+                tracing::info!(status = e.status, wait_ms, "llm throttled, retrying");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -372,43 +400,36 @@ async fn round_with_retries(
     }
 }
 
-/// Receives a round's text: streams it as deltas, except what may turn out to be thinking.
+/// Whether waiting `wait` before a retry is worth it: within [`MAX_THROTTLE_WAIT`], and
+/// leaving the retry at least [`RETRY_MIN_TIME`] before the run's deadline.
+fn wait_fits(wait: Duration, deadline: Option<Instant>) -> bool {
+    wait <= MAX_THROTTLE_WAIT
+        && deadline.is_none_or(|d| Instant::now() + wait + RETRY_MIN_TIME <= d)
+}
+
+/// Receives a round's text: streams it as deltas of its round from the first token, except
+/// what comes after a tool call began.
 struct Collector<'a> {
     events: &'a dyn AgentEvents,
-    /// Hold text back until it is clearly the answer (tools are offered).
-    hold: bool,
-    held: String,
+    round: u32,
+    /// Text after a tool call began: not answer, never streamed.
+    after_call: String,
     streamed: String,
     tool_started: bool,
     budget: usize,
 }
 
-impl Collector<'_> {
-    /// Sends what was held back as answer text.
-    async fn commit(&mut self) {
-        if !self.held.is_empty() {
-            let held = std::mem::take(&mut self.held);
-            self.events.delta(&held).await;
-            self.streamed.push_str(&held);
-        }
-        self.hold = false;
-    }
-}
-
 #[async_trait]
 impl RoundSink for Collector<'_> {
     async fn text(&mut self, piece: &str) -> Result<(), ProviderError> {
-        if self.held.len() + self.streamed.len() + piece.len() > self.budget {
+        if self.after_call.len() + self.streamed.len() + piece.len() > self.budget {
             return Err(ProviderError::protocol("answer larger than the limit"));
         }
-        if self.tool_started || self.hold {
-            self.held.push_str(piece);
-            if !self.tool_started && self.held.len() >= THINKING_HOLD_BYTES {
-                self.commit().await;
-            }
+        if self.tool_started {
+            self.after_call.push_str(piece);
             return Ok(());
         }
-        self.events.delta(piece).await;
+        self.events.delta(self.round, piece).await;
         self.streamed.push_str(piece);
         Ok(())
     }

@@ -209,7 +209,23 @@ fn check_base_url(url: &str) -> Result<String, LlmConfigError> {
     if uri.query().is_some() {
         return Err(invalid(name, "the URL must not have a query"));
     }
+    if uri.scheme_str() == Some("http") && !uri.host().is_some_and(is_loopback) {
+        return Err(invalid(
+            name,
+            "http:// is allowed only to a loopback host (127.0.0.1, ::1, localhost): \
+             use https://, or the API key and every prompt cross the network in clear text",
+        ));
+    }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Whether a URL's host names this machine: plain `http://` goes no further than that.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_tools(list: Option<&str>) -> Result<Vec<&'static str>, LlmConfigError> {
@@ -294,6 +310,10 @@ mod tests {
             ("LLM_TEMPERATURE", "2.5", "LLM_TEMPERATURE"),
             ("LLM_TEMPERATURE", "NaN", "LLM_TEMPERATURE"),
             ("LLM_TOOLS", "calculator,shell", "LLM_TOOLS"),
+            ("LLM_BASE_URL", "http://api.openai.com/v1", "LLM_BASE_URL"),
+            ("LLM_BASE_URL", "http://10.0.0.5:8000/v1", "LLM_BASE_URL"),
+            ("LLM_BASE_URL", "http://127.0.0.1.nip.io/v1", "LLM_BASE_URL"),
+            ("LLM_BASE_URL", "http://[::2]:80/v1", "LLM_BASE_URL"),
         ];
         for (name, value, at_fault) in cases {
             let mut pairs = base.to_vec();
@@ -312,6 +332,42 @@ mod tests {
         assert_eq!(
             read(&[("LLM_PROVIDER", "bedrock"), ("LLM_MODEL", "m")]),
             Err(LlmConfigError::Missing("AWS_REGION"))
+        );
+    }
+
+    /// Plain `http://` is accepted to loopback hosts only, so a key never crosses the network
+    /// in clear text; `https://` goes anywhere.
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let with = |url: &str| {
+            read(&[
+                ("LLM_PROVIDER", "openai"),
+                ("LLM_MODEL", "m"),
+                ("LLM_API_KEY", "sk-secret-123"),
+                ("LLM_BASE_URL", url),
+            ])
+        };
+        for ok in [
+            "http://127.0.0.1:8081/v1",
+            "http://127.8.9.10/v1",
+            "http://localhost:11434/v1",
+            "http://LOCALHOST/v1",
+            "http://[::1]:8000/v1",
+            "https://api.openai.com/v1",
+            "https://10.0.0.5/v1",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        let err = with("http://llm.internal:8000/v1").unwrap_err();
+        assert_eq!(err.variable(), "LLM_BASE_URL");
+        let text = err.to_string();
+        assert!(
+            text.contains("LLM_BASE_URL") && text.contains("https://"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sk-secret-123") && !text.contains("llm.internal"),
+            "{text}"
         );
     }
 

@@ -59,6 +59,10 @@ impl LlmErrorKind {
     }
 }
 
+/// What the client is told when the provider says the key's quota (credit) is spent: a 429
+/// that waiting will not clear, so the run's error is not retryable.
+pub const QUOTA_SPENT_MESSAGE: &str = "the model provider's quota for the agent's key is spent; retrying will not help until it is raised";
+
 /// Why an `llm` run failed, as the client may see it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", kind.code())]
@@ -66,6 +70,9 @@ pub struct LlmFailure {
     pub kind: LlmErrorKind,
     /// Generic and client-safe (the kind's message unless a more precise safe one applies).
     pub message: Cow<'static, str>,
+    /// Whether sending the same message again may succeed: the kind's, unless the provider said
+    /// that waiting cannot help (a spent quota).
+    pub retryable: bool,
 }
 
 impl LlmFailure {
@@ -74,7 +81,21 @@ impl LlmFailure {
         LlmFailure {
             kind,
             message: Cow::Borrowed(kind.client_message()),
+            retryable: kind.is_retryable(),
         }
+    }
+
+    /// The client's view of a provider error: a throttle that retrying cannot clear (a spent
+    /// quota) says so and is not retryable.
+    pub fn of(e: &ProviderError) -> Self {
+        if e.kind == LlmErrorKind::Throttled && !e.retry_allowed {
+            return LlmFailure {
+                kind: e.kind,
+                message: Cow::Borrowed(QUOTA_SPENT_MESSAGE),
+                retryable: false,
+            };
+        }
+        LlmFailure::new(e.kind)
     }
 
     /// The stable code (the kind's).
@@ -82,9 +103,9 @@ impl LlmFailure {
         self.kind.code()
     }
 
-    /// Whether retrying may help (the kind's).
+    /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
+        self.retryable
     }
 }
 
@@ -100,7 +121,8 @@ pub struct ProviderError {
     pub detail: Cow<'static, str>,
     /// How long the provider asked us to wait before retrying (429 `Retry-After`).
     pub retry_after: Option<Duration>,
-    /// Whether retrying can possibly help (e.g. `insufficient_quota` is a 429 that never clears).
+    /// Whether retrying can possibly help: `false` only for a spent quota (`insufficient_quota`,
+    /// a 429 that never clears), which the client is then told (see [`LlmFailure::of`]).
     pub retry_allowed: bool,
 }
 
@@ -131,7 +153,16 @@ impl ProviderError {
     pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
         ProviderError::new(LlmErrorKind::Unavailable, detail)
     }
+
+    /// The same error marked as one that retrying cannot clear (a spent quota).
+    pub fn never_clears(mut self) -> Self {
+        self.retry_allowed = false;
+        self
+    }
 }
+
+/// Provider error codes that mean the key's quota or credit is spent: a 429 that no wait clears.
+pub const QUOTA_SPENT_CODES: &[&str] = &["insufficient_quota"];
 
 /// The kind an HTTP error status stands for (`None` for success and informational statuses).
 pub fn kind_for_status(status: u16) -> Option<LlmErrorKind> {

@@ -2,13 +2,22 @@
 //! reporting through the run's `RunSink`, its failures mapped to client error codes.
 
 use super::{AgentEvents, LlmAgent, LlmErrorKind};
-use crate::protocol::{ClientError, ErrorCode};
+use crate::protocol::{ClientError, DiscardReason, ErrorCode};
 use crate::run::{AgentFailure, Executor, RunInput, RunSink, refuse_unknown_options};
+use crate::time::now_ms;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
 
 /// The name the `llm` agent is registered under.
 pub const LLM_AGENT: &str = "llm";
+
+/// A slow model's pace, per output token: the README's own local model (SmolLM2-135M on
+/// llama.cpp, two CPU cores) writes a 1024-token answer in about 50 s; hosted models are faster.
+pub const SLOW_TOKEN_TIME: Duration = Duration::from_millis(50);
+/// What a run needs besides its answer's tokens: reading the prompt and the thread's history,
+/// and a few short tool rounds.
+pub const PROMPT_AND_TOOLS_TIME: Duration = Duration::from_secs(10);
 
 #[async_trait]
 impl AgentEvents for RunSink {
@@ -24,8 +33,12 @@ impl AgentEvents for RunSink {
         RunSink::tool_completed(self, tool_name, result, execution_time_ms).await;
     }
 
-    async fn delta(&self, text: &str) {
-        RunSink::delta(self, text).await;
+    async fn delta(&self, round: u32, text: &str) {
+        RunSink::round_delta(self, round, text).await;
+    }
+
+    async fn discard_round(&self, round: u32, reason: DiscardReason) {
+        RunSink::discard_round(self, round, reason).await;
     }
 }
 
@@ -55,13 +68,25 @@ impl Executor for LlmAgent {
         LlmAgent::shutdown(self).await;
     }
 
+    /// `LLM_MAX_TOKENS` at a slow model's pace, plus the prompt and tool rounds: 61.2 s at the
+    /// default 1024 tokens (so 28 s inline, the whole of it async).
+    fn time_needed(&self) -> Option<Duration> {
+        Some(SLOW_TOKEN_TIME * self.settings().max_tokens + PROMPT_AND_TOOLS_TIME)
+    }
+
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
-        self.run(input.text, input.history, &sink)
-            .await
-            .map_err(|f| {
-                let retryable = f.is_retryable();
-                AgentFailure::new(error_code(f.kind), f.message, retryable)
-            })
+        let left = Duration::from_millis(input.deadline_at.saturating_sub(now_ms()));
+        self.run_until(
+            input.text,
+            input.history,
+            &sink,
+            Some(Instant::now() + left),
+        )
+        .await
+        .map_err(|f| {
+            let retryable = f.is_retryable();
+            AgentFailure::new(error_code(f.kind), f.message, retryable)
+        })
     }
 }
 

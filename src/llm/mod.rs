@@ -16,9 +16,10 @@ pub mod http;
 pub mod openai;
 pub mod sse;
 
+use crate::protocol::DiscardReason;
 use async_trait::async_trait;
 
-pub use agent::{LlmAgent, MAX_TOOL_ROUNDS};
+pub use agent::{LlmAgent, MAX_THROTTLE_WAIT, MAX_TOOL_ROUNDS, RETRY_MIN_TIME};
 pub use config::{ENV_VARS, LlmConfigError, LlmSettings, Provider};
 pub use error::{LlmErrorKind, LlmFailure};
 pub use http::Timeouts;
@@ -37,8 +38,11 @@ pub trait AgentEvents: Send + Sync {
         result: serde_json::Value,
         execution_time_ms: u64,
     );
-    /// Streamed answer text; all deltas of a run concatenate to its result's `text`.
-    async fn delta(&self, text: &str);
+    /// Streamed text of model round `round` (1-based); the deltas of a run that are not
+    /// discarded concatenate to its result's `text`.
+    async fn delta(&self, round: u32, text: &str);
+    /// Every delta of `round` sent so far is withdrawn (`agent_text_discarded`).
+    async fn discard_round(&self, round: u32, reason: DiscardReason);
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.

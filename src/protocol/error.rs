@@ -149,9 +149,15 @@ impl ClientError {
         ClientError::new(ErrorCode::NotFound, "no such run")
     }
 
-    /// The run exceeded its time limit (retrying the request may succeed).
+    /// The run exceeded its time limit (retrying the request may succeed). The message names
+    /// the setting, so whoever runs the function knows what to raise.
     pub fn run_timeout() -> Self {
-        ClientError::new(ErrorCode::RunTimeout, "the run exceeded its time limit").retryable(true)
+        ClientError::new(
+            ErrorCode::RunTimeout,
+            "the run exceeded its time limit (RUN_TIME_LIMIT_MS; runs longer than 28 s need \
+             RUN_DISPATCH=async)",
+        )
+        .retryable(true)
     }
 
     /// A storage failure as the client may see it: its kind's code and retryability, never the

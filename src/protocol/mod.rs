@@ -9,5 +9,5 @@ pub mod view;
 
 pub use error::{ClientError, ErrorCode};
 pub use inbound::{Fields, Frame, FrameError, parse_frame};
-pub use outbound::{Envelope, Event, EventType, Reply, RunRef};
+pub use outbound::{DiscardReason, Envelope, Event, EventType, Reply, RunRef};
 pub use view::{ExecutionView, ExecutionsView};

@@ -22,6 +22,7 @@ pub enum EventType {
     ToolExecuting,
     ToolCompleted,
     AgentDelta,
+    AgentTextDiscarded,
     AgentCompleted,
     AgentError,
     AgentCancelled,
@@ -42,6 +43,7 @@ impl EventType {
             EventType::ToolExecuting => "tool_executing",
             EventType::ToolCompleted => "tool_completed",
             EventType::AgentDelta => "agent_delta",
+            EventType::AgentTextDiscarded => "agent_text_discarded",
             EventType::AgentCompleted => "agent_completed",
             EventType::AgentError => "agent_error",
             EventType::AgentCancelled => "agent_cancelled",
@@ -61,6 +63,31 @@ impl Serialize for EventType {
 
 /// Why the sweep declared a run dead (`agent_death.cause`).
 pub const DEATH_HEARTBEAT_MISSED: &str = "heartbeat_missed";
+
+/// Why the text streamed for a model round is withdrawn (`agent_text_discarded.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DiscardReason {
+    /// The round turned out to call a tool: its text was a preamble, not the answer.
+    ToolCall,
+    /// An interrupted round is done again after a continuation.
+    Redo,
+}
+
+impl DiscardReason {
+    /// The `reason` on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscardReason::ToolCall => "tool_call",
+            DiscardReason::Redo => "redo",
+        }
+    }
+}
+
+impl Serialize for DiscardReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// One event with its payload. Serialized as the payload alone (untagged); [`Envelope`] adds
 /// the `type` from [`Event::kind`].
@@ -85,8 +112,15 @@ pub enum Event<'a> {
         result: &'a Value,
         execution_time_ms: u64,
     },
+    /// Streamed answer text of model round `round` (1-based; agents without rounds use 1).
     AgentDelta {
         text: &'a str,
+        round: u32,
+    },
+    /// Every `agent_delta` text of `round` received so far is not answer: drop it.
+    AgentTextDiscarded {
+        round: u32,
+        reason: DiscardReason,
     },
     AgentCompleted {
         agent_name: &'a str,
@@ -116,6 +150,7 @@ impl Event<'_> {
             Event::ToolExecuting { .. } => EventType::ToolExecuting,
             Event::ToolCompleted { .. } => EventType::ToolCompleted,
             Event::AgentDelta { .. } => EventType::AgentDelta,
+            Event::AgentTextDiscarded { .. } => EventType::AgentTextDiscarded,
             Event::AgentCompleted { .. } => EventType::AgentCompleted,
             Event::AgentError(_) => EventType::AgentError,
             Event::AgentCancelled { .. } => EventType::AgentCancelled,

@@ -82,6 +82,7 @@ pub async fn drive(
         text: &request,
         history: &history,
         options: &options,
+        deadline_at: d.run.deadline_at,
     };
     let left = d.run.deadline_at.saturating_sub(now_ms());
     let deadline = sleep(Duration::from_millis(left));
@@ -197,6 +198,8 @@ struct Driver<'d> {
     step: u32,
     /// Streamed text not pushed yet.
     pending: String,
+    /// The model round the pending text belongs to.
+    pending_round: u32,
     /// When the pending text is next pushed.
     flush_at: Option<Instant>,
     /// When the last `agent_delta` went out.
@@ -214,6 +217,7 @@ impl<'d> Driver<'d> {
             text: deps.live.text().hold(),
             step: 0,
             pending: String::new(),
+            pending_round: 1,
             flush_at: None,
             last_flush: None,
         }
@@ -250,11 +254,16 @@ impl<'d> Driver<'d> {
             .adopt(followers, fallback, self.seq.get(), now_secs);
     }
 
-    /// Turns one agent report into its event; text is coalesced, and flushed before any step.
-    /// Text past the run's bound or the process's budget is refused: the run must end.
+    /// Turns one agent report into its event; text is coalesced (one round per push), and
+    /// flushed before any step. Text past the run's bound or the process's budget is refused:
+    /// the run must end.
     async fn progress(&mut self, p: Progress) -> Result<(), ClientError> {
-        if let Progress::Delta(text) = p {
+        if let Progress::Delta { round, text } = p {
             self.text.take(text.len()).map_err(|l| l.client_error())?;
+            if round != self.pending_round {
+                self.flush().await;
+                self.pending_round = round;
+            }
             self.pending.push_str(&text);
             if self.flush_at.is_none() {
                 let now = Instant::now();
@@ -271,8 +280,11 @@ impl<'d> Driver<'d> {
             return Ok(());
         }
         self.flush().await;
-        if matches!(p, Progress::Thinking(_)) {
-            self.step += 1;
+        match p {
+            Progress::Thinking(_) => self.step += 1,
+            // The client drops the round's text; so does the next checkpoint.
+            Progress::Discard { round, .. } => self.streamed.discard(round),
+            _ => {}
         }
         if let Some(event) = p.step_event(self.step) {
             self.emit(event).await;
@@ -322,8 +334,9 @@ impl<'d> Driver<'d> {
                 cut -= 1;
             }
             let (piece, tail) = rest.split_at(cut);
-            self.streamed.push(piece);
-            self.emit(Event::AgentDelta { text: piece }).await;
+            let round = self.pending_round;
+            self.streamed.push(round, piece);
+            self.emit(Event::AgentDelta { text: piece, round }).await;
             rest = tail;
         }
         self.last_flush = Some(Instant::now());

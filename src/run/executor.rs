@@ -6,7 +6,7 @@
 
 use crate::context::UserExecutionContext;
 use crate::limits::MAX_ECHOED_TYPE_CHARS;
-use crate::protocol::{ClientError, ErrorCode, Event};
+use crate::protocol::{ClientError, DiscardReason, ErrorCode, Event};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -30,6 +30,9 @@ pub struct RunInput<'a> {
     pub history: &'a [Turn],
     /// Agent options from the request (already accepted by [`Executor::check_options`]).
     pub options: &'a Map<String, Value>,
+    /// When the run times out, epoch milliseconds: an agent that would only wait past it (a
+    /// provider's `Retry-After`) gives up at once instead.
+    pub deadline_at: u64,
 }
 
 /// Why an agent did not produce a result: a client-safe code, message and retryability. The
@@ -84,8 +87,11 @@ pub enum Progress {
         result: Value,
         execution_time_ms: u64,
     },
-    /// Streamed answer text; the driver coalesces deltas into `agent_delta` pushes.
-    Delta(String),
+    /// Streamed answer text of model round `round`; the driver coalesces deltas of one round
+    /// into `agent_delta` pushes.
+    Delta { round: u32, text: String },
+    /// The text streamed for `round` so far is not answer (`agent_text_discarded`).
+    Discard { round: u32, reason: DiscardReason },
 }
 
 impl Progress {
@@ -113,7 +119,11 @@ impl Progress {
                 result,
                 execution_time_ms: *execution_time_ms,
             },
-            Progress::Delta(_) => return None,
+            Progress::Discard { round, reason } => Event::AgentTextDiscarded {
+                round: *round,
+                reason: *reason,
+            },
+            Progress::Delta { .. } => return None,
         })
     }
 }
@@ -167,11 +177,25 @@ impl RunSink {
         .await;
     }
 
-    /// Streamed answer text (any size; empty text is ignored).
+    /// Streamed answer text (any size; empty text is ignored), for agents without model
+    /// rounds (round 1).
     pub async fn delta(&self, text: &str) {
+        self.round_delta(1, text).await;
+    }
+
+    /// Streamed answer text of model round `round` (1-based).
+    pub async fn round_delta(&self, round: u32, text: &str) {
         if !text.is_empty() {
-            self.send(Progress::Delta(text.to_owned())).await;
+            let text = text.to_owned();
+            self.send(Progress::Delta { round, text }).await;
         }
+    }
+
+    /// Withdraws every delta of `round` sent so far (the round called a tool, or is redone):
+    /// the client drops that text, and it leaves the run's checkpointed text. Deltas of the
+    /// same round sent afterwards are kept.
+    pub async fn discard_round(&self, round: u32, reason: DiscardReason) {
+        self.send(Progress::Discard { round, reason }).await;
     }
 }
 
@@ -212,8 +236,15 @@ pub trait Executor: Send + Sync + 'static {
         false
     }
 
+    /// How long one run may need at a slow provider's pace. With `RUN_TIME_LIMIT_MS` unset it
+    /// sets the run's time limit, within what the dispatch mode allows; `None`: the 15 s default.
+    fn time_needed(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Runs the agent to completion. The returned value is the run's `result`; when it has a
-    /// `text` string and the agent streamed deltas, the deltas concatenate to that text.
+    /// `text` string and the agent streamed deltas, the deltas it did not discard concatenate
+    /// to that text.
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure>;
 
     /// Releases what the agent holds outside the process (the `llm` agent ends its MCP

@@ -301,12 +301,16 @@ pub enum Event {
     Executing(String, Value),
     Completed(String, Value),
     Delta(String),
+    /// Every delta of this round so far was withdrawn.
+    Discarded(u32),
 }
 
-/// Records every event; optionally signals the first delta.
+/// Records every event (and each delta's round); optionally signals the first delta.
 #[derive(Default)]
 pub struct Recorder {
     pub events: Mutex<Vec<Event>>,
+    /// The round of each delta, in order.
+    pub rounds: Mutex<Vec<u32>>,
     pub first_delta: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
@@ -315,8 +319,26 @@ impl Recorder {
         self.events.lock().unwrap().clone()
     }
 
-    /// Every delta joined.
+    /// The deltas a client keeps (those of discarded rounds dropped), joined.
     pub fn text(&self) -> String {
+        let rounds = self.rounds.lock().unwrap().clone();
+        let mut kept: Vec<(u32, String)> = Vec::new();
+        let mut n = 0;
+        for e in self.events() {
+            match e {
+                Event::Delta(t) => {
+                    kept.push((rounds[n], t));
+                    n += 1;
+                }
+                Event::Discarded(r) => kept.retain(|(k, _)| *k != r),
+                _ => {}
+            }
+        }
+        kept.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Every delta joined, discarded ones included.
+    pub fn all_text(&self) -> String {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
@@ -334,11 +356,22 @@ impl Recorder {
             .count()
     }
 
-    /// Events other than deltas.
+    /// The rounds withdrawn, in order.
+    pub fn discarded(&self) -> Vec<u32> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Discarded(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Events other than deltas and discards.
     pub fn steps(&self) -> Vec<Event> {
         self.events()
             .into_iter()
-            .filter(|e| !matches!(e, Event::Delta(_)))
+            .filter(|e| !matches!(e, Event::Delta(_) | Event::Discarded(_)))
             .collect()
     }
 }
@@ -360,10 +393,14 @@ impl wsexec::llm::AgentEvents for Recorder {
             .unwrap()
             .push(Event::Completed(tool_name.into(), result));
     }
-    async fn delta(&self, text: &str) {
+    async fn delta(&self, round: u32, text: &str) {
         self.events.lock().unwrap().push(Event::Delta(text.into()));
+        self.rounds.lock().unwrap().push(round);
         if let Some(tx) = self.first_delta.lock().unwrap().take() {
             let _ = tx.send(());
         }
+    }
+    async fn discard_round(&self, round: u32, _reason: wsexec::protocol::DiscardReason) {
+        self.events.lock().unwrap().push(Event::Discarded(round));
     }
 }

@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -391,17 +392,21 @@ def check_parameters(cfn: Template) -> None:
         assert params[secret]["Default"] == "", f"{secret} must have no real default"
     for name in ("JwtIssuer", "JwtAudience"):
         assert params[name]["Default"] == ""
-    assert params["RunTimeLimitMs"]["Type"] == "Number"
-    assert int(params["RunTimeLimitMs"]["Default"]) == 15000
+    # Empty by default, so each agent's own default applies (README, Configuration).
+    assert params["RunTimeLimitMs"]["Type"] == "String"
+    assert params["RunTimeLimitMs"]["Default"] == ""
+    limit = re.compile(params["RunTimeLimitMs"]["AllowedPattern"])
+    assert all(limit.match(v) for v in ("", "1000", "870000"))
+    assert not any(limit.match(v) for v in ("999", "1000000", "15s", "-1"))
     assert params["HeartbeatDeadlineMs"]["Type"] == "Number"
     assert int(params["HeartbeatDeadlineMs"]["Default"]) == 10000
     assert params["LogLevel"]["Default"] == "info"
     assert params["LogRetentionDays"]["Type"] == "Number"
     assert int(params["LogRetentionDays"]["Default"]) == 14
     assert [int(v) for v in params["LogRetentionDays"]["AllowedValues"]] == CLOUDWATCH_RETENTION_DAYS
-    # The run limit must fit in the function's timeout.
+    # The longest run the function accepts async (MAX_ASYNC_RUN_TIME_LIMIT) fits its timeout.
     _, fn = only(cfn, "AWS::Lambda::Function")
-    assert int(params["RunTimeLimitMs"]["MaxValue"]) < props(fn)["Timeout"] * 1000
+    assert 870_000 < props(fn)["Timeout"] * 1000
 
 
 def check_outputs(cfn: Template) -> None:

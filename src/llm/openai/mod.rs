@@ -3,6 +3,7 @@
 
 pub mod request;
 pub mod stream;
+pub mod wtf8;
 
 use crate::llm::chat::{ChatProvider, ChatRequest, RoundOutput, RoundSink};
 use crate::llm::config::ApiKey;
@@ -13,8 +14,9 @@ use serde_json::Value;
 use std::time::Duration;
 use stream::{Decoder, Piece};
 
-/// The longest `Retry-After` honoured: a run has seconds to live, not minutes.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` read as given (a day): any longer one is as good as forever, and
+/// the agent gives up on waits far shorter than this ([`crate::llm::agent::MAX_THROTTLE_WAIT`]).
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(86_400);
 
 /// A Chat Completions endpoint.
 pub struct OpenAi {
@@ -112,28 +114,30 @@ async fn error_response(kind: LlmErrorKind, response: &mut Streaming) -> Provide
         .as_ref()
         .and_then(stream::error_code)
         .map(str::to_owned);
-    // A 400 that says "context length" is still `llm_invalid`; a 429 for a spent quota will not
-    // clear by waiting.
-    let exhausted = code.as_deref() == Some("insufficient_quota");
     let detail = match &code {
         Some(c) => format!("http {status}: {c}"),
         None => format!("http {status}"),
     };
     let mut err = ProviderError::new(kind, detail).with_status(status);
     err.retry_after = retry_after;
-    err.retry_allowed = !exhausted;
+    // A 400 that says "context length" is still `llm_invalid`; a 429 for a spent quota will not
+    // clear by waiting.
+    if kind == LlmErrorKind::Throttled && error.as_ref().is_some_and(stream::quota_spent) {
+        err = err.never_clears();
+    }
     err
 }
 
-/// `Retry-After` as delay-seconds (fractions accepted), capped; HTTP dates are ignored (the
-/// caller backs off on its own).
+/// `Retry-After` as delay-seconds (fractions accepted, at most [`RETRY_AFTER_CEILING`]); HTTP
+/// dates are ignored (the caller backs off on its own). Never shortened: a retry before the
+/// time the provider asked for is refused again, so the agent decides whether the wait fits.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
     Some(Duration::from_secs_f64(
-        secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+        secs.min(RETRY_AFTER_CEILING.as_secs_f64()),
     ))
 }
 
@@ -141,12 +145,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    /// Delay-seconds parse and are capped; dates and garbage are ignored.
+    /// Delay-seconds parse as given, up to a day; dates and garbage are ignored.
     #[test]
     fn retry_after() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("0.25"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_retry_after("3600"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_retry_after("1e300"), Some(RETRY_AFTER_CEILING));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }

@@ -1,8 +1,9 @@
 //! Decodes a Chat Completions event stream: text deltas, tool calls assembled from fragments by
 //! `index` (so parallel calls interleave safely), usage from any chunk, mid-stream errors.
 
+use super::wtf8::{SurrogateJoiner, Wtf8};
 use crate::llm::chat::{RoundOutput, ToolCall, Usage};
-use crate::llm::error::{LlmErrorKind, ProviderError};
+use crate::llm::error::{LlmErrorKind, ProviderError, QUOTA_SPENT_CODES};
 use crate::llm::sse::{SseEvent, SseParser};
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,6 +26,8 @@ struct PartialCall {
     id: Option<String>,
     name: String,
     arguments: String,
+    /// Joins a surrogate pair split between two argument fragments.
+    joiner: SurrogateJoiner,
 }
 
 /// The decoder's state over one response body.
@@ -33,6 +36,8 @@ pub struct Decoder {
     sse: SseParser,
     events: Vec<SseEvent>,
     calls: BTreeMap<u64, PartialCall>,
+    /// Joins a surrogate pair split between two text chunks.
+    text: SurrogateJoiner,
     usage: Option<Usage>,
     model: Option<String>,
     done: bool,
@@ -40,7 +45,7 @@ pub struct Decoder {
 
 #[derive(Deserialize)]
 struct Chunk {
-    model: Option<String>,
+    model: Option<Wtf8>,
     choices: Option<Vec<Choice>>,
     usage: Option<UsageJson>,
     error: Option<Value>,
@@ -54,21 +59,21 @@ struct Choice {
 
 #[derive(Deserialize)]
 struct Delta {
-    content: Option<String>,
+    content: Option<Wtf8>,
     tool_calls: Option<Vec<CallDelta>>,
 }
 
 #[derive(Deserialize)]
 struct CallDelta {
     index: Option<u64>,
-    id: Option<String>,
+    id: Option<Wtf8>,
     function: Option<FunctionDelta>,
 }
 
 #[derive(Deserialize)]
 struct FunctionDelta {
-    name: Option<String>,
-    arguments: Option<String>,
+    name: Option<Wtf8>,
+    arguments: Option<Wtf8>,
 }
 
 #[derive(Deserialize)]
@@ -107,12 +112,16 @@ impl Decoder {
                 .map_err(|e| ProviderError::protocol(sse_cause(e)))?;
             self.drain(out)?;
         }
+        self.end_text(out);
         let tool_calls = std::mem::take(&mut self.calls)
             .into_iter()
-            .map(|(index, c)| ToolCall {
-                id: c.id.unwrap_or_else(|| format!("call_{index}")),
-                name: c.name,
-                arguments: c.arguments,
+            .map(|(index, mut c)| {
+                c.joiner.finish(&mut c.arguments);
+                ToolCall {
+                    id: c.id.unwrap_or_else(|| format!("call_{index}")),
+                    name: c.name,
+                    arguments: c.arguments,
+                }
             })
             .collect();
         Ok(RoundOutput {
@@ -149,7 +158,7 @@ impl Decoder {
         if event.event.as_deref() == Some("error") {
             return Err(ProviderError::unavailable("error event in stream"));
         }
-        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+        if let Some(model) = chunk.model.map(|m| m.lossy()).filter(|m| !m.is_empty()) {
             self.model.get_or_insert(model);
         }
         if let Some(u) = chunk.usage {
@@ -164,8 +173,11 @@ impl Decoder {
                 continue;
             }
             let Some(delta) = choice.delta else { continue };
-            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                out.push(Piece::Text(text));
+            if let Some(text) = delta.content {
+                let text = self.text.push(&text.0);
+                if !text.is_empty() {
+                    out.push(Piece::Text(text));
+                }
             }
             for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
                 self.call_fragment(position as u64, call, out)?;
@@ -186,26 +198,37 @@ impl Decoder {
                 return Err(ProviderError::protocol("too many tool calls in one answer"));
             }
             if self.calls.is_empty() {
+                self.end_text(out);
                 out.push(Piece::ToolCallStarted);
             }
         }
         let partial = self.calls.entry(index).or_default();
-        if let Some(id) = call.id.filter(|id| !id.is_empty()) {
+        if let Some(id) = call.id.map(|id| id.lossy()).filter(|id| !id.is_empty()) {
             partial.id.get_or_insert(id);
         }
         if let Some(f) = call.function {
             // The name comes whole in the first fragment; some servers repeat it in later ones.
             if let Some(name) = f.name.filter(|_| partial.name.is_empty()) {
-                partial.name = name;
+                partial.name = name.lossy();
             }
             if let Some(args) = f.arguments {
-                if partial.arguments.len() + args.len() > MAX_TOOL_ARGUMENT_BYTES {
+                if partial.arguments.len() + args.0.len() > MAX_TOOL_ARGUMENT_BYTES {
                     return Err(ProviderError::protocol("tool arguments too large"));
                 }
+                let args = partial.joiner.push(&args.0);
                 partial.arguments.push_str(&args);
             }
         }
         Ok(())
+    }
+
+    /// Ends the text before a tool call or the body's end: a surrogate left waiting is U+FFFD.
+    fn end_text(&mut self, out: &mut Vec<Piece>) {
+        let mut rest = String::new();
+        self.text.finish(&mut rest);
+        if !rest.is_empty() {
+            out.push(Piece::Text(rest));
+        }
     }
 }
 
@@ -246,13 +269,29 @@ pub fn error_code(error: &Value) -> Option<&str> {
         })
 }
 
+/// Whether an error object says the key's quota is spent (its code or type is one of
+/// [`QUOTA_SPENT_CODES`]).
+pub fn quota_spent(error: &Value) -> bool {
+    ["code", "type"].iter().any(|k| {
+        error
+            .get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|c| QUOTA_SPENT_CODES.contains(&c))
+    })
+}
+
 fn stream_error(error: &Value) -> ProviderError {
     let kind = kind_for_error_object(error).unwrap_or(LlmErrorKind::Unavailable);
     let detail = match error_code(error) {
         Some(code) => format!("error in stream: {code}"),
         None => "error in stream".to_owned(),
     };
-    ProviderError::new(kind, detail)
+    let err = ProviderError::new(kind, detail);
+    if quota_spent(error) {
+        err.never_clears()
+    } else {
+        err
+    }
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ function newRun(requestId, text) {
   if (text === null) user.hidden = true;
   root.append(user, head, steps, answer, error);
   const run = { root, agent, badge, steps, answer, error, runId: null, requestId,
-    state: "pending", lastSeq: 0, openSteps: [] };
+    state: "pending", lastSeq: 0, openSteps: [], deltas: new Map() };
   setState(run, "pending");
   byRequest.set(requestId, run);
   return run;
@@ -256,14 +256,25 @@ function apply(run, msg) {
       break;
     case "tool_executing": step(run, p); break;
     case "tool_completed": stepDone(run, p); break;
-    case "agent_delta":
-      run.answer.append(document.createTextNode(p.text ?? ""));
+    case "agent_delta": {
+      // Kept by round: `agent_text_discarded` may withdraw a round's text (a tool-call preamble).
+      const node = document.createTextNode(p.text ?? "");
+      const round = p.round ?? 1;
+      run.answer.append(node);
+      if (!run.deltas.has(round)) run.deltas.set(round, []);
+      run.deltas.get(round).push(node);
       if (run.state === "pending") setState(run, "running");
+      break;
+    }
+    case "agent_text_discarded":
+      for (const node of run.deltas.get(p.round ?? 1) || []) node.remove();
+      run.deltas.delete(p.round ?? 1);
       break;
     case "agent_completed":
       // A result cut to fit a message (`truncated`) holds only the answer's start: the streamed
       // deltas are the whole answer, so they stay.
       if (!(p.result && p.result.truncated && run.answer.textContent)) {
+        run.deltas.clear();
         run.answer.textContent = resultText(p.result);
       }
       setState(run, "completed");
