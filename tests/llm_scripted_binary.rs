@@ -5,11 +5,12 @@
 //! surrogate pairs are joined, default time limits fit the agent, and a plain-`http://` model
 //! host is refused.
 
-#[path = "support/http.rs"]
-mod http;
 #[path = "support/sse.rs"]
 mod sse;
 mod support;
+
+// `sse.rs` reads requests with `crate::http`: the same reader the other loopback servers use.
+use support::http;
 
 use serde_json::{Value, json};
 use sse::{ChatServer, Reply, Step, call, done, finish, text};

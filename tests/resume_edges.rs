@@ -46,7 +46,7 @@ const USER: &str = "alice-01";
 fn harness(pieces: usize, delay: Duration) -> (Arc<Harness>, Arc<SlowFor>) {
     let mut c = test_config();
     c.heartbeat_deadline = Duration::from_millis(150);
-    c.run_time_limit = Duration::from_secs(20);
+    c.run_time_limit = Some(Duration::from_secs(20));
     c.stream_flush = Duration::from_millis(20);
     let store = Arc::new(wsexec::store::memory::MemoryStore::new());
     let notifier = Arc::new(MemoryNotifier::new());
