@@ -44,26 +44,15 @@ async fn spawn(
 ) -> Runtime {
     let mut rt = Runtime::start().await;
     let lambda = format!("http://{}", rt.addr);
-    let mut env: Vec<(String, String)> = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint().as_str()),
-        ("AWS_ENDPOINT_URL_LAMBDA", lambda.as_str()),
-        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
-        ("JWT_SECRET", SAMPLE_SECRET),
-        ("TABLE_NAME", table),
-        ("RUST_LOG", "warn"),
-        ("LLM_PROVIDER", "openai"),
-        ("LLM_BASE_URL", proxy.url.as_str()),
+    let max_tokens = max_tokens.to_string();
+    let mut all = vec![
         ("LLM_MODEL", "smollm2"),
         ("LLM_TEMPERATURE", "0"),
         ("LLM_TOOLS", "none"),
-        ("LLM_MAX_TOKENS", max_tokens.to_string().as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        ("LLM_MAX_TOKENS", max_tokens.as_str()),
+    ];
+    all.extend_from_slice(extra);
+    let env = llm_binary_env(table, &ep.url, &lambda, &proxy.url, &all);
     for _ in 0..processes {
         rt.spawn(&binary(), &[], &env, 128);
     }

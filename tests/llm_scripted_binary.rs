@@ -42,23 +42,9 @@ async fn spawn(
 ) -> Runtime {
     let mut rt = Runtime::start().await;
     let lambda = format!("http://{}", rt.addr);
-    let mut env: Vec<(String, String)> = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint().as_str()),
-        ("AWS_ENDPOINT_URL_LAMBDA", lambda.as_str()),
-        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
-        ("JWT_SECRET", SAMPLE_SECRET),
-        ("TABLE_NAME", table),
-        ("RUST_LOG", "warn"),
-        ("LLM_PROVIDER", "openai"),
-        ("LLM_BASE_URL", model),
-        ("LLM_MODEL", "scripted-model"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut all = vec![("LLM_MODEL", "scripted-model")];
+    all.extend_from_slice(extra);
+    let env = llm_binary_env(table, &ep.url, &lambda, model, &all);
     if let Some(f) = log {
         rt.stdout_to(f);
     }

@@ -3,14 +3,14 @@ body, passes the answer on at a slow link's pace (so a stream lasts long enough 
 drop a socket in), and records how each connection ended. The Rust suites' twin is
 `tests/support/llm_server.rs`.
 
-It runs its own event loop in a thread, so a test can hand its URL to `wsexec-local serve`
-before driving clients in `asyncio.run`.
+It runs its own event loop in a thread (`loopback.LoopbackServer`), so a test can hand its URL to
+`wsexec-local serve` before driving clients in `asyncio.run`.
 """
 
 import asyncio
-import json
-import threading
 import time
+
+from loopback import LoopbackServer
 
 # The end of a chunked body: the last data chunk's CRLF, then the zero-size chunk.
 LAST_CHUNK = b"\r\n0\r\n\r\n"
@@ -18,7 +18,7 @@ LAST_CHUNK = b"\r\n0\r\n\r\n"
 DONE = b"data: [DONE]"
 
 
-class Proxy:
+class Proxy(LoopbackServer):
     """Forwards to `upstream` (a `/v1` URL), passing at most `pace_bytes` per `pace_secs` back
     (by default about one of llama.cpp's ~240-byte events per 40 ms: a slow hosted model)."""
 
@@ -27,35 +27,10 @@ class Proxy:
         self.upstream_host, port = host_port.split(":")
         self.upstream_port = int(port)
         self.pace_bytes, self.pace_secs = pace_bytes, pace_secs
-        self.bodies = []
         # One entry per connection its client closed: whether the answer had been passed on to
         # its end (`data: [DONE]`) by then.
         self.closed = []
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        threading.Thread(target=self._run, args=(started,), daemon=True).start()
-        assert started.wait(10), "the proxy did not start"
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self, started):
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._server = server
-        started.set()
-        self.loop.run_forever()
-
-    def stop(self):
-        """Closes the listener and every proxied connection, then ends the loop's thread."""
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-    async def _shutdown(self):
-        self._server.close()
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in others:
-            t.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        super().__init__("proxy")
 
     def wait_closed(self, count, timeout):
         """Waits (bounded) until `count` connections were closed by their client; their ends."""
@@ -65,14 +40,7 @@ class Proxy:
         return list(self.closed)
 
     async def _serve(self, reader, writer):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-        body = await reader.readexactly(length)
-        self.bodies.append(json.loads(body) if body else None)
+        head, body = await self.read_request(reader)
         up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
         up_writer.write(head + body)
         await up_writer.drain()

@@ -276,3 +276,32 @@ pub fn untimed(mut frame: Value) -> Value {
     }
     frame
 }
+
+/// The environment of the `wsexec` binary under the Runtime API harness with the `llm` agent on
+/// the OpenAI-compatible `model`: DynamoDB Local's `table`, the `@connections` endpoint
+/// `connections`, the harness's own Lambda API `lambda` (for async dispatch), then `extra`.
+pub fn llm_binary_env(
+    table: &str,
+    connections: &str,
+    lambda: &str,
+    model: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let dynamodb = dynamodb::endpoint();
+    let base = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
+        ("AWS_ENDPOINT_URL_LAMBDA", lambda),
+        ("CONNECTIONS_ENDPOINT", connections),
+        ("JWT_SECRET", SAMPLE_SECRET),
+        ("TABLE_NAME", table),
+        ("RUST_LOG", "warn"),
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_BASE_URL", model),
+    ];
+    base.iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
