@@ -4,31 +4,11 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AbstractChat } from "ai";
-import { connect } from "../dist/index.js";
 import { keptText, messageIdOf, WsexecChatTransport } from "../dist/ai.js";
-import { serveForFile, until, user } from "./support.mjs";
+import { Chat, open, serveForFile, until, user } from "./support.mjs";
 
 const PIECES = ["Waves ", "roll in, ", "waves ", "roll out, ", "the shore ", "keeps ", "count ", "of ", "every ", "one."];
 const ANSWER = PIECES.join("");
-
-/** The chat's state as the SDK's React binding keeps it: arrays replaced, never mutated. */
-class NodeChatState {
-  status = "ready";
-  error = undefined;
-  messages = [];
-  pushMessage = (m) => { this.messages = this.messages.concat(m); };
-  popMessage = () => { this.messages = this.messages.slice(0, -1); };
-  replaceMessage = (i, m) => { this.messages = [...this.messages.slice(0, i), this.snapshot(m), ...this.messages.slice(i + 1)]; };
-  snapshot = (x) => structuredClone(x);
-}
-
-/** A chat as a framework binding makes one: AbstractChat over that state. */
-class Chat extends AbstractChat {
-  constructor(init) {
-    super({ ...init, state: new NodeChatState() });
-  }
-}
 
 const env = serveForFile(PIECES);
 
@@ -39,7 +19,7 @@ const chatId = (name) => `chat-${user(name)}`;
  * step as a server-executed tool part with input and output, and its answer as text; the
  * chat's thread on the server holds the run. */
 test("sendMessage: the assistant message with text and tool parts", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("alice") });
+  const client = await open({ url: env.server.url, devUser: user("alice") });
   const id = chatId("echo");
   const chat = new Chat({ id, transport: new WsexecChatTransport({ client, agent: "echo" }) });
   await chat.sendMessage({ text: "hello chat" });
@@ -65,7 +45,7 @@ test("sendMessage: the assistant message with text and tool parts", { timeout: 6
 /** Streamed text arrives in the message while the run streams, and ends equal to the run's
  * `result.text`. */
 test("streaming text parts equal result.text", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("bob") });
+  const client = await open({ url: env.server.url, devUser: user("bob") });
   const id = chatId("llm");
   const chat = new Chat({ id, transport: new WsexecChatTransport({ client, agent: "llm" }) });
   const seen = [];
@@ -87,7 +67,7 @@ test("streaming text parts equal result.text", { timeout: 60_000 }, async () => 
 /** The socket drops mid-stream: the client resumes the run underneath, and the chat's message
  * ends with the whole answer once (nothing repeated, nothing lost). */
 test("a socket dropped mid-stream: the message completes once", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("carol") });
+  const client = await open({ url: env.server.url, devUser: user("carol") });
   const chat = new Chat({ id: chatId("drop"), transport: new WsexecChatTransport({ client, agent: "llm" }) });
   const sending = chat.sendMessage({ text: "the sea?" });
   await until(() => chat.messages[1] && keptText(chat.messages[1]).length > 0, "a first delta");
@@ -105,12 +85,12 @@ test("a socket dropped mid-stream: the message completes once", { timeout: 60_00
 test("resumeStream after a reload replays the alive run", { timeout: 60_000 }, async () => {
   const who = user("dave");
   const id = chatId("reload");
-  const first = await connect({ url: env.server.url, devUser: who });
+  const first = await open({ url: env.server.url, devUser: who });
   const chat = new Chat({ id, transport: new WsexecChatTransport({ client: first, agent: "llm" }) });
   const sending = chat.sendMessage({ text: "the sea?" });
   await until(() => chat.messages[1] && keptText(chat.messages[1]).length > 0, "a first delta");
 
-  const second = await connect({ url: env.server.url, devUser: who });
+  const second = await open({ url: env.server.url, devUser: who });
   const reloaded = new Chat({ id, transport: new WsexecChatTransport({ client: second, agent: "llm" }) });
   reloaded.messages = [chat.messages[0]]; // what the app had persisted: the question
   await reloaded.resumeStream();
@@ -130,7 +110,7 @@ test("resumeStream after a reload replays the alive run", { timeout: 60_000 }, a
 
 /** `stop()` aborts the request, and the transport cancels the run on the server. */
 test("stop cancels the run", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("erin") });
+  const client = await open({ url: env.server.url, devUser: user("erin") });
   const id = chatId("stop");
   const chat = new Chat({ id, transport: new WsexecChatTransport({ client, agent: "echo", options: { delay_ms: 5000 } }) });
   const sending = chat.sendMessage({ text: "slowly" });

@@ -4,8 +4,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { connect, MAX_MESSAGE_BYTES, MAX_TEXT_BYTES, WsexecError } from "../dist/index.js";
-import { hs256, rawExchange, serveForFile, startServer, until, user } from "./support.mjs";
+import { MAX_MESSAGE_BYTES, MAX_TEXT_BYTES, WsexecError } from "../dist/index.js";
+import { hs256, open, rawExchange, serveForFile, startServer, until, user } from "./support.mjs";
 
 /** The answer the scripted model streams, one piece per event. */
 const PIECES = ["The sea ", "is wide ", "and deep; ", "its waves ", "come and go ", "all day, ", "all night, ", "and the ", "tide turns ", "twice ", "a day."];
@@ -23,7 +23,7 @@ function assertContiguous(events) {
  * `get` and `list` show it completed, and the client reported connecting then connected. */
 test("golden path: start, events, text, get, list", { timeout: 60_000 }, async () => {
   const states = [];
-  const client = await connect({ url: env.server.url, devUser: user("alice") });
+  const client = await open({ url: env.server.url, devUser: user("alice") });
   client.on("state", (s) => states.push(s));
   const run = client.start("hello there", { agent: "echo", threadId: `t-${user("golden")}` });
   const runId = await run.id();
@@ -44,7 +44,7 @@ test("golden path: start, events, text, get, list", { timeout: 60_000 }, async (
 /** The `llm` agent's deltas arrive as they stream, and `text()` equals both the kept deltas and
  * `agent_completed.payload.result.text`. */
 test("streamed text equals result.text", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("bob") });
+  const client = await open({ url: env.server.url, devUser: user("bob") });
   const run = client.start("Tell me about the sea", { agent: "llm" });
   let deltas = "";
   let completed;
@@ -62,7 +62,7 @@ test("streamed text equals result.text", { timeout: 60_000 }, async () => {
 /** `cancel()` on a slow run ends it `cancelled` on the server, and `text()` rejects with the
  * typed `cancelled` error. */
 test("cancel", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("carol") });
+  const client = await open({ url: env.server.url, devUser: user("carol") });
   const run = client.start("take your time", { agent: "echo", options: { delay_ms: 5000 } });
   for await (const ev of run) if (ev.type === "tool_executing") break;
   await run.cancel();
@@ -78,7 +78,7 @@ test("cancel", { timeout: 60_000 }, async () => {
  * with the text `result.text` holds, every seq once, none missing. */
 test("a socket the client drops mid-run: resumed, nothing twice, nothing lost", { timeout: 60_000 }, async () => {
   const who = user("dave");
-  const client = await connect({ url: env.server.url, devUser: who });
+  const client = await open({ url: env.server.url, devUser: who });
   const states = [];
   client.on("state", (s) => states.push(s));
   const run = client.start("Tell me about the sea", { agent: "llm" });
@@ -98,7 +98,7 @@ test("a socket the client drops mid-run: resumed, nothing twice, nothing lost", 
  * same resume brings the run to its end with every seq once. */
 test("a socket the server drops mid-run: resumed the same way", { timeout: 60_000 }, async () => {
   const who = user("erin");
-  const client = await connect({ url: env.server.url, devUser: who });
+  const client = await open({ url: env.server.url, devUser: who });
   const run = client.start("Tell me about the sea", { agent: "llm" });
   await until(() => run.events.some((e) => e.type === "agent_delta"), "a first delta");
   const [id] = env.server.connectionIds(who);
@@ -112,7 +112,7 @@ test("a socket the server drops mid-run: resumed the same way", { timeout: 60_00
 /** A start whose socket drops before any event is sent again with the same request_id on the
  * new socket: the server finds the run, the client follows it, and the model is asked once. */
 test("a retried start does not run twice", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("frank") });
+  const client = await open({ url: env.server.url, devUser: user("frank") });
   const asked = env.model.bodies.length;
   const threadId = `t-${user("retry")}`;
   const run = client.start("Tell me about the sea", { agent: "llm", threadId });
@@ -133,7 +133,7 @@ test("a retried start does not run twice", { timeout: 60_000 }, async () => {
  * the server's own refusals come back typed; the connection stays usable. */
 test("bad input: local refusals match the server's, server refusals are typed", { timeout: 60_000 }, async () => {
   const who = user("grace");
-  const client = await connect({ url: env.server.url, devUser: who });
+  const client = await open({ url: env.server.url, devUser: who });
   const cases = [
     // text, the client's code, and what the server does with the same frame, sent in one
     // frame as a browser does, or fragmented (which no browser does) to reach its parser.
@@ -164,7 +164,7 @@ test("bad input: local refusals match the server's, server refusals are typed", 
 
 /** `list` pages a thread newest first with a cursor until the last page. */
 test("list pages with cursors", { timeout: 60_000 }, async () => {
-  const client = await connect({ url: env.server.url, devUser: user("heidi") });
+  const client = await open({ url: env.server.url, devUser: user("heidi") });
   const threadId = `t-${user("pages")}`;
   const ids = [];
   for (const text of ["one", "two", "three"]) {
@@ -185,8 +185,8 @@ test("list pages with cursors", { timeout: 60_000 }, async () => {
  * same events and text as the client that started it. */
 test("follow from another client", { timeout: 60_000 }, async () => {
   const who = user("ivan");
-  const a = await connect({ url: env.server.url, devUser: who });
-  const b = await connect({ url: env.server.url, devUser: who });
+  const a = await open({ url: env.server.url, devUser: who });
+  const b = await open({ url: env.server.url, devUser: who });
   const run = a.start("Tell me about the sea", { agent: "llm" });
   await until(() => run.events.some((e) => e.type === "agent_delta"), "a first delta");
   const followed = b.follow(run.runId);
@@ -205,14 +205,14 @@ test("JWT subprotocol", { timeout: 60_000 }, async () => {
   try {
     const token = hs256(secret, { sub: user("judy"), exp: Math.floor(Date.now() / 1000) + 600 });
     let asked = 0;
-    const client = await connect({ url: jwtServer.url, token: () => { asked += 1; return token; } });
+    const client = await open({ url: jwtServer.url, token: () => { asked += 1; return token; } });
     assert.equal(await client.start("signed", { agent: "echo" }).text(), "echo: signed");
     client.reconnect();
     await until(() => asked === 2 && client.state === "connected", "a reconnect with a fresh token");
     await client.ping();
     client.close();
     const forged = hs256("another-secret", { sub: "mallory-01", exp: Math.floor(Date.now() / 1000) + 600 });
-    await assert.rejects(connect({ url: jwtServer.url, token: forged }), (e) => e instanceof WsexecError && e.code === "connect_failed");
+    await assert.rejects(open({ url: jwtServer.url, token: forged }), (e) => e instanceof WsexecError && e.code === "connect_failed");
   } finally {
     await jwtServer.stop();
   }

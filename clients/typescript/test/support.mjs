@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before } from "node:test";
+import { AbstractChat } from "ai";
+import { connect } from "../dist/index.js";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -232,4 +234,36 @@ export function serveForFile(pieces) {
     await env.model?.close();
   });
   return env;
+}
+
+/** Every client the file's tests opened, closed after them even when a test failed (an open
+ * socket would keep the test process alive). */
+const clients = [];
+after(() => {
+  for (const c of clients) c.close();
+});
+
+/** `connect(options)`, closed after the file's tests. */
+export async function open(options) {
+  const client = await connect(options);
+  clients.push(client);
+  return client;
+}
+
+/** The chat's state as the SDK's React binding keeps it: arrays replaced, never mutated. */
+export class NodeChatState {
+  status = "ready";
+  error = undefined;
+  messages = [];
+  pushMessage = (m) => { this.messages = this.messages.concat(m); };
+  popMessage = () => { this.messages = this.messages.slice(0, -1); };
+  replaceMessage = (i, m) => { this.messages = [...this.messages.slice(0, i), this.snapshot(m), ...this.messages.slice(i + 1)]; };
+  snapshot = (x) => structuredClone(x);
+}
+
+/** A chat as a framework binding makes one: AbstractChat over that state. */
+export class Chat extends AbstractChat {
+  constructor(init) {
+    super({ ...init, state: new NodeChatState() });
+  }
 }
