@@ -12,10 +12,14 @@ use std::sync::LazyLock;
 const TEMPLATE: &str = include_str!("page/index.html");
 /// The page's whole stylesheet.
 const STYLE: &str = include_str!("page/style.css");
-/// The page's whole script: its two parts inside one strict-mode function, so they share
-/// one scope and leave no globals (`runs.js` first: `app.js` uses what it declares).
+/// The page's whole script: the client library and the page's two parts inside one strict-mode
+/// function, so they share one scope and leave no globals (each uses what those before it
+/// declare). `client.js` is `clients/typescript` built into one plain script (it declares
+/// `wsexec`): committed, since `cargo build` cannot run Node, and checked against its sources
+/// by the package's tests (`scripts/page-bundle.mjs --check`).
 const SCRIPT: &str = concat!(
     "\"use strict\";\n(() => {\n",
+    include_str!("page/client.js"),
     include_str!("page/runs.js"),
     include_str!("page/app.js"),
     "})();\n"
@@ -130,7 +134,7 @@ mod tests {
             "setAttribute(\"on",
             "setAttribute('on",
         ] {
-            assert!(!SCRIPT.contains(sink), "app.js uses {sink}");
+            assert!(!SCRIPT.contains(sink), "the page's script uses {sink}");
         }
     }
 

@@ -1,30 +1,73 @@
-// The chat page's second part, after runs.js in the same function: sending and cancelling,
-// the thread list and reopened threads, and the controls wired to them.
+// The chat page's second part, after runs.js in the same function: connecting, sending and
+// cancelling through the library, the thread list and reopened threads, and the controls.
+// --- connection -----------------------------------------------------------------------
+function open() {
+  const user = ui.user.value.trim();
+  const token = ui.token.value.trim();
+  if (!user && !token) { status("Enter a dev user id or a JWT."); ui.user.focus(); return; }
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/";
+  let c;
+  try {
+    c = new wsexec.WsexecClient(token ? { url, token } : { url, devUser: user });
+  } catch (e) { status("Cannot connect: " + e.message); return; }
+  if (!token) { try { localStorage.setItem(STORE_USER, user); } catch (_) { /* private mode */ } }
+  client = c;
+  setConn("connecting");
+  c.on("state", (state, detail) => {
+    if (client !== c) return;
+    setConn(state);
+    if (state === "connected") { status(""); refreshThreads(); }
+    if (state === "reconnecting" && detail.delayMs !== undefined) {
+      status("Connection lost (" + detail.code + "); retrying in " + detail.delayMs + " ms.");
+    }
+  });
+  c.opened.catch(() => {
+    if (client !== c) return;
+    client = null;
+    setConn("disconnected");
+    status("Connection refused. Is the id valid, and --dev-auth on?");
+  });
+}
+
+function disconnect() {
+  const c = client;
+  client = null;
+  if (c) c.close();
+  setConn("disconnected");
+}
+
 // --- sending and cancelling -----------------------------------------------------------
 function submit() {
   const text = ui.message.value;
   if (!text.trim()) return;
-  if (!ws || ws.readyState !== WebSocket.OPEN) { status("Connect first."); return; }
-  if (!threadId) selectThread(randomId("thread-"), false);
-  const requestId = randomId("req-");
-  const frame = { type: "user_message", request_id: requestId, thread_id: threadId,
-    payload: { message: text } };
+  if (!client || client.state !== "connected") { status("Connect first."); return; }
+  if (!threadId) selectThread(wsexec.randomId("thread-"), false);
+  const requestId = wsexec.randomId("req-");
+  const options = { threadId, requestId };
   const agent = ui.agent.value.trim();
-  if (agent) frame.agent = agent;
-  if (ui.delay.value !== "") frame.payload.delay_ms = Number(ui.delay.value);
-  const run = newRun(requestId, text);
-  bindThread(run, threadId);
-  ui.transcript.append(run.root);
-  remember(requestId, text);
-  send(frame);
+  if (agent) options.agent = agent;
+  if (ui.delay.value !== "") options.options = { delay_ms: Number(ui.delay.value) };
+  const view = newView(requestId, text);
+  bindThread(view, threadId);
+  ui.transcript.append(view.root);
   ui.message.value = "";
   scroll();
+  let run;
+  try {
+    run = client.start(text, options);
+  } catch (e) {
+    // Refused before sending (empty, or over a limit): the same code the server would send.
+    showError(view, e.code, e.message);
+    setState(view, "failed");
+    return;
+  }
+  remember(requestId, text);
+  follow(view, run);
 }
 
 function cancel() {
-  const run = current();
-  // The reply (`agent_cancelled`, or `error run_finished`) names the run; `receive` applies it.
-  if (run) send({ type: "cancel_agent", run_id: run.runId });
+  const view = current();
+  if (view) view.run.cancel().catch((e) => status("Cancel failed: " + e.code + ": " + e.message));
 }
 
 // --- threads --------------------------------------------------------------------------
@@ -34,26 +77,35 @@ function selectThread(id, load) {
   for (const [tid, row] of threadRows) row.button.setAttribute("aria-current", String(tid === id));
   if (load) {
     ui.transcript.textContent = "";
-    runs.clear();
-    byRequest.clear();
+    views.clear();
     if (id) loadThread(id, null);
   }
 }
 
+function listed(promise, then) {
+  promise.then(then, (e) => status("Error " + e.code + ": " + e.message));
+}
+
 function loadThread(id, cursor) {
-  const frame = { type: "list_executions", thread_id: id, limit: PAGE_LIMIT };
-  if (cursor) frame.cursor = cursor;
-  send(frame, (reply) => {
-    if (reply.type !== "executions" || threadId !== id) return;
+  if (!client) return;
+  listed(client.list({ threadId: id, limit: PAGE_LIMIT, cursor: cursor || undefined }), (page) => {
+    if (threadId !== id) return;
     const known = loadMessages();
     // Newest first on the wire; a page further back goes above what is shown.
     const first = ui.transcript.firstChild;
-    for (const x of reply.payload.items.slice().reverse()) {
-      const run = newRun(x.request_id, known[x.request_id] ?? null);
-      ui.transcript.insertBefore(run.root, first);
-      snapshot(run, x);
+    for (const x of page.items.slice().reverse()) {
+      const view = newView(x.request_id, known[x.request_id] ?? null);
+      ui.transcript.insertBefore(view.root, first);
+      if (wsexec.isAlive(x.state) && client) {
+        // Still running: the library replays its events and streams the rest.
+        bind(view, x.run_id);
+        bindThread(view, x.thread_id);
+        follow(view, client.follow(x.run_id));
+      } else {
+        snapshot(view, x);
+      }
     }
-    if (reply.payload.cursor) loadThread(id, reply.payload.cursor);
+    if (page.cursor) loadThread(id, page.cursor);
     else scroll();
   });
 }
@@ -65,14 +117,12 @@ function refreshThreads() {
 }
 
 function listThreads(cursor) {
-  const frame = { type: "list_executions", limit: PAGE_LIMIT };
-  if (cursor) frame.cursor = cursor;
+  if (!client) return;
   ui.more.hidden = true;
-  send(frame, (reply) => {
-    if (reply.type !== "executions") return;
+  listed(client.list({ limit: PAGE_LIMIT, cursor: cursor || undefined }), (page) => {
     const known = loadMessages();
-    for (const x of reply.payload.items) addThreadRun(x, known);
-    const next = reply.payload.cursor;
+    for (const x of page.items) addThreadRun(x, known);
+    const next = page.cursor;
     ui.more.hidden = !next;
     ui.more.onclick = next ? () => listThreads(next) : null;
   });
@@ -105,9 +155,7 @@ function addThreadRun(x, known) {
 // --- controls -------------------------------------------------------------------------
 ui.identity.addEventListener("submit", (e) => {
   e.preventDefault();
-  if (ws || retryTimer) { disconnect(); return; }
-  wanted = true;
-  everOpened = false;
+  if (client) { disconnect(); return; }
   open();
 });
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); submit(); });

@@ -1,15 +1,8 @@
-// The chat page's core, first of the two parts `page.rs` joins into one strict-mode function:
-// one WebSocket to the gateway that served the page, and each run rendered as it streams.
+// The chat page's rendering of runs, after client.js (the wsexec-client library, which owns the
+// connection, reconnects, resumes and assembles text) in the same strict-mode function.
 // Every untrusted string becomes a text node; nothing is ever parsed as HTML.
-/** States a run can still leave (DESIGN.md: the first four of nine). */
-const ALIVE = new Set(["pending", "starting", "running", "completing"]);
-/** Reconnect backoff: first wait, doubling up to the cap, with jitter so tabs spread out. */
-const BACKOFF_FIRST_MS = 250;
-const BACKOFF_MAX_MS = 5000;
 /** Threads per `list_executions` page (the protocol allows 1–50). */
 const PAGE_LIMIT = 50;
-/** How often a run is re-read when the server cannot `resume` it. */
-const POLL_MS = 1000;
 /** Messages remembered for the transcript of a reopened thread (the server keeps no text view). */
 const REMEMBERED_MESSAGES = 200;
 const STORE_USER = "wsexec.user";
@@ -24,22 +17,10 @@ const ui = {
   agent: $("agent"), delay: $("delay"), status: $("status"),
 };
 
-let ws = null;
-let wanted = false; // the user asked to be connected: a drop means reconnect
-let attempt = 0;
-let retryTimer = null;
-let everOpened = false;
+let client = null; // the library's client from Connect until Disconnect
 let threadId = null;
-const runs = new Map(); // run_id -> run view
-const byRequest = new Map(); // request_id -> run view
-const replies = new Map(); // request_id -> handler of the direct reply
-const threadRows = new Map(); // thread_id -> {li, latest}
-
-function randomId(prefix) {
-  const bytes = new Uint8Array(12);
-  crypto.getRandomValues(bytes);
-  return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
+const views = new Map(); // run_id -> run view
+const threadRows = new Map(); // thread_id -> {li, button, title, meta, runs, updated}
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -67,95 +48,18 @@ function remember(requestId, text) {
   try { localStorage.setItem(STORE_MESSAGES, JSON.stringify(all)); } catch (_) { /* full: skip */ }
 }
 
-// --- connection -----------------------------------------------------------------------
+/** Shows the connection's state (the library's `closed` is the page's `disconnected`). */
 function setConn(state) {
-  ui.conn.dataset.conn = state;
-  ui.conn.textContent = state;
-  ui.connect.textContent = state === "disconnected" ? "Connect" : "Disconnect";
-  ui.send.disabled = state !== "connected";
+  const shown = state === "closed" ? "disconnected" : state;
+  ui.conn.dataset.conn = shown;
+  ui.conn.textContent = shown;
+  ui.connect.textContent = shown === "disconnected" ? "Connect" : "Disconnect";
+  ui.send.disabled = shown !== "connected";
   updateCancel();
 }
 
-function open() {
-  const user = ui.user.value.trim();
-  const token = ui.token.value.trim();
-  if (!user && !token) { status("Enter a dev user id or a JWT."); ui.user.focus(); return; }
-  const base = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/";
-  let socket;
-  try {
-    socket = token
-      ? new WebSocket(base, ["jwt." + token])
-      : new WebSocket(base + "?user_id=" + encodeURIComponent(user));
-  } catch (e) { status("Cannot connect: " + e.message); return; }
-  if (!token) { try { localStorage.setItem(STORE_USER, user); } catch (_) { /* private mode */ } }
-  ws = socket;
-  setConn(everOpened ? "reconnecting" : "connecting");
-  socket.onopen = () => {
-    if (ws !== socket) return;
-    const resumed = everOpened;
-    everOpened = true;
-    attempt = 0;
-    setConn("connected");
-    status("");
-    refreshThreads();
-    if (resumed) resumeAlive();
-  };
-  socket.onmessage = (m) => { if (ws === socket) receive(m.data); };
-  socket.onclose = (e) => {
-    if (ws !== socket) return;
-    ws = null;
-    if (!wanted) { setConn("disconnected"); return; }
-    if (!everOpened) {
-      wanted = false;
-      setConn("disconnected");
-      status("Connection refused (" + e.code + "). Is the id valid, and --dev-auth on?");
-      return;
-    }
-    const wait = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt) * (0.75 + Math.random() / 2);
-    attempt += 1;
-    setConn("reconnecting");
-    status("Connection lost (" + e.code + "); retrying in " + Math.round(wait) + " ms.");
-    retryTimer = setTimeout(() => { retryTimer = null; if (wanted && !ws) open(); }, wait);
-  };
-}
-
-function disconnect() {
-  wanted = false;
-  everOpened = false;
-  if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
-  if (ws) { const s = ws; ws = null; s.close(1000); }
-  setConn("disconnected");
-}
-
-function send(frame, onReply) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-  frame.request_id = frame.request_id || randomId("req-");
-  if (onReply) replies.set(frame.request_id, onReply);
-  ws.send(JSON.stringify(frame));
-  return true;
-}
-
-/** After a reconnect, asks the gateway to follow each alive run again from its last seq. */
-function resumeAlive() {
-  for (const run of runs.values()) {
-    if (!run.runId || !ALIVE.has(run.state)) continue;
-    send({ type: "resume", run_id: run.runId, after_seq: run.lastSeq }, (reply) => {
-      if (reply.type === "execution" && reply.payload) snapshot(run, reply.payload);
-      else poll(run); // a server without `resume`: the answer still completes, by polling
-    });
-  }
-}
-
-// Run-scoped replies (`execution`) carry the run's own request_id, not the frame's, so a poll
-// re-arms on a timer and its snapshots arrive through `receive` like any other.
-function poll(run) {
-  if (!ALIVE.has(run.state) || !run.root.isConnected) return;
-  if (!send({ type: "get_execution", run_id: run.runId })) return; // the next open resumes it
-  setTimeout(() => poll(run), POLL_MS);
-}
-
 // --- runs -----------------------------------------------------------------------------
-function newRun(requestId, text) {
+function newView(requestId, text) {
   const root = el("article", "run");
   root.dataset.requestId = requestId;
   const user = el("p", "msg user");
@@ -170,174 +74,130 @@ function newRun(requestId, text) {
   error.hidden = true;
   if (text === null) user.hidden = true;
   root.append(user, head, steps, answer, error);
-  const run = { root, agent, badge, steps, answer, error, runId: null, requestId,
-    state: "pending", lastSeq: 0, openSteps: [], deltas: new Map() };
-  setState(run, "pending");
-  byRequest.set(requestId, run);
-  return run;
+  const view = { root, agent, badge, steps, answer, error, runId: null, run: null, state: "pending", openSteps: [] };
+  setState(view, "pending");
+  return view;
 }
 
-function bindThread(run, id) {
-  if (id && !run.root.dataset.threadId) run.root.dataset.threadId = id;
+function bindThread(view, id) {
+  if (id && !view.root.dataset.threadId) view.root.dataset.threadId = id;
 }
 
-function bind(run, runId) {
-  if (run.runId || !runId) return;
-  run.runId = runId;
-  run.root.dataset.runId = runId;
-  runs.set(runId, run);
+function bind(view, runId) {
+  if (view.runId || !runId) return;
+  view.runId = runId;
+  view.root.dataset.runId = runId;
+  views.set(runId, view);
 }
 
-function setState(run, state) {
-  run.state = state;
-  run.root.dataset.state = state;
-  run.badge.textContent = state;
+function setState(view, state) {
+  view.state = state;
+  view.root.dataset.state = state;
+  view.badge.textContent = state;
   updateCancel();
 }
 
+/** The newest run on screen that can still be cancelled. */
 function current() {
   let last = null;
-  for (const run of runs.values()) if (ALIVE.has(run.state) && run.root.isConnected) last = run;
+  for (const view of views.values()) {
+    if (view.run && wsexec.isAlive(view.state) && view.root.isConnected) last = view;
+  }
   return last;
 }
 
 function updateCancel() {
-  ui.cancel.disabled = !(ws && ws.readyState === WebSocket.OPEN && current());
+  ui.cancel.disabled = !(client && client.state === "connected" && current());
 }
 
 function scroll() { ui.transcript.scrollTop = ui.transcript.scrollHeight; }
 
-function resultText(result) {
-  if (result === null || result === undefined) return "";
-  if (typeof result.text === "string") return result.text;
-  if (typeof result.reply === "string") return result.reply;
-  return show(result);
+function showError(view, code, message) {
+  view.error.hidden = false;
+  view.error.textContent = "";
+  view.error.append(el("code", "", code || "error"), document.createTextNode(" " + (message || "")));
 }
 
-function showError(run, code, message) {
-  run.error.hidden = false;
-  run.error.textContent = "";
-  run.error.append(el("code", "", code || "error"), document.createTextNode(" " + (message || "")));
-}
-
-function step(run, p) {
+function step(view, p) {
   const row = el("details", "step");
   const summary = el("summary");
   const name = el("span", "tool", p.tool_name || "tool");
   const time = el("span", "time", "running…");
   summary.append(name, time);
   row.append(summary, el("div", "label", "parameters"), el("pre", "params", show(p.parameters ?? {})));
-  run.steps.append(row);
-  run.openSteps.push({ row, time, name: p.tool_name });
+  view.steps.append(row);
+  view.openSteps.push({ row, time, name: p.tool_name });
 }
 
-function stepDone(run, p) {
-  const i = run.openSteps.findIndex((s) => s.name === p.tool_name);
-  const s = i >= 0 ? run.openSteps.splice(i, 1)[0] : null;
-  if (!s) { step(run, p); return stepDone(run, p); }
+function stepDone(view, p) {
+  const i = view.openSteps.findIndex((s) => s.name === p.tool_name);
+  const s = i >= 0 ? view.openSteps.splice(i, 1)[0] : null;
+  if (!s) { step(view, p); return stepDone(view, p); }
   s.time.textContent = p.execution_time_ms === undefined ? "done" : p.execution_time_ms + " ms";
   s.row.append(el("div", "label", "result"), el("pre", "result", show(p.result)));
 }
 
-/** Applies one event (pushed, or replayed from a snapshot) to its run. */
-function apply(run, msg) {
-  const p = msg.payload || {};
-  if (typeof msg.seq === "number") {
-    if (msg.seq <= run.lastSeq) return; // already shown before a reconnect
-    run.lastSeq = msg.seq;
-  }
-  switch (msg.type) {
+/** Shows one event of a run; the library has already dropped duplicates and kept the text. */
+function apply(view, run, ev) {
+  const p = ev.payload || {};
+  switch (ev.type) {
     case "agent_started":
-      if (p.agent_name) run.agent.textContent = p.agent_name;
-      setState(run, "running");
+      if (p.agent_name) view.agent.textContent = p.agent_name;
+      setState(view, "running");
       break;
     case "agent_thinking":
-      run.steps.append(el("p", "thought", "step " + (p.step_number ?? "?") + ": " + (p.thought ?? "")));
+      view.steps.append(el("p", "thought", "step " + (p.step_number ?? "?") + ": " + (p.thought ?? "")));
       break;
-    case "tool_executing": step(run, p); break;
-    case "tool_completed": stepDone(run, p); break;
-    case "agent_delta": {
-      // Kept by round: `agent_text_discarded` may withdraw a round's text (a tool-call preamble).
-      const node = document.createTextNode(p.text ?? "");
-      const round = p.round ?? 1;
-      run.answer.append(node);
-      if (!run.deltas.has(round)) run.deltas.set(round, []);
-      run.deltas.get(round).push(node);
-      if (run.state === "pending") setState(run, "running");
-      break;
-    }
+    case "tool_executing": step(view, p); break;
+    case "tool_completed": stepDone(view, p); break;
+    case "agent_delta":
     case "agent_text_discarded":
-      for (const node of run.deltas.get(p.round ?? 1) || []) node.remove();
-      run.deltas.delete(p.round ?? 1);
-      break;
-    case "agent_completed":
-      // A result cut to fit a message (`truncated`) holds only the answer's start: the streamed
-      // deltas are the whole answer, so they stay.
-      if (!(p.result && p.result.truncated && run.answer.textContent)) {
-        run.deltas.clear();
-        run.answer.textContent = resultText(p.result);
-      }
-      setState(run, "completed");
-      break;
-    case "agent_error":
-      showError(run, p.code, p.message);
-      setState(run, p.code === "run_timeout" ? "timeout" : "failed");
-      break;
-    case "agent_cancelled": setState(run, p.state || "cancelled"); break;
-    case "agent_death":
-      showError(run, "agent_death", p.cause);
-      setState(run, "dead");
+      view.answer.textContent = run.streamedText;
+      if (view.state === "pending") setState(view, "running");
       break;
     default: return;
   }
   scroll();
 }
 
-/** Brings a run to a stored execution's state (a resume snapshot, a reopened thread). */
-function snapshot(run, x) {
-  bind(run, x.run_id);
-  bindThread(run, x.thread_id);
-  if (x.agent) run.agent.textContent = x.agent;
-  if (x.result !== undefined && !ALIVE.has(x.state)) run.answer.textContent = resultText(x.result);
-  if (x.error) showError(run, x.error.code, x.error.message);
-  if (!ALIVE.has(x.state) || run.state === "pending") setState(run, x.state);
+/** Shows how a run ended: the answer (`result.text`, or the streamed text when the result was
+ * cut), or its error. */
+function finish(view, outcome) {
+  if (outcome.state === "completed") {
+    view.answer.textContent = outcome.text || (outcome.result === undefined ? "" : show(outcome.result));
+  }
+  const e = outcome.error;
+  if (e && e.code !== "cancelled" && e.code !== "closed") {
+    if (e.code === "run_dead") showError(view, "agent_death", e.message);
+    else showError(view, e.code, e.message);
+  }
+  setState(view, outcome.state);
+  scroll();
 }
 
-function runFor(msg) {
-  if (msg.run_id && runs.has(msg.run_id)) return runs.get(msg.run_id);
-  const run = msg.request_id ? byRequest.get(msg.request_id) : null;
-  if (run) bind(run, msg.run_id);
-  return run || null;
-}
-
-function receive(data) {
-  let msg;
-  try { msg = JSON.parse(data); } catch (_) { return; }
-  if (!msg || typeof msg !== "object") return;
-  const handler = msg.request_id ? replies.get(msg.request_id) : null;
-  if (handler) {
-    replies.delete(msg.request_id);
-    handler(msg);
-    return;
-  }
-  if (msg.type === "execution" && msg.payload && runs.has(msg.payload.run_id)) {
-    snapshot(runs.get(msg.payload.run_id), msg.payload);
-    return;
-  }
-  const run = runFor(msg);
-  if (run) {
-    bindThread(run, msg.thread_id);
-    if (msg.type === "error") {
-      showError(run, msg.payload && msg.payload.code, msg.payload && msg.payload.message);
-      if (!run.runId) setState(run, "failed");
-    } else if (msg.type === "execution" && msg.payload) {
-      snapshot(run, msg.payload); // a retried request found its run
-    } else {
-      if (msg.thread_id && !threadId) selectThread(msg.thread_id, false);
-      apply(run, msg);
-      if (!ALIVE.has(run.state)) refreshThreads();
+/** Renders a run handle as it streams, then its outcome. */
+async function follow(view, run) {
+  view.run = run;
+  run.id().then((id) => bind(view, id), () => {});
+  try {
+    for await (const ev of run) {
+      bind(view, ev.run_id);
+      bindThread(view, ev.thread_id);
+      if (ev.thread_id && !threadId) selectThread(ev.thread_id, false);
+      apply(view, run, ev);
     }
-  } else if (msg.type === "error" && msg.payload) {
-    status("Error " + msg.payload.code + ": " + msg.payload.message);
-  }
+  } catch (_) { /* the client was closed: the outcome says so */ }
+  const outcome = await run.outcome();
+  finish(view, outcome);
+  if (!wsexec.isAlive(outcome.state)) refreshThreads();
+}
+
+/** Shows a stored run (a reopened thread's finished run). */
+function snapshot(view, x) {
+  bind(view, x.run_id);
+  bindThread(view, x.thread_id);
+  if (x.agent) view.agent.textContent = x.agent;
+  if (x.result !== undefined) view.answer.textContent = wsexec.resultText(x.result) ?? show(x.result);
+  if (x.error) showError(view, x.error.code, x.error.message);
+  setState(view, x.state);
 }
