@@ -8,6 +8,11 @@
 //!    then after a run that streams a 1 MB answer (DynamoDB Local, loopback `@connections`).
 //!
 //! 1 and 2 are also measured with 64 runs streaming at once in one process (issue 16).
+//! 4. the first-token latency (issue 21 item 20): from the model's first content byte to the
+//!    client's first `agent_delta`, through the release binary, tools offered and not, p50 / p99
+//!    (`benches/stream/first_token.rs`); `STREAM_BEFORE_BIN` adds another build's figures,
+//!    measured alternately in the same run. `STREAM_MODE=first_token` measures only this,
+//!    `FIRST_TOKEN_RUNS` (default 20) runs per binary and mode.
 //!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
@@ -18,6 +23,8 @@
 mod connections;
 #[path = "../tests/support/dynamodb.rs"]
 mod dynamodb;
+#[path = "stream/first_token.rs"]
+mod first_token;
 #[path = "../tests/support/http.rs"]
 mod http;
 #[path = "../tests/support/runtime_api.rs"]
@@ -111,16 +118,45 @@ fn recorded() -> (Vec<Step>, usize) {
         )));
         steps.push(Step::Send(ev.as_bytes().to_vec()));
         at = t;
-        let data: Value =
-            serde_json::from_str(ev.trim().trim_start_matches("data: ")).unwrap_or(Value::Null);
-        if data["choices"][0]["delta"]["content"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty())
-        {
+        if has_text(ev) {
             texts += 1;
         }
     }
     (steps, texts)
+}
+
+/// Whether a `data:` event of a Chat Completions stream carries answer text.
+fn has_text(event: &str) -> bool {
+    let data: Value =
+        serde_json::from_str(event.trim().trim_start_matches("data: ")).unwrap_or(Value::Null);
+    data["choices"][0]["delta"]["content"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+}
+
+/// Measure 4 alone or with the others: the build under test (`WSEXEC_BIN` or
+/// target/release/wsexec) and, with `STREAM_BEFORE_BIN`, the other build, alternately.
+fn first_token_report(steps: &[Step]) -> String {
+    let runs = std::env::var("FIRST_TOKEN_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let mut bins = vec![("this build".to_owned(), release_bin())];
+    if let Ok(before) = std::env::var("STREAM_BEFORE_BIN") {
+        bins.push(("before".to_owned(), before));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-first-token").await;
+        let ep = connections::start().await;
+        first_token::measure(&bins, runs, steps, store.table(), &ep).await
+    })
+}
+
+/// The release binary measured: `WSEXEC_BIN`, else this checkout's build.
+fn release_bin() -> String {
+    std::env::var("WSEXEC_BIN")
+        .unwrap_or_else(|_| format!("{}/target/release/wsexec", env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Frames pushed to one connection, with when each push started.
@@ -280,9 +316,7 @@ async fn rss_round(table: &str, ep: &connections::ConnectionsEndpoint, n: u64) -
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let bin = std::env::var("WSEXEC_BIN")
-        .unwrap_or_else(|_| format!("{}/target/release/wsexec", env!("CARGO_MANIFEST_DIR")));
-    rt.spawn(&bin, &[], &env, 128);
+    rt.spawn(&release_bin(), &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let connect = event_json("connect-jwt-query.json").to_string();
     rt.invoke(&connect, LIMIT).await.0.json();
@@ -324,6 +358,21 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let (steps, texts) = recorded();
+    if std::env::var("STREAM_MODE").as_deref() == Ok("first_token") {
+        let report = format!(
+            "| measure | value |\n|---|---|\n{}",
+            first_token_report(&steps)
+        );
+        println!("{report}");
+        let _ = std::fs::write(
+            format!(
+                "{}/target/stream-first-token.md",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            report,
+        );
+        return;
+    }
     let (mut at_default, mut at_zero) = (Vec::new(), Vec::new());
     let mut lat = Vec::new();
     let (mut at_default_64, mut lat_64) = (Vec::new(), Vec::new());
@@ -383,7 +432,7 @@ fn main() {
         lat.len(),
         l - e,
         l / e
-    );
+    ) + &first_token_report(&steps);
     println!("{report}");
     let _ = std::fs::write(
         format!("{}/target/stream.md", env!("CARGO_MANIFEST_DIR")),

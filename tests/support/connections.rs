@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 pub struct Book {
     /// Delivered messages per connection id, in order.
     pub delivered: HashMap<String, Vec<String>>,
+    /// When each delivered message's request was read, per connection id, in order.
+    pub arrived: HashMap<String, Vec<std::time::Instant>>,
     /// Every POST per connection id, delivered or not.
     pub attempts: HashMap<String, usize>,
     /// Scripted statuses per connection id; 200 when the script is empty; [`STALL`] never
@@ -39,6 +41,15 @@ impl ConnectionsEndpoint {
             .get(id)
             .map(|v| v.iter().map(|m| serde_json::from_str(m).unwrap()).collect())
             .unwrap_or_default()
+    }
+
+    /// Messages delivered to `id`, parsed, with when each POST was read (for latency benches).
+    pub fn delivered_at(&self, id: &str) -> Vec<(std::time::Instant, serde_json::Value)> {
+        let at = self.book.lock().unwrap().arrived.get(id).cloned();
+        at.unwrap_or_default()
+            .into_iter()
+            .zip(self.delivered(id))
+            .collect()
     }
 
     /// POSTs made to `id`.
@@ -98,6 +109,7 @@ pub async fn start() -> ConnectionsEndpoint {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while let Some(req) = read_message(&mut sock, &mut buf).await {
+                    let arrived = std::time::Instant::now();
                     let body = String::from_utf8_lossy(req.body()).into_owned();
                     let path = req.path().to_owned();
                     let id = percent_decode(path.rsplit('/').next().unwrap_or(""));
@@ -114,6 +126,7 @@ pub async fn start() -> ConnectionsEndpoint {
                             b.gone.insert(id.clone());
                         }
                         if status == 200 {
+                            b.arrived.entry(id.clone()).or_default().push(arrived);
                             b.delivered.entry(id).or_default().push(body);
                         }
                         status
