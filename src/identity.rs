@@ -1,6 +1,7 @@
 //! Who is behind a connection, and the warm instance's bounded cache of it.
 
 use crate::limits::IDENTITY_CACHE_CAPACITY;
+use crate::store::Owner;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -9,6 +10,13 @@ use std::sync::Mutex;
 pub struct Identity {
     pub user_id: String,
     pub tenant_id: Option<String>,
+}
+
+impl Identity {
+    /// The owner whose runs and connections this identity may see.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner::new(&self.user_id, self.tenant_id.as_deref())
+    }
 }
 
 /// Connection id → identity, for the messages that follow a `$connect` on a warm instance.

@@ -32,6 +32,7 @@ pub struct SweepReport {
 /// Owners are told once per ended run, with one connections query per owner per sweep.
 pub async fn sweep(deps: &RunDeps<'_>, now_ms: u64) -> SweepReport {
     let mut report = SweepReport::default();
+    // By owner (user within tenant): one connections query each.
     let mut ended: HashMap<String, Vec<RunRecord>> = HashMap::new();
     for shard in 0..ALIVE_SHARDS {
         let due = match deps.store.due_runs(shard, now_ms, SWEEP_BATCH).await {
@@ -51,7 +52,10 @@ pub async fn sweep(deps: &RunDeps<'_>, now_ms: u64) -> SweepReport {
                     } else {
                         report.timed_out += 1;
                     }
-                    ended.entry(r.user_id.clone()).or_default().push(r);
+                    ended
+                        .entry(r.owner().key().into_owned())
+                        .or_default()
+                        .push(r);
                 }
                 Ok(_) => report.skipped += 1,
                 Err(e) => {
@@ -61,8 +65,8 @@ pub async fn sweep(deps: &RunDeps<'_>, now_ms: u64) -> SweepReport {
             }
         }
     }
-    for (user, runs) in ended {
-        tell_owner(deps, &user, &runs).await;
+    for runs in ended.values() {
+        tell_owner(deps, runs).await;
     }
     tracing::info!(?report, "sweep finished");
     report
@@ -97,7 +101,7 @@ pub async fn reap(
 ) -> Result<Reaped, StorageError> {
     let reaped = end_if_overdue(deps, run, now_ms).await?;
     if let Reaped::Ended(r) = &reaped {
-        tell_owner(deps, &r.user_id, std::slice::from_ref(r)).await;
+        tell_owner(deps, std::slice::from_ref(r)).await;
     }
     Ok(reaped)
 }
@@ -120,9 +124,7 @@ pub async fn reap_page(deps: &RunDeps<'_>, runs: Vec<RunRecord>, now_ms: u64) ->
             }
         });
     }
-    if let Some(first) = ended.first() {
-        tell_owner(deps, &first.user_id, &ended).await;
-    }
+    tell_owner(deps, &ended).await;
     out
 }
 
@@ -165,10 +167,14 @@ fn ended_error(event: RunEvent) -> ClientError {
     }
 }
 
-/// Tells `user`'s live connections that `runs` died (`agent_death`) or timed out
-/// (`agent_error run_timeout`): one connections query, then bounded, concurrent pushes.
-async fn tell_owner(deps: &RunDeps<'_>, user: &str, runs: &[RunRecord]) {
-    let conns = match deps.store.user_connections(user).await {
+/// Tells the live connections of the owner of `runs` (all one owner's) that they died
+/// (`agent_death`) or timed out (`agent_error run_timeout`): one connections query, then
+/// bounded, concurrent pushes.
+async fn tell_owner(deps: &RunDeps<'_>, runs: &[RunRecord]) {
+    let Some(first) = runs.first() else {
+        return;
+    };
+    let conns = match deps.store.user_connections(first.owner()).await {
         Ok(c) => c,
         Err(e) => return log_storage(&e),
     };

@@ -64,13 +64,18 @@ pub async fn work(
     deadline_ms: Option<u64>,
 ) -> Result<WorkerOutcome, WorkerError> {
     let mode = mgr.config().mode;
+    let tenant_ok = ev
+        .tenant_id
+        .as_deref()
+        .is_none_or(|t| validate_id("tenant_id", t, mode).is_ok());
     if validate_id("user_id", &ev.user_id, mode).is_err()
         || validate_id("run_id", &ev.run_id, mode).is_err()
+        || !tenant_ok
     {
         return Ok(WorkerOutcome::NotFound);
     }
     let deps = mgr.run_deps()?;
-    let Some(run) = deps.store.get_run(&ev.user_id, &ev.run_id).await? else {
+    let Some(run) = deps.store.get_run(ev.owner(), &ev.run_id).await? else {
         return Ok(WorkerOutcome::NotFound);
     };
     if run.state != ExecutionState::Starting {

@@ -158,7 +158,11 @@ async fn sixty_four_echo_runs_overlap_in_one_process_each_heard_only_by_its_conn
         let frames = own_run(&ep, &conns[i], &format!("conc-{i}"));
         assert_eq!(types(&frames), FIVE_EVENTS, "run {i}");
         let run_id = frames[0]["run_id"].as_str().unwrap();
-        let stored = store.get_run(&user(i), run_id).await.unwrap().unwrap();
+        let stored = store
+            .get_run((&user(i)).into(), run_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.state, wsexec::ExecutionState::Completed, "run {i}");
     }
     assert!(
@@ -352,7 +356,11 @@ async fn interleaved_invocations_keep_their_own_logs_metrics_and_replies() {
     for (i, conn) in conns.iter().enumerate() {
         let frames = own_run(&ep, conn, &format!("iso-{i}"));
         let run_id = frames[0]["run_id"].as_str().unwrap();
-        let stored = store.get_run(&user(i), run_id).await.unwrap().unwrap();
+        let stored = store
+            .get_run((&user(i)).into(), run_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(&stored.connection_id, conn);
     }
 
@@ -570,7 +578,11 @@ async fn sigterm_ends_in_flight_runs_with_a_terminal_write() {
         );
         assert_eq!(last["payload"]["retryable"], true);
         let run_id = wsexec::run::derive_run_id(&user(i), rid);
-        let run = store.get_run(&user(i), &run_id).await.unwrap().unwrap();
+        let run = store
+            .get_run((&user(i)).into(), &run_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(run.state, wsexec::ExecutionState::Failed);
         assert_eq!(run.error.unwrap().code, "instance_shutdown");
     }

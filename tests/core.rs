@@ -607,7 +607,7 @@ async fn sweep_leaves_runs_finished_meanwhile() {
         .unwrap();
     assert_eq!(out, wsexec::sweep::Reaped::Raced(done.clone()));
     assert_eq!(
-        store.get_run("alice-01", "run_race").await.unwrap(),
+        store.get_run("alice-01".into(), "run_race").await.unwrap(),
         Some(done)
     );
 }
@@ -669,7 +669,7 @@ async fn embedded_store_survives_reopen() {
     }
     let store = EmbeddedStore::open(&dir).unwrap();
     let run = store
-        .get_run("alice-01", &run_id)
+        .get_run("alice-01".into(), &run_id)
         .await
         .unwrap()
         .expect("run survives");

@@ -61,7 +61,7 @@ async fn wait_for(
 ) -> wsexec::store::RunRecord {
     let store = h.mgr.store().unwrap();
     for _ in 0..200 {
-        if let Some(r) = store.get_run("alice-01", run_id).await.unwrap()
+        if let Some(r) = store.get_run("alice-01".into(), run_id).await.unwrap()
             && pred(&r)
         {
             return r;
@@ -358,7 +358,7 @@ async fn refused_agent_options_create_no_run() {
         .mgr
         .store()
         .unwrap()
-        .list_runs("alice-01", None, 10, None)
+        .list_runs("alice-01".into(), None, 10, None)
         .await
         .unwrap();
     assert!(page.items.is_empty());

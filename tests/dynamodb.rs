@@ -285,7 +285,7 @@ async fn concurrent_transitions_have_one_winner() {
     }
     assert_eq!(winners.len(), 1);
     assert_eq!(
-        store.get_run("alice-01", "run-race").await.unwrap(),
+        store.get_run("alice-01".into(), "run-race").await.unwrap(),
         Some(winners.remove(0))
     );
 }
@@ -313,7 +313,10 @@ async fn concurrent_starts_with_one_request_id_make_one_run() {
         }
     }
     assert_eq!(deduplicated, 49);
-    let page = store.list_runs("alice-01", None, 50, None).await.unwrap();
+    let page = store
+        .list_runs("alice-01".into(), None, 50, None)
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     let started = types(&h.pushed(&conn))
         .iter()
@@ -326,7 +329,7 @@ async fn concurrent_starts_with_one_request_id_make_one_run() {
 #[tokio::test]
 async fn missing_table_is_a_schema_error() {
     let store = Arc::new(store_at("no-such-table", &endpoint(), fast_settings(1)));
-    let e = store.get_run("alice-01", "run-x").await.unwrap_err();
+    let e = store.get_run("alice-01".into(), "run-x").await.unwrap_err();
     assert_eq!(e.kind(), StorageErrorKind::Schema);
     assert_eq!(e.code(), "storage_schema");
     assert!(!e.is_retryable());
@@ -526,7 +529,7 @@ async fn sdk_retries_are_bounded() {
     settings.attempt_timeout = std::time::Duration::from_secs(5);
     let store = store_at("t", &url, settings);
     let counter = store.requests();
-    let e = store.get_run("alice-01", "r").await.unwrap_err();
+    let e = store.get_run("alice-01".into(), "r").await.unwrap_err();
     assert_eq!(e.kind(), StorageErrorKind::Throttled);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(counter.get(), 3);

@@ -210,7 +210,7 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
     for f in &runs {
         let (kind, code) = heard(f);
         let stored = direct
-            .list_runs(&f.user, None, 10, None)
+            .list_runs((&f.user).into(), None, 10, None)
             .await
             .unwrap()
             .items;
@@ -294,7 +294,7 @@ async fn dynamodb_failing_at_every_step_of_a_run() {
         injected += f.proxy.injected();
         let Some(was) = was else { continue };
         let now = direct
-            .get_run(&f.user, &was.run_id)
+            .get_run((&f.user).into(), &was.run_id)
             .await
             .unwrap()
             .expect("run kept");
@@ -407,7 +407,7 @@ async fn faulted_cancel(
         .mgr
         .store()
         .unwrap()
-        .get_run(&user, &run_id)
+        .get_run((&user).into(), &run_id)
         .await
         .unwrap()
         .unwrap();
@@ -518,7 +518,11 @@ async fn connections_endpoint_failing_at_every_push() {
                 )
                 .await;
                 assert!(reply.get("body").is_none(), "{reply}");
-                let runs = store.list_runs(&user, None, 10, None).await.unwrap().items;
+                let runs = store
+                    .list_runs((&user).into(), None, 10, None)
+                    .await
+                    .unwrap()
+                    .items;
                 assert_eq!(runs.len(), 1, "{status}@{step}");
                 assert_eq!(runs[0].state, ExecutionState::Completed, "{status}@{step}");
                 let delivered = types(&ep.delivered(&conn));
@@ -564,7 +568,7 @@ async fn connections_endpoint_failing_at_every_push() {
     )
     .await;
     let done = store
-        .list_runs("p-refused", None, 10, None)
+        .list_runs("p-refused".into(), None, 10, None)
         .await
         .unwrap()
         .items;

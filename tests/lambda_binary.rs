@@ -138,7 +138,7 @@ async fn a_forty_second_run_through_a_worker_invocation() {
     assert_eq!(rt.async_invocations(), 1);
     let run_id = events[0]["run_id"].as_str().unwrap();
     let run = store
-        .get_run("user-alice-01", run_id)
+        .get_run("user-alice-01".into(), run_id)
         .await
         .unwrap()
         .unwrap();

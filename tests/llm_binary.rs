@@ -224,7 +224,7 @@ async fn cancel_mid_stream_closes_the_model_connection_and_ends_the_deltas() {
     let at = kinds.iter().position(|k| k == "agent_cancelled").unwrap();
     assert_eq!(at, kinds.len() - 1, "{kinds:?}");
     assert!(kinds[..at].iter().any(|k| k == "agent_delta"));
-    let run = store.get_run(USER, &run_id).await.unwrap().unwrap();
+    let run = store.get_run(USER.into(), &run_id).await.unwrap().unwrap();
     assert_eq!(run.state, wsexec::ExecutionState::Cancelled);
     assert!(run.result.is_none());
 }

@@ -295,7 +295,7 @@ async fn default_limits_fit_the_agent_and_a_timeout_names_the_setting() {
             .as_str()
             .unwrap()
             .to_owned();
-        let run = store.get_run(USER, &run_id).await.unwrap().unwrap();
+        let run = store.get_run(USER.into(), &run_id).await.unwrap().unwrap();
         assert_eq!(limit_of(&run), expect, "{request_id}");
     }
 
@@ -306,7 +306,7 @@ async fn default_limits_fit_the_agent_and_a_timeout_names_the_setting() {
     let frames = until_ended(&ep, &conn, "l-async").await;
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
     let run_id = frames[0]["run_id"].as_str().unwrap();
-    let run = store.get_run(USER, run_id).await.unwrap().unwrap();
+    let run = store.get_run(USER.into(), run_id).await.unwrap().unwrap();
     assert_eq!(limit_of(&run), 61_200);
 
     let stalled = ChatServer::start(vec![Reply::Stream(vec![

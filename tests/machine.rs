@@ -68,9 +68,9 @@ mod persisted {
                     let mut next = seen.clone();
                     next.state = state;
                     next.version += 1;
-                    let before = store.get_run("prop-user", "run-prop").await.unwrap().unwrap();
+                    let before = store.get_run("prop-user".into(), "run-prop").await.unwrap().unwrap();
                     let res = store.update_run(&next, Expected::of(&seen)).await;
-                    let after = store.get_run("prop-user", "run-prop").await.unwrap().unwrap();
+                    let after = store.get_run("prop-user".into(), "run-prop").await.unwrap().unwrap();
                     match res {
                         Ok(()) => {
                             prop_assert_eq!(&before, &seen);

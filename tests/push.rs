@@ -69,7 +69,10 @@ async fn gone_mid_run_removes_connection_and_run_completes() {
     );
     assert_eq!(ep.attempts(&conn), 3, "no push after the 410");
     assert_eq!(store.get_connection(&conn).await.unwrap(), None);
-    let page = store.list_runs("alice-01", None, 10, None).await.unwrap();
+    let page = store
+        .list_runs("alice-01".into(), None, 10, None)
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].state, ExecutionState::Completed);
     assert_eq!(page.items[0].result.as_ref().unwrap()["reply"], "echo: hi");
@@ -126,7 +129,7 @@ async fn push_failures_are_classified_and_runs_still_finish() {
         }
     }
     let runs = store
-        .list_runs("bob-02", None, 10, None)
+        .list_runs("bob-02".into(), None, 10, None)
         .await
         .unwrap()
         .items;
@@ -239,7 +242,7 @@ async fn killed_run_is_marked_dead_once_and_owner_told() {
     assert_eq!(ids, ["run_killed", "run_killed_2"]);
     assert_eq!(told[0]["payload"]["cause"], "heartbeat_missed");
     let stored = store
-        .get_run("alice-01", "run_killed")
+        .get_run("alice-01".into(), "run_killed")
         .await
         .unwrap()
         .unwrap();

@@ -60,7 +60,7 @@ async fn a_hundred_concurrent_starts_with_one_request_id_make_one_run() {
             "round {round}: exactly one start ran"
         );
         let runs = store
-            .list_runs("racer-01", None, 50, None)
+            .list_runs("racer-01".into(), None, 50, None)
             .await
             .unwrap()
             .items;
@@ -115,7 +115,11 @@ async fn cancel_racing_completion_has_one_outcome_and_consistent_events() {
             .await
             .unwrap();
         assert_eq!(task.await.unwrap(), None);
-        let run = store.get_run(&user, &run_id).await.unwrap().unwrap();
+        let run = store
+            .get_run((&user).into(), &run_id)
+            .await
+            .unwrap()
+            .unwrap();
         let events = h.pushed(&runner);
         let terminal: Vec<&str> = events
             .iter()
@@ -207,7 +211,11 @@ async fn two_connections_of_one_user_on_one_run() {
         };
         assert_eq!(loser["payload"]["code"], "run_finished", "round {round}");
         assert_eq!(task.await.unwrap(), None);
-        let run = store.get_run(&user, &run_id).await.unwrap().unwrap();
+        let run = store
+            .get_run((&user).into(), &run_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(run.state, ExecutionState::Cancelled);
         let a_heard =
             count(&h.pushed(&a), "agent_cancelled") + usize::from(ra["type"] == "agent_cancelled");
@@ -260,10 +268,18 @@ async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
                 })
             };
             let run_id = started(&h, &conn).await;
-            let stale_read = store.get_run(&user, &run_id).await.unwrap().unwrap();
+            let stale_read = store
+                .get_run((&user).into(), &run_id)
+                .await
+                .unwrap()
+                .unwrap();
             // Wait for a renewal, then act on the old read as a sweep that saw it due would.
             loop {
-                let now = store.get_run(&user, &run_id).await.unwrap().unwrap();
+                let now = store
+                    .get_run((&user).into(), &run_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 if now.version > stale_read.version {
                     break;
                 }
@@ -279,7 +295,11 @@ async fn sweep_racing_a_live_heartbeat_never_kills_the_run() {
             assert_eq!(run.await.unwrap(), None);
             let events = h.pushed(&conn);
             assert_eq!(types(&events), FIVE_EVENTS, "round {round}");
-            let end = store.get_run(&user, &run_id).await.unwrap().unwrap();
+            let end = store
+                .get_run((&user).into(), &run_id)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(end.state, ExecutionState::Completed);
             assert!(
                 end.version >= 4,

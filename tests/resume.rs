@@ -100,7 +100,7 @@ async fn stored(h: &Harness, run_id: &str) -> wsexec::store::RunRecord {
     h.mgr
         .store()
         .unwrap()
-        .get_run(USER, run_id)
+        .get_run(USER.into(), run_id)
         .await
         .unwrap()
         .expect("stored")

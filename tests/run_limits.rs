@@ -226,7 +226,7 @@ async fn a_snapshot_too_long_for_its_text_replays_it_instead() {
     // Wait for a heartbeat to checkpoint the text.
     let stored = h.mgr.store().unwrap();
     while stored
-        .get_run("alice-01", &run_id)
+        .get_run("alice-01".into(), &run_id)
         .await
         .unwrap()
         .and_then(|r| r.streamed)

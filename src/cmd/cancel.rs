@@ -37,7 +37,7 @@ impl<'a> Cancel<'a> {
     pub async fn apply(self, mgr: &Manager, caller: &Caller<'_>) -> Result<Reply, CmdError> {
         let run_id = caller.id(mgr, "run_id", &self.run_id)?;
         let store = mgr.store()?;
-        let Some(run) = store.get_run(&caller.who.user_id, run_id).await? else {
+        let Some(run) = store.get_run(caller.who.owner(), run_id).await? else {
             return Err(ClientError::not_found().into());
         };
         // The last heartbeat of the run the cancel landed on, while a driver held it.

@@ -37,7 +37,8 @@ impl<'a> Get<'a> {
 }
 
 /// The caller's run `run_id` by the one id rule, ended first if overdue, with the run layer's
-/// dependencies; `not_found` for another user's run exactly as for none.
+/// dependencies; `not_found` for another owner's run (another user's, or the same user id's
+/// in another tenant) exactly as for none.
 pub async fn owned_run<'m>(
     mgr: &'m Manager,
     caller: &Caller<'_>,
@@ -45,7 +46,7 @@ pub async fn owned_run<'m>(
 ) -> Result<(RunDeps<'m>, RunRecord), CmdError> {
     let run_id = caller.id(mgr, "run_id", run_id)?;
     let deps = mgr.run_deps()?;
-    let Some(run) = deps.store.get_run(&caller.who.user_id, run_id).await? else {
+    let Some(run) = deps.store.get_run(caller.who.owner(), run_id).await? else {
         return Err(ClientError::not_found().into());
     };
     // A run that cannot be ended now is shown as read; the sweep ends it later.

@@ -60,7 +60,7 @@ impl<'a> List<'a> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
         let page = deps
             .store
-            .list_runs(&caller.who.user_id, thread_id, limit, self.cursor.as_ref())
+            .list_runs(caller.who.owner(), thread_id, limit, self.cursor.as_ref())
             .await?;
         let now = now_ms();
         let items = reap_page(&deps, page.items, now).await;

@@ -97,7 +97,7 @@ fn prepare(
     // Validate the key before deriving an id from it.
     let request_id = caller.id(mgr, "request_id", key)?;
     let who = caller.who;
-    let run_id = crate::run::derive_run_id(&who.user_id, request_id);
+    let run_id = crate::run::derive_run_id(who.owner(), request_id);
     let ctx = UserExecutionContext::new(
         ContextParts {
             user_id: &who.user_id,
@@ -165,7 +165,7 @@ async fn dispatch(
         .function_arn
         .or(env_name.as_deref())
         .unwrap_or(LOCAL_FUNCTION);
-    let event = WorkerEvent::new(&record.user_id, &record.run_id).to_json();
+    let event = WorkerEvent::new(record.owner(), &record.run_id).to_json();
     let e = match mgr.invoker().invoke_async(function, &event).await {
         Ok(()) => return None,
         Err(e) => e,

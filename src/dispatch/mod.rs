@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod memory;
 
 use crate::classified::{Classified, FailureKind};
+use crate::store::Owner;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,7 @@ pub enum Dispatch {
 }
 
 /// The internal event a worker invocation receives: which run to drive, and whose it is. It
-/// grants nothing by itself: the run it names must exist under that user and be unclaimed.
+/// grants nothing by itself: the run it names must exist under that owner and be unclaimed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerEvent {
     /// The marker that tells this event from API Gateway's and EventBridge's.
@@ -35,15 +36,26 @@ pub struct WorkerEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerRun {
     pub user_id: String,
+    /// The owner's tenant, when it has one (absent otherwise: the event is as it always was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     pub run_id: String,
 }
 
+impl WorkerRun {
+    /// Whose run it is.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner::new(&self.user_id, self.tenant_id.as_deref())
+    }
+}
+
 impl WorkerEvent {
-    /// The event that drives `run_id` of `user_id`.
-    pub fn new(user_id: &str, run_id: &str) -> Self {
+    /// The event that drives `run_id` of `owner`.
+    pub fn new(owner: Owner<'_>, run_id: &str) -> Self {
         WorkerEvent {
             wsexec_worker: WorkerRun {
-                user_id: user_id.to_owned(),
+                user_id: owner.user_id.to_owned(),
+                tenant_id: owner.tenant_id.map(str::to_owned),
                 run_id: run_id.to_owned(),
             },
         }

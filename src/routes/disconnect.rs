@@ -20,7 +20,7 @@ pub async fn handle(mgr: &Manager, inv: &Invocation<'_>) -> Handled {
             let followed = deps.attached.take(inv.connection_id);
             if let Some(who) = &identity {
                 for run_id in &followed {
-                    let left = leave(deps.store, &who.user_id, run_id, inv.connection_id).await;
+                    let left = leave(deps.store, who.owner(), run_id, inv.connection_id).await;
                     if let Err(e) = left {
                         crate::telemetry::log_storage(&e);
                     }

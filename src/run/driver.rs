@@ -138,7 +138,7 @@ pub async fn drive(
         }
         End::Shutdown => d.shut_down().await,
         End::Elsewhere(current) => d.tell_ended(&current).await,
-        End::CancelledHere => match deps.store.get_run(&d.run.user_id, &d.run.run_id).await {
+        End::CancelledHere => match deps.store.get_run(d.run.owner(), &d.run.run_id).await {
             Ok(Some(current)) => d.tell_ended(&current).await,
             Ok(None) => {}
             Err(e) => log_storage(&e),

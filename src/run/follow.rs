@@ -4,7 +4,7 @@
 use super::write::{WriteOutcome, next_version, write_run};
 use crate::limits::{CONNECTION_TTL, MAX_REPLAY_BYTES, MAX_RUN_FOLLOWERS};
 use crate::state::RunEvent;
-use crate::store::{Expected, Follower, RunRecord, StorageError, Store};
+use crate::store::{Expected, Follower, Owner, RunRecord, StorageError, Store};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -51,16 +51,16 @@ pub fn detach(run: &RunRecord, connection_id: &str) -> Vec<Follower> {
         .collect()
 }
 
-/// Detaches `connection_id` from the user's run `run_id`, best effort: one read, and one
+/// Detaches `connection_id` from the owner's run `run_id`, best effort: one read, and one
 /// conditional write when it is still attached to the alive run; a conflict (the driver wrote
 /// meanwhile) is left to the attachment's expiry and the 410 its next push gets.
 pub async fn leave(
     store: &dyn Store,
-    user_id: &str,
+    owner: Owner<'_>,
     run_id: &str,
     connection_id: &str,
 ) -> Result<(), StorageError> {
-    let Some(run) = store.get_run(user_id, run_id).await? else {
+    let Some(run) = store.get_run(owner, run_id).await? else {
         return Ok(());
     };
     if !run

@@ -21,7 +21,7 @@ pub fn answer_text(result: &Value) -> String {
 pub async fn thread_turns(store: &dyn Store, run: &RunRecord) -> Result<Vec<Turn>, StorageError> {
     let page = store
         .list_runs(
-            &run.user_id,
+            run.owner(),
             Some(&run.thread_id),
             MAX_HISTORY_TURNS + 1,
             None,

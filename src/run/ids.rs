@@ -1,17 +1,21 @@
-//! Run ids: derived from (user, idempotency key), so a retried request maps to the same item.
+//! Run ids: derived from (owner, idempotency key), so a retried request maps to the same item.
 
+use crate::store::Owner;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
-/// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (user, key) pairs ever
+/// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (owner, key) pairs ever
 /// share an id in practice, in a 36-character id well under `MAX_ID_LEN`.
 const RUN_ID_DIGEST_BYTES: usize = 16;
 
-/// A run's id: derived from (user, idempotency key), so the idempotent create is one
-/// conditional write with no separate idempotency item.
-pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
+/// A run's id: derived from (owner, idempotency key), so the idempotent create is one
+/// conditional write with no separate idempotency item. The owner enters as [`Owner::key`]:
+/// the bare user id without a tenant (ids are what they always were), the tenant and user with
+/// one (so two tenants' users who share an id and a `request_id` get different runs).
+pub fn derive_run_id<'a>(owner: impl Into<Owner<'a>>, idempotency_key: &str) -> String {
+    let owner = owner.into();
     let mut h = Sha256::new();
-    h.update(user_id.as_bytes());
+    h.update(owner.key().as_bytes());
     h.update([0u8]);
     h.update(idempotency_key.as_bytes());
     let digest = h.finalize();
@@ -22,4 +26,25 @@ pub fn derive_run_id(user_id: &str, idempotency_key: &str) -> String {
         let _ = write!(id, "{b:02x}");
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a tenant a run id is exactly what it was before tenants (no migration); with
+    /// one, the same user and key give another id in each tenant.
+    #[test]
+    fn tenants_change_run_ids_and_single_tenants_keep_theirs() {
+        assert_eq!(
+            derive_run_id("alice-01", "seed"),
+            "run_1bee607a0648a8638c1b7bfedda23d2b"
+        );
+        let acme = derive_run_id(Owner::new("alice-01", Some("acme")), "seed");
+        assert_eq!(acme, "run_8b67994242e796d89c77776f5dc7d3f8");
+        assert_ne!(
+            acme,
+            derive_run_id(Owner::new("alice-01", Some("globex")), "seed")
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub async fn write_run(store: &dyn Store, next: RunRecord, expected: Expected) -
         Ok(()) => return WriteOutcome::Written(next),
         Err(e) => e,
     };
-    match store.get_run(&next.user_id, &next.run_id).await {
+    match store.get_run(next.owner(), &next.run_id).await {
         Ok(Some(current)) if current == next => WriteOutcome::Landed(current),
         Ok(Some(current)) if Expected::of(&current) != expected => WriteOutcome::Conflict(current),
         Ok(_) => WriteOutcome::Failed(e),

@@ -1,10 +1,11 @@
 //! The embedded store: redb on disk for local development, or in memory for tests and benches.
 //!
 //! One write transaction per operation gives the same conditional-write semantics as
-//! DynamoDB; index tables mirror the DynamoDB GSIs, and TTL is honoured on read.
+//! DynamoDB; index tables mirror the DynamoDB GSIs, and TTL is honoured on read. An owner's rows
+//! are keyed by [`Owner::key`]: the bare user id without a tenant, as before tenants.
 
 use super::{
-    CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store,
+    CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, StorageErrorKind, Store,
     record::{ConnectionRecord, RunRecord},
 };
 use async_trait::async_trait;
@@ -115,11 +116,11 @@ impl EmbeddedStore {
     fn read_run(
         tx: &WriteTransaction,
         op: &'static str,
-        user_id: &str,
+        owner: &str,
         run_id: &str,
     ) -> Result<Option<RunRecord>, StorageError> {
         let runs = tx.open_table(RUNS).map_err(db_err(op))?;
-        let found = runs.get((user_id, run_id)).map_err(db_err(op))?;
+        let found = runs.get((owner, run_id)).map_err(db_err(op))?;
         found.map(|g| decode(op, g.value())).transpose()
     }
 
@@ -136,7 +137,8 @@ impl EmbeddedStore {
         let mut thread = tx.open_table(BY_THREAD).map_err(db_err(op))?;
         let mut alive = tx.open_table(ALIVE).map_err(db_err(op))?;
         if let Some(old) = old {
-            let (u, r) = (old.user_id.as_str(), old.run_id.as_str());
+            let old_owner = old.owner().key();
+            let (u, r) = (old_owner.as_ref(), old.run_id.as_str());
             owner.remove((u, old.created_at, r)).map_err(db_err(op))?;
             thread
                 .remove((u, old.thread_id.as_str(), old.created_at, r))
@@ -145,7 +147,8 @@ impl EmbeddedStore {
                 alive.remove((old.shard(), due, u, r)).map_err(db_err(op))?;
             }
         }
-        let (u, r) = (run.user_id.as_str(), run.run_id.as_str());
+        let owner_key = run.owner().key();
+        let (u, r) = (owner_key.as_ref(), run.run_id.as_str());
         runs.insert((u, r), bytes.as_slice()).map_err(db_err(op))?;
         owner
             .insert((u, run.created_at, r), ())
@@ -177,11 +180,14 @@ impl Store for EmbeddedStore {
             let mut by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
             if let Some(p) = previous {
                 by_user
-                    .remove((p.user_id.as_str(), p.connection_id.as_str()))
+                    .remove((p.owner().key().as_ref(), p.connection_id.as_str()))
                     .map_err(db_err(OP))?;
             }
             by_user
-                .insert((conn.user_id.as_str(), conn.connection_id.as_str()), ())
+                .insert(
+                    (conn.owner().key().as_ref(), conn.connection_id.as_str()),
+                    (),
+                )
                 .map_err(db_err(OP))?;
             Ok(())
         })
@@ -211,14 +217,19 @@ impl Store for EmbeddedStore {
             if let Some(c) = removed {
                 let mut by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
                 by_user
-                    .remove((c.user_id.as_str(), c.connection_id.as_str()))
+                    .remove((c.owner().key().as_ref(), c.connection_id.as_str()))
                     .map_err(db_err(OP))?;
             }
             Ok(())
         })
     }
 
-    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+    async fn user_connections(
+        &self,
+        owner: Owner<'_>,
+    ) -> Result<Vec<ConnectionRecord>, StorageError> {
+        let key = owner.key();
+        let user_id = key.as_ref();
         const OP: &str = "user_connections";
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let by_user = tx.open_table(USER_CONNS).map_err(db_err(OP))?;
@@ -244,7 +255,7 @@ impl Store for EmbeddedStore {
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
         const OP: &str = "create_run";
         self.write(OP, |tx| {
-            let old = Self::read_run(tx, OP, &run.user_id, &run.run_id)?;
+            let old = Self::read_run(tx, OP, &run.owner().key(), &run.run_id)?;
             match old {
                 Some(existing) if !existing.replaceable(now_secs()) => {
                     Ok(CreateOutcome::Existing(Box::new(existing)))
@@ -259,13 +270,15 @@ impl Store for EmbeddedStore {
 
     async fn get_run(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         run_id: &str,
     ) -> Result<Option<RunRecord>, StorageError> {
         const OP: &str = "get_run";
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
-        let found = runs.get((user_id, run_id)).map_err(db_err(OP))?;
+        let found = runs
+            .get((owner.key().as_ref(), run_id))
+            .map_err(db_err(OP))?;
         let rec: Option<RunRecord> = found.map(|g| decode(OP, g.value())).transpose()?;
         Ok(rec.filter(|r| r.expires_at > now_secs()))
     }
@@ -273,7 +286,7 @@ impl Store for EmbeddedStore {
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
         const OP: &str = "update_run";
         self.write(OP, |tx| {
-            let current = Self::read_run(tx, OP, &run.user_id, &run.run_id)?
+            let current = Self::read_run(tx, OP, &run.owner().key(), &run.run_id)?
                 .filter(|c| c.state == expected.state && c.version == expected.version)
                 .ok_or_else(|| StorageError::conflict(OP))?;
             Self::put_run(tx, OP, run, Some(&current))
@@ -282,13 +295,15 @@ impl Store for EmbeddedStore {
 
     async fn list_runs(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         thread_id: Option<&str>,
         limit: usize,
         cursor: Option<&ListCursor>,
     ) -> Result<RunPage, StorageError> {
         const OP: &str = "list_runs";
         let limit = ListCursor::page_size(limit);
+        let key = owner.key();
+        let user_id = key.as_ref();
         let tx = self.db.begin_read().map_err(db_err(OP))?;
         let runs = tx.open_table(RUNS).map_err(db_err(OP))?;
         let (end_ts, end_id) = cursor

@@ -4,13 +4,14 @@
 //! updates on (state, version), TTL honoured on read, the same index orderings.
 
 use super::{
-    CreateOutcome, Expected, ListCursor, RunPage, StorageError, Store,
+    CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, Store,
     record::{ConnectionRecord, RunRecord},
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+/// Maps and index sets keyed by the owner's [`Owner::key`] (the bare user id without a tenant).
 #[derive(Default)]
 struct Inner {
     conns: HashMap<String, ConnectionRecord>,
@@ -22,7 +23,7 @@ struct Inner {
 
 impl Inner {
     fn unindex(&mut self, r: &RunRecord) {
-        let (u, id) = (r.user_id.clone(), r.run_id.clone());
+        let (u, id) = (r.owner().key().into_owned(), r.run_id.clone());
         self.by_owner.remove(&(u.clone(), r.created_at, id.clone()));
         self.by_thread
             .remove(&(u.clone(), r.thread_id.clone(), r.created_at, id.clone()));
@@ -32,7 +33,7 @@ impl Inner {
     }
 
     fn put(&mut self, r: &RunRecord) {
-        let (u, id) = (r.user_id.clone(), r.run_id.clone());
+        let (u, id) = (r.owner().key().into_owned(), r.run_id.clone());
         if let Some(old) = self.runs.insert((u.clone(), id.clone()), r.clone()) {
             self.unindex(&old);
         }
@@ -93,13 +94,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+    async fn user_connections(
+        &self,
+        owner: Owner<'_>,
+    ) -> Result<Vec<ConnectionRecord>, StorageError> {
         let now = now_secs();
         let mut out: Vec<_> = self
             .lock()
             .conns
             .values()
-            .filter(|c| c.user_id == user_id && c.expires_at > now)
+            .filter(|c| c.owner() == owner && c.expires_at > now)
             .cloned()
             .collect();
         out.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
@@ -108,7 +112,7 @@ impl Store for MemoryStore {
 
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError> {
         let mut inner = self.lock();
-        let key = (run.user_id.clone(), run.run_id.clone());
+        let key = (run.owner().key().into_owned(), run.run_id.clone());
         if let Some(existing) = inner.runs.get(&key).filter(|r| !r.replaceable(now_secs())) {
             return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
         }
@@ -118,21 +122,21 @@ impl Store for MemoryStore {
 
     async fn get_run(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         run_id: &str,
     ) -> Result<Option<RunRecord>, StorageError> {
         let now = now_secs();
         Ok(self
             .lock()
             .runs
-            .get(&(user_id.to_owned(), run_id.to_owned()))
+            .get(&(owner.key().into_owned(), run_id.to_owned()))
             .filter(|r| r.expires_at > now)
             .cloned())
     }
 
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        let key = (run.user_id.clone(), run.run_id.clone());
+        let key = (run.owner().key().into_owned(), run.run_id.clone());
         match inner.runs.get(&key) {
             Some(c) if c.state == expected.state && c.version == expected.version => {
                 inner.put(run);
@@ -144,14 +148,14 @@ impl Store for MemoryStore {
 
     async fn list_runs(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         thread_id: Option<&str>,
         limit: usize,
         cursor: Option<&ListCursor>,
     ) -> Result<RunPage, StorageError> {
         let limit = ListCursor::page_size(limit);
         let inner = self.lock();
-        let u = user_id.to_owned();
+        let u = owner.key().into_owned();
         let (end_ts, end_id) = cursor
             .map(|c| (c.created_at, c.run_id.clone()))
             .unwrap_or((u64::MAX, String::new()));

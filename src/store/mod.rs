@@ -8,9 +8,11 @@ pub mod dynamo;
 pub mod embedded;
 pub mod error;
 pub mod memory;
+pub mod owner;
 pub mod record;
 
 pub use error::{StorageError, StorageErrorKind};
+pub use owner::Owner;
 pub use record::{ConnectionRecord, Follower, RunError, RunRecord};
 
 use crate::state::ExecutionState;
@@ -126,25 +128,32 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a connection's record; removing an absent one succeeds.
     async fn delete_connection(&self, connection_id: &str) -> Result<(), StorageError>;
 
-    /// The user's live connection records.
-    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError>;
+    /// The owner's live connection records.
+    async fn user_connections(
+        &self,
+        owner: Owner<'_>,
+    ) -> Result<Vec<ConnectionRecord>, StorageError>;
 
-    /// Creates a run unless a run with the same (user, run id) exists that
+    /// Creates a run unless a run with the same (owner, run id) exists that
     /// [`RunRecord::replaceable`] does not allow replacing (it expired, or its hand-off to a
     /// worker failed).
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError>;
 
-    /// The user's run, if present and not expired. Another user's run id is simply absent.
-    async fn get_run(&self, user_id: &str, run_id: &str)
-    -> Result<Option<RunRecord>, StorageError>;
+    /// The owner's run, if present and not expired. Another owner's run id (another user's, or
+    /// the same user id's in another tenant) is simply absent.
+    async fn get_run(
+        &self,
+        owner: Owner<'_>,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StorageError>;
 
     /// Replaces the run if its persisted state and version are `expected`; `Conflict` otherwise.
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError>;
 
-    /// The user's runs, newest first, optionally of one thread.
+    /// The owner's runs, newest first, optionally of one thread.
     async fn list_runs(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         thread_id: Option<&str>,
         limit: usize,
         cursor: Option<&ListCursor>,
@@ -176,9 +185,15 @@ pub mod keys {
     }
     /// Sort key of a connection item.
     pub const CONNECTION_SK: &str = "CONN";
-    /// Partition key of a user's items (runs) and of the `by_owner` index.
-    pub fn user_pk(user_id: &str) -> String {
-        format!("USER#{user_id}")
+    use super::Owner;
+
+    /// Partition key of an owner's items (runs) and of the `by_owner` index: `USER#{user}`
+    /// without a tenant (as it always was), `TENANT#{tenant}#USER#{user}` with one.
+    pub fn owner_pk(owner: Owner<'_>) -> String {
+        match owner.tenant_id {
+            None => format!("USER#{}", owner.user_id),
+            Some(_) => owner.key().into_owned(),
+        }
     }
     /// Sort key of a run item.
     pub fn run_sk(run_id: &str) -> String {
@@ -192,9 +207,9 @@ pub mod keys {
     pub fn owner_conn_sk(connection_id: &str) -> String {
         format!("CONN#{connection_id}")
     }
-    /// `by_thread` partition key.
-    pub fn thread_pk(user_id: &str, thread_id: &str) -> String {
-        format!("USER#{user_id}#THREAD#{thread_id}")
+    /// `by_thread` partition key: the owner's partition, then the thread.
+    pub fn thread_pk(owner: Owner<'_>, thread_id: &str) -> String {
+        format!("{}#THREAD#{thread_id}", owner_pk(owner))
     }
     /// `alive` index partition key of a shard.
     pub fn alive_shard(shard: u8) -> String {

@@ -1,5 +1,6 @@
 //! The records wsexec stores: connections and runs.
 
+use super::Owner;
 use crate::limits::ALIVE_SHARDS;
 use crate::state::{ExecutionState, RunEvent};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,13 @@ pub struct ConnectionRecord {
     pub connected_at: u64,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: u64,
+}
+
+impl ConnectionRecord {
+    /// Who the connection belongs to.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner::new(&self.user_id, self.tenant_id.as_deref())
+    }
 }
 
 /// Why a run ended badly.
@@ -103,6 +111,11 @@ pub struct Follower {
 }
 
 impl RunRecord {
+    /// Who the run belongs to: its keys are derived from this.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner::new(&self.user_id, self.tenant_id.as_deref())
+    }
+
     /// Whether a create with the same key may replace this run: it expired, or its hand-off to
     /// a worker failed so that nothing ever ran.
     pub fn replaceable(&self, now_secs: u64) -> bool {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use wsexec::limits::ALIVE_SHARDS;
 use wsexec::state::ExecutionState;
 use wsexec::store::{
-    ConnectionRecord, CreateOutcome, Expected, ListCursor, RunRecord, StorageErrorKind, Store,
+    ConnectionRecord, CreateOutcome, Expected, ListCursor, Owner, RunRecord, StorageErrorKind,
+    Store,
 };
 use wsexec::time::now_ms;
 
@@ -18,7 +19,7 @@ pub fn conn(id: &str, user: &str) -> ConnectionRecord {
     ConnectionRecord {
         connection_id: id.into(),
         user_id: user.into(),
-        tenant_id: Some("acme".into()),
+        tenant_id: None,
         endpoint: Some("https://x.example/prod".into()),
         connected_at: now_ms(),
         expires_at: far_future_secs(),
@@ -83,13 +84,25 @@ pub async fn connection_roundtrip(store: Arc<dyn Store>) {
         Some(c.clone())
     );
     assert_eq!(
-        store.user_connections("alice").await.unwrap(),
+        store.user_connections("alice".into()).await.unwrap(),
         vec![c.clone()]
     );
-    assert!(store.user_connections("bob").await.unwrap().is_empty());
+    assert!(
+        store
+            .user_connections("bob".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.delete_connection(&c.connection_id).await.unwrap();
     assert_eq!(store.get_connection(&c.connection_id).await.unwrap(), None);
-    assert!(store.user_connections("alice").await.unwrap().is_empty());
+    assert!(
+        store
+            .user_connections("alice".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.delete_connection(&c.connection_id).await.unwrap();
 }
 
@@ -99,7 +112,13 @@ pub async fn expired_connection_invisible(store: Arc<dyn Store>) {
     c.expires_at = now_ms() / 1000 - 1;
     store.put_connection(&c).await.unwrap();
     assert_eq!(store.get_connection(&c.connection_id).await.unwrap(), None);
-    assert!(store.user_connections("alice").await.unwrap().is_empty());
+    assert!(
+        store
+            .user_connections("alice".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A second create with the same key returns the first run unchanged.
@@ -112,7 +131,10 @@ pub async fn create_run_is_idempotent(store: Arc<dyn Store>) {
         store.create_run(&again).await.unwrap(),
         CreateOutcome::Existing(Box::new(r.clone()))
     );
-    assert_eq!(store.get_run("alice", "run-a").await.unwrap(), Some(r));
+    assert_eq!(
+        store.get_run("alice".into(), "run-a").await.unwrap(),
+        Some(r)
+    );
 }
 
 /// An expired run is invisible and a new create replaces it.
@@ -123,22 +145,101 @@ pub async fn expired_run_is_replaced(store: Arc<dyn Store>) {
         store.create_run(&old).await.unwrap(),
         CreateOutcome::Created
     );
-    assert_eq!(store.get_run("alice", "run-x").await.unwrap(), None);
+    assert_eq!(store.get_run("alice".into(), "run-x").await.unwrap(), None);
     let fresh = run("alice", "run-x", now_ms());
     assert_eq!(
         store.create_run(&fresh).await.unwrap(),
         CreateOutcome::Created
     );
-    assert_eq!(store.get_run("alice", "run-x").await.unwrap(), Some(fresh));
+    assert_eq!(
+        store.get_run("alice".into(), "run-x").await.unwrap(),
+        Some(fresh)
+    );
 }
 
 /// Another user's run id is simply absent.
 pub async fn runs_are_owner_scoped(store: Arc<dyn Store>) {
     let r = run("alice", "run-b", now_ms());
     store.create_run(&r).await.unwrap();
-    assert_eq!(store.get_run("bob", "run-b").await.unwrap(), None);
-    let page = store.list_runs("bob", None, 10, None).await.unwrap();
+    assert_eq!(store.get_run("bob".into(), "run-b").await.unwrap(), None);
+    let page = store.list_runs("bob".into(), None, 10, None).await.unwrap();
     assert!(page.items.is_empty());
+}
+
+/// Two tenants whose users share an id share nothing: the same run id under `carol` of `acme`,
+/// of `globex` and of no tenant is three runs; each owner reads, updates, lists (by owner and
+/// by thread) and finds connections of its own only.
+pub async fn tenants_are_kept_apart(store: Arc<dyn Store>) {
+    let now = now_ms();
+    let owners = [Some("acme"), Some("globex"), None];
+    let of = |tenant: Option<&str>, request: &str| {
+        let mut r = run("carol", "run-t", now);
+        r.tenant_id = tenant.map(str::to_owned);
+        r.request = request.into();
+        r
+    };
+    for t in owners {
+        let r = of(t, &format!("asked in {t:?}"));
+        assert_eq!(
+            store.create_run(&r).await.unwrap(),
+            CreateOutcome::Created,
+            "{t:?}: another tenant's run is not this one's retry"
+        );
+    }
+    for t in owners {
+        let owner = Owner::new("carol", t);
+        let got = store.get_run(owner, "run-t").await.unwrap().unwrap();
+        assert_eq!(got.request, format!("asked in {t:?}"));
+        let page = store.list_runs(owner, None, 10, None).await.unwrap();
+        assert_eq!(page.items, vec![got.clone()]);
+        let thread = store
+            .list_runs(owner, Some("thread-1"), 10, None)
+            .await
+            .unwrap();
+        assert_eq!(thread.items, vec![got]);
+    }
+    // An update of acme's run touches acme's only.
+    let acme = Owner::new("carol", Some("acme"));
+    let before = store.get_run(acme, "run-t").await.unwrap().unwrap();
+    let mut cancelled = before.clone();
+    cancelled.state = ExecutionState::Cancelled;
+    cancelled.version += 1;
+    store
+        .update_run(&cancelled, Expected::of(&before))
+        .await
+        .unwrap();
+    for t in [Some("globex"), None] {
+        let other = store
+            .get_run(Owner::new("carol", t), "run-t")
+            .await
+            .unwrap();
+        assert_eq!(other.unwrap().state, ExecutionState::Running, "{t:?}");
+    }
+    // Connections (their tenant round-trips): each owner finds its own.
+    let conns: Vec<_> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ConnectionRecord {
+            tenant_id: t.map(str::to_owned),
+            ..conn(&format!("KT00000000000{i}="), "carol")
+        })
+        .collect();
+    for c in &conns {
+        store.put_connection(c).await.unwrap();
+    }
+    for c in &conns {
+        let found = store.user_connections(c.owner()).await.unwrap();
+        assert_eq!(found, vec![c.clone()], "{:?}", c.tenant_id);
+        let got = store.get_connection(&c.connection_id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(c));
+    }
+    assert!(
+        store
+            .get_run("dave".into(), "run-t")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Updates apply only on the expected state and version; conflicts change nothing.
@@ -163,12 +264,12 @@ pub async fn update_run_is_conditional(store: Arc<dyn Store>) {
         assert!(!e.is_retryable());
     }
     assert_eq!(
-        store.get_run("alice", "run-c").await.unwrap(),
+        store.get_run("alice".into(), "run-c").await.unwrap(),
         Some(r.clone())
     );
     store.update_run(&next, Expected::of(&r)).await.unwrap();
     assert_eq!(
-        store.get_run("alice", "run-c").await.unwrap(),
+        store.get_run("alice".into(), "run-c").await.unwrap(),
         Some(next.clone())
     );
     // The old expectation no longer holds: a second identical write conflicts.
@@ -245,7 +346,7 @@ pub async fn list_runs_pages_newest_first(store: Arc<dyn Store>) {
     let mut cursor: Option<ListCursor> = None;
     for _ in 0..10 {
         let page = store
-            .list_runs("carol", None, 2, cursor.as_ref())
+            .list_runs("carol".into(), None, 2, cursor.as_ref())
             .await
             .unwrap();
         assert!(page.items.len() <= 2);
@@ -257,7 +358,7 @@ pub async fn list_runs_pages_newest_first(store: Arc<dyn Store>) {
     }
     assert_eq!(seen, vec!["run-4", "run-3", "run-2", "run-1", "run-0"]);
     let even = store
-        .list_runs("carol", Some("even"), 10, None)
+        .list_runs("carol".into(), Some("even"), 10, None)
         .await
         .unwrap();
     let ids: Vec<_> = even.items.iter().map(|r| r.run_id.as_str()).collect();
@@ -276,22 +377,31 @@ pub async fn list_runs_last_page_and_zero_limit(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    let one = store.list_runs("frank", None, 0, None).await.unwrap();
+    let one = store
+        .list_runs("frank".into(), None, 0, None)
+        .await
+        .unwrap();
     let ids: Vec<_> = one.items.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, vec!["run-3"]);
     assert!(one.cursor.is_some(), "more runs follow a page of one");
-    let first = store.list_runs("frank", None, 2, None).await.unwrap();
+    let first = store
+        .list_runs("frank".into(), None, 2, None)
+        .await
+        .unwrap();
     let ids: Vec<_> = first.items.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, vec!["run-3", "run-2"]);
     let cursor = first.cursor.expect("a second page follows");
     let last = store
-        .list_runs("frank", None, 2, Some(&cursor))
+        .list_runs("frank".into(), None, 2, Some(&cursor))
         .await
         .unwrap();
     let ids: Vec<_> = last.items.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, vec!["run-1", "run-0"]);
     assert_eq!(last.cursor, None, "the last full page carries no cursor");
-    let all = store.list_runs("frank", None, 4, None).await.unwrap();
+    let all = store
+        .list_runs("frank".into(), None, 4, None)
+        .await
+        .unwrap();
     assert_eq!((all.items.len(), all.cursor), (4, None));
 }
 
@@ -304,7 +414,10 @@ pub async fn list_runs_skips_expired(store: Arc<dyn Store>) {
         .create_run(&run("erin", "run-new", now_ms()))
         .await
         .unwrap();
-    let page = store.list_runs("erin", None, 10, None).await.unwrap();
+    let page = store
+        .list_runs("erin".into(), None, 10, None)
+        .await
+        .unwrap();
     let ids: Vec<_> = page.items.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, vec!["run-new"]);
 }
@@ -318,7 +431,7 @@ macro_rules! store_contract {
             connection_roundtrip, expired_connection_invisible, create_run_is_idempotent,
             expired_run_is_replaced, runs_are_owner_scoped, update_run_is_conditional,
             alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired,
-            list_runs_last_page_and_zero_limit);
+            list_runs_last_page_and_zero_limit, tenants_are_kept_apart);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

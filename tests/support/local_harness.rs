@@ -101,7 +101,7 @@ impl Gateway {
     /// The run `run_id` of `user` as stored; panics if it is not there.
     pub async fn stored_run(&self, user: &str, run_id: &str) -> wsexec::store::RunRecord {
         self.store
-            .get_run(user, run_id)
+            .get_run(user.into(), run_id)
             .await
             .expect("store readable")
             .expect("run stored")

@@ -159,7 +159,7 @@ impl Harness {
     pub async fn alice_run(&self, run_id: &str) -> RunRecord {
         let store = self.mgr.store().expect("store");
         store
-            .get_run("alice-01", run_id)
+            .get_run("alice-01".into(), run_id)
             .await
             .expect("get_run")
             .expect("the run is stored")
@@ -247,7 +247,12 @@ pub async fn snapshot(store: &dyn Store, users: &[&str], connections: &[&str]) -
         let mut cursor = None;
         loop {
             let page = store
-                .list_runs(user, None, wsexec::limits::MAX_PAGE_SIZE, cursor.as_ref())
+                .list_runs(
+                    (*user).into(),
+                    None,
+                    wsexec::limits::MAX_PAGE_SIZE,
+                    cursor.as_ref(),
+                )
                 .await
                 .unwrap();
             runs.extend(page.items);
@@ -256,7 +261,7 @@ pub async fn snapshot(store: &dyn Store, users: &[&str], connections: &[&str]) -
                 None => break,
             }
         }
-        user_connections.push(store.user_connections(user).await.unwrap());
+        user_connections.push(store.user_connections((*user).into()).await.unwrap());
     }
     let mut conns = Vec::new();
     for c in connections {

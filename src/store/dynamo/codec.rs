@@ -157,7 +157,7 @@ pub fn connection_item(c: &ConnectionRecord) -> Item {
     let mut item = Item::new();
     item.insert(PK.into(), s(keys::connection_pk(&c.connection_id)));
     item.insert(SK.into(), s(keys::CONNECTION_SK));
-    item.insert(GSI1_PK.into(), s(keys::user_pk(&c.user_id)));
+    item.insert(GSI1_PK.into(), s(keys::owner_pk(c.owner())));
     item.insert(GSI1_SK.into(), s(keys::owner_conn_sk(&c.connection_id)));
     item.insert(ITEM_TYPE.into(), s("connection"));
     for a in &CONNECTION_ATTRS {
@@ -179,11 +179,11 @@ pub fn connection_from(op: &'static str, item: &Item) -> Result<ConnectionRecord
 pub fn run_item(r: &RunRecord) -> Item {
     let mut item = Item::new();
     let owner_sk = keys::owner_run_sk(r.created_at, &r.run_id);
-    item.insert(PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(PK.into(), s(keys::owner_pk(r.owner())));
     item.insert(SK.into(), s(keys::run_sk(&r.run_id)));
-    item.insert(GSI1_PK.into(), s(keys::user_pk(&r.user_id)));
+    item.insert(GSI1_PK.into(), s(keys::owner_pk(r.owner())));
     item.insert(GSI1_SK.into(), s(&owner_sk));
-    item.insert(GSI2_PK.into(), s(keys::thread_pk(&r.user_id, &r.thread_id)));
+    item.insert(GSI2_PK.into(), s(keys::thread_pk(r.owner(), &r.thread_id)));
     item.insert(GSI2_SK.into(), s(owner_sk));
     if let Some(due) = r.due_at() {
         item.insert(ALIVE_SHARD.into(), s(keys::alive_shard(r.shard())));

@@ -25,7 +25,7 @@ use super::{
     CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store, keys,
 };
 use crate::state::ExecutionState;
-use crate::store::{ConnectionRecord, RunRecord};
+use crate::store::{ConnectionRecord, Owner, RunRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Credentials;
@@ -147,7 +147,10 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn user_connections(&self, user_id: &str) -> Result<Vec<ConnectionRecord>, StorageError> {
+    async fn user_connections(
+        &self,
+        owner: Owner<'_>,
+    ) -> Result<Vec<ConnectionRecord>, StorageError> {
         const OP: &str = "user_connections";
         let out = self
             .client
@@ -155,7 +158,7 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .index_name(INDEX_BY_OWNER)
             .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::user_pk(user_id)))
+            .expression_attribute_values(":pk", s(keys::owner_pk(owner)))
             .expression_attribute_values(":prefix", s("CONN#"))
             .send()
             .await
@@ -208,7 +211,7 @@ impl Store for DynamoStore {
                         Ok(CreateOutcome::Existing(Box::new(run_from(OP, &item)?)))
                     }
                     (StorageErrorKind::Conflict, None) => {
-                        match self.get_run(&run.user_id, &run.run_id).await? {
+                        match self.get_run(run.owner(), &run.run_id).await? {
                             Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
                             None => Err(err),
                         }
@@ -221,7 +224,7 @@ impl Store for DynamoStore {
 
     async fn get_run(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         run_id: &str,
     ) -> Result<Option<RunRecord>, StorageError> {
         const OP: &str = "get_run";
@@ -229,7 +232,7 @@ impl Store for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, s(keys::user_pk(user_id)))
+            .key(PK, s(keys::owner_pk(owner)))
             .key(SK, s(keys::run_sk(run_id)))
             .consistent_read(true)
             .send()
@@ -256,7 +259,7 @@ impl Store for DynamoStore {
 
     async fn list_runs(
         &self,
-        user_id: &str,
+        owner: Owner<'_>,
         thread_id: Option<&str>,
         limit: usize,
         cursor: Option<&ListCursor>,
@@ -264,13 +267,8 @@ impl Store for DynamoStore {
         const OP: &str = "list_runs";
         let limit = ListCursor::page_size(limit);
         let (index, pk_attr, sk_attr, pk) = match thread_id {
-            None => (INDEX_BY_OWNER, GSI1_PK, GSI1_SK, keys::user_pk(user_id)),
-            Some(t) => (
-                INDEX_BY_THREAD,
-                GSI2_PK,
-                GSI2_SK,
-                keys::thread_pk(user_id, t),
-            ),
+            None => (INDEX_BY_OWNER, GSI1_PK, GSI1_SK, keys::owner_pk(owner)),
+            Some(t) => (INDEX_BY_THREAD, GSI2_PK, GSI2_SK, keys::thread_pk(owner, t)),
         };
         let mut q = self
             .client
@@ -288,7 +286,7 @@ impl Store for DynamoStore {
         if let Some(c) = cursor {
             // The partition comes from the caller, never from the cursor.
             q = q
-                .exclusive_start_key(PK, s(keys::user_pk(user_id)))
+                .exclusive_start_key(PK, s(keys::owner_pk(owner)))
                 .exclusive_start_key(SK, s(keys::run_sk(&c.run_id)))
                 .exclusive_start_key(pk_attr, s(&pk))
                 .exclusive_start_key(sk_attr, s(keys::owner_run_sk(c.created_at, &c.run_id)));
