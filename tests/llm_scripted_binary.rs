@@ -2,9 +2,14 @@
 //! API, DynamoDB Local, a loopback `@connections` endpoint) against a scripted Chat Completions
 //! endpoint: the first token streams at once with tools offered and a tool round's text is
 //! discarded, a spent quota and a `Retry-After` past the run's time end the run at once, split
-//! surrogate pairs are joined, default time limits fit the agent, and a plain-`http://` model
-//! host is refused.
+//! surrogate pairs are joined, default time limits fit the agent, a plain-`http://` model
+//! host is refused, and an MCP server's tool (the official Python SDK's server) is offered,
+//! called and answered, with nothing MCP contacted before an `llm` run needs its tools.
 
+#[path = "support/mcp.rs"]
+mod mcp;
+#[path = "support/mcp_agent.rs"]
+mod mcp_agent;
 #[path = "support/sse.rs"]
 mod sse;
 mod support;
@@ -372,4 +377,100 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The payloads of the run's frames of type `kind`, in order.
+fn payloads(frames: &[Value], kind: &str) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == kind)
+        .map(|f| f["payload"].clone())
+        .collect()
+}
+
+/// Through the release binary on DynamoDB Local with `MCP_SERVERS` naming the official Python
+/// SDK's server: `$connect`, `ping` and an echo run contact no MCP server; then an `llm` run
+/// offers `orders__lookup_order` (the server's description and schema) next to the built-ins,
+/// the server receives the model's arguments with the configured header, the model gets the
+/// structured result back, the client sees `tool_executing`/`tool_completed` under the offered
+/// name, and no log line (at `info`) carries the header value.
+#[tokio::test]
+async fn an_mcp_tool_is_offered_called_and_answered_through_the_binary() {
+    let server = mcp::McpServer::start();
+    let model = ChatServer::start(vec![
+        mcp_agent::calls(&[("c1", "orders__lookup_order", json!({"order_id": "A-17"}))]),
+        sse::answer(&["Order A-17 ", "has shipped."]),
+    ])
+    .await;
+    let store = fresh_store("bin-llm-mcp").await;
+    let ep = support::connections::start().await;
+    let dir = tempdir("bin-llm-mcp");
+    let log_path = dir.join("stdout.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let servers = mcp::servers(&[server.entry("orders", json!({}))]);
+    let extra = [("MCP_SERVERS", servers.as_str()), ("RUST_LOG", "info")];
+    let mut rt = spawn(store.table(), &ep, &model.url, &extra, Some(log)).await;
+
+    // Nothing MCP is built or contacted until an llm run asks for its tools.
+    let conn = connect(&rt).await;
+    let pong = call_json(&rt, &message_event(&conn, r#"{"type":"ping"}"#)).await;
+    assert!(pong["body"].as_str().unwrap().contains("pong"), "{pong}");
+    start(&rt, &conn, "r-echo", Some("echo")).await;
+    let echo = until_ended(&ep, &conn, "r-echo").await;
+    assert_eq!(echo.last().unwrap()["type"], "agent_completed");
+    assert_eq!(
+        server.calls().await,
+        Vec::<Value>::new(),
+        "MCP contacted early"
+    );
+
+    start(&rt, &conn, "r-mcp", None).await;
+    let frames = until_ended(&ep, &conn, "r-mcp").await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["type"], "agent_completed", "{:?}", types(&frames));
+    assert_eq!(last["payload"]["result"]["text"], "Order A-17 has shipped.");
+
+    let requests = model.received();
+    assert_eq!(requests.len(), 2);
+    let offered = mcp_agent::offered(&requests[0].body, "orders__lookup_order");
+    assert_eq!(
+        offered["description"],
+        "Looks up an order by its id and returns its status and total."
+    );
+    assert_eq!(offered["parameters"]["type"], "object");
+    assert_eq!(
+        offered["parameters"]["properties"]["order_id"]["type"],
+        "string"
+    );
+    assert_eq!(offered["parameters"]["required"], json!(["order_id"]));
+    mcp_agent::offered(&requests[0].body, "current_time");
+
+    let received = server.tool_calls().await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["tool"], "lookup_order");
+    assert_eq!(received[0]["arguments"], json!({"order_id": "A-17"}));
+    let header = mcp::API_KEY_HEADER.to_ascii_lowercase();
+    assert_eq!(received[0]["headers"][&header], mcp::API_KEY);
+
+    let expected = json!({"order_id": "A-17", "status": "shipped", "total": 42.5});
+    let results = mcp_agent::tool_results(&requests[1].body);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].0, "c1");
+    assert_eq!(results[0].1["structured_content"], expected);
+
+    let executing = payloads(&frames, "tool_executing");
+    assert_eq!(
+        executing,
+        vec![json!({"tool_name": "orders__lookup_order", "parameters": {"order_id": "A-17"}})]
+    );
+    let completed = payloads(&frames, "tool_completed");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["tool_name"], "orders__lookup_order");
+    assert_eq!(completed[0]["result"]["structured_content"], expected);
+    assert!(rt.alive());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("mcp tools discovered"), "{logs}");
+    assert!(!logs.contains(mcp::API_KEY), "secret logged: {logs}");
+    let _ = std::fs::remove_dir_all(dir);
 }
