@@ -1,10 +1,12 @@
 //! The `llm` agent on Bedrock `ConverseStream` against a loopback endpoint that frames its
 //! answers with AWS's event-stream encoding (the SDK's own encoder): text deltas, a tool-use
-//! round, usage from the metadata event, and throttling and other exceptions before and after
-//! text.
+//! round, usage from the metadata event, throttling and other exceptions before and after
+//! text, and an MCP server's tools (the official Python SDK's server) as `toolSpec`s.
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/mcp.rs"]
+mod mcp;
 #[path = "support/sse.rs"]
 mod sse;
 
@@ -103,8 +105,13 @@ fn error(status: u16, code: &str) -> Reply {
 }
 
 fn agent(server: &ChatServer) -> LlmAgent {
+    agent_with(server, &[])
+}
+
+/// The Bedrock agent on `server`, with `extra` settings on top.
+fn agent_with(server: &ChatServer, extra: &[(&'static str, String)]) -> LlmAgent {
     let endpoint = server.url.trim_end_matches("/v1").to_owned();
-    let env: HashMap<&str, String> = [
+    let mut env: HashMap<&str, String> = [
         ("LLM_PROVIDER", "bedrock".to_owned()),
         ("LLM_MODEL", MODEL.to_owned()),
         ("LLM_SYSTEM_PROMPT", "Be brief.".to_owned()),
@@ -116,6 +123,7 @@ fn agent(server: &ChatServer) -> LlmAgent {
     ]
     .into_iter()
     .collect();
+    env.extend(extra.iter().cloned());
     LlmAgent::from_lookup(|k| env.get(k).cloned())
         .unwrap()
         .unwrap()
@@ -210,6 +218,84 @@ async fn tool_use_round() {
     );
     assert_eq!(m[2]["role"], "user");
     assert_eq!(m[2]["content"][0]["toolResult"]["toolUseId"], "tu-1");
+}
+
+/// On Bedrock, an MCP server's tool is a `toolSpec` (`{server}__{tool}`, the server's
+/// description, its schema as `inputSchema.json`) next to the built-ins; a `toolUse` of it is
+/// sent to the server with the configured header, and its structured result goes back as the
+/// `toolResult` of that `toolUseId`.
+#[tokio::test]
+async fn mcp_tools_are_tool_specs() {
+    let mcp_server = mcp::McpServer::start();
+    let round1 = frames(vec![
+        frame("messageStart", json!({"role": "assistant"})),
+        frame(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tu-9", "name": "orders__lookup_order"}}}),
+        ),
+        frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"order_id\": \"A-17\"}"}}}),
+        ),
+        frame("contentBlockStop", json!({"contentBlockIndex": 0})),
+        frame("messageStop", json!({"stopReason": "tool_use"})),
+        metadata(20, 9),
+    ]);
+    let server = ChatServer::start(vec![round1, answer(&["Shipped."])]).await;
+    let servers = mcp::servers(&[mcp_server.entry("orders", json!({}))]);
+    let agent = agent_with(&server, &[("MCP_SERVERS", servers)]);
+    let rec = Recorder::default();
+    let result = agent.run("A-17?", &[], &rec).await.unwrap();
+    assert_eq!(result["text"], "Shipped.");
+
+    let requests = server.received();
+    let tools = requests[0].body["toolConfig"]["tools"].as_array().unwrap();
+    let spec = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t["toolSpec"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {tools:?}"))["toolSpec"]
+            .clone()
+    };
+    spec("calculator");
+    let lookup = spec("orders__lookup_order");
+    assert_eq!(
+        lookup["description"],
+        "Looks up an order by its id and returns its status and total."
+    );
+    let schema = &lookup["inputSchema"]["json"];
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["properties"]["order_id"]["type"], "string");
+    assert_eq!(schema["required"], json!(["order_id"]));
+
+    let calls = mcp_server.tool_calls().await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["tool"], "lookup_order");
+    assert_eq!(calls[0]["arguments"], json!({"order_id": "A-17"}));
+    let header = mcp::API_KEY_HEADER.to_ascii_lowercase();
+    assert_eq!(calls[0]["headers"][&header], mcp::API_KEY);
+
+    let expected = json!({"order_id": "A-17", "status": "shipped", "total": 42.5});
+    let m = &requests[1].body["messages"];
+    assert_eq!(
+        m[1]["content"][0]["toolUse"],
+        json!({"toolUseId": "tu-9", "name": "orders__lookup_order", "input": {"order_id": "A-17"}})
+    );
+    let returned = &m[2]["content"][0]["toolResult"];
+    assert_eq!(returned["toolUseId"], "tu-9");
+    assert!(returned.get("status").is_none(), "{returned}");
+    let text = returned["content"][0]["text"].as_str().unwrap();
+    let content: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(content["structured_content"], expected);
+    let steps = rec.steps();
+    assert_eq!(
+        steps[0],
+        Event::Executing("orders__lookup_order".into(), json!({"order_id": "A-17"}))
+    );
+    assert!(
+        matches!(&steps[1], Event::Completed(name, v) if name == "orders__lookup_order" && v["structured_content"] == expected),
+        "{steps:?}"
+    );
 }
 
 /// Throttling before any text (an HTTP 429, then an exception event opening the stream) is
