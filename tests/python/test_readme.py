@@ -7,13 +7,17 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import websockets
 
-from chat_page import BIN, ROOT, WAIT
+from chat_page import BIN, LLM_WAIT, ROOT, WAIT, Server
+from llm_proxy import Proxy
+from mcp_support import PYTHON as MCP_PYTHON
 
 README = (ROOT / "README.md").read_text()
 # Every fenced code block: (language, text).
@@ -94,3 +98,74 @@ def test_invoke_commands_print_what_their_comments_say(tmp_path):
             assert fragment in printed, f"{line}: {fragment} not in\n{out.stdout}"
         runs += 1
     assert runs >= 5, "the invoke block lost its commands"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def walkthrough_env(code, mcp_port, llm):
+    """The `VAR=value` words before `cargo run` in the walk-through's serve command, with this
+    test's ports: its MCP server's and the model proxy's."""
+    command = next(c for c in code.replace("\\\n", " ").splitlines() if "MCP_SERVERS=" in c)
+    words = shlex.split(command)
+    env = dict(w.split("=", 1) for w in words[: words.index("cargo")])
+    assert words[words.index("cargo"):][-2:] == ["serve", "--dev-auth"], words
+    env["MCP_SERVERS"] = env["MCP_SERVERS"].replace("8765", str(mcp_port))
+    assert env.pop("LLM_BASE_URL") == "http://127.0.0.1:8089/v1"
+    return {**env, "LLM_BASE_URL": llm}
+
+
+async def ask_orders(url):
+    frames = []
+    async with websockets.connect(f"{url}/?user_id=walk-01") as ws:
+        await ws.send(json.dumps({"type": "start_agent", "request_id": "walk",
+                                  "payload": {"user_request": "Where is order A-17?"}}))
+        while not frames or frames[-1]["type"] not in ("agent_completed", "agent_error"):
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), LLM_WAIT)))
+    return frames
+
+
+def test_mcp_walkthrough_runs_as_written(tmp_path, llm_url):
+    """The MCP walk-through as written (only the ports are this test's): its server, built with
+    the official Python SDK, runs; serve with its `MCP_SERVERS` offers the real model
+    `orders__order_status` with the docstring as description; the run completes; and if the
+    model called the tool, its result is the server's."""
+    code = block("python", "from mcp.server.mcpserver import MCPServer")
+    port = free_port()
+    script = tmp_path / "orders_mcp.py"
+    script.write_text(code.replace("port=8765", f"port={port}"))
+    sh = block("sh", "MCP_SERVERS='[")
+    assert "python orders_mcp.py &" in sh
+    mcp = subprocess.Popen([MCP_PYTHON, str(script)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    proxy = Proxy(llm_url, pace_bytes=1 << 20, pace_secs=0)
+    server = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert mcp.poll() is None and time.monotonic() < deadline, "the README's MCP server never listened"
+                time.sleep(0.1)
+        env = walkthrough_env(sh, port, proxy.url)
+        server = Server(tmp_path, env={**env, "LLM_MAX_TOKENS": "48"})
+        frames = asyncio.run(ask_orders(server.url))
+    finally:
+        if server:
+            server.stop()
+        proxy.stop()
+        mcp.kill()
+        mcp.wait(timeout=WAIT)
+    assert frames[-1]["type"] == "agent_completed", frames[-1]
+    offered = {t["function"]["name"]: t["function"] for t in proxy.bodies[0]["tools"]}
+    tool = offered["orders__order_status"]
+    assert tool["description"] == "Tells where an order is, by its id (for example A-17)."
+    assert tool["parameters"]["properties"]["order_id"]["type"] == "string"
+    for done in (f["payload"] for f in frames if f["type"] == "tool_completed"):
+        if done["tool_name"] == "orders__order_status":
+            assert "arrives on Friday" in json.dumps(done["result"]), done
