@@ -3,6 +3,7 @@ SDK, `mcp` from PyPI) on a free loopback port, and what it received. The Rust su
 `tests/support/mcp.rs`; both drive the same server script.
 """
 
+import asyncio
 import json
 import os
 import socket
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+
+import websockets
 
 from chat_page import ROOT, WAIT
 
@@ -54,3 +57,14 @@ class McpServer:
     def stop(self):
         self.proc.kill()
         self.proc.wait(timeout=WAIT)
+
+
+async def one_run(url, user, question, wait=WAIT):
+    """Connects as `user`, asks `question`; the run's frames up to its end."""
+    frames = []
+    async with websockets.connect(f"{url}/?user_id={user}") as ws:
+        await ws.send(json.dumps({"type": "start_agent", "request_id": f"r-{user}",
+                                  "payload": {"user_request": question}}))
+        while not frames or frames[-1]["type"] not in ("agent_completed", "agent_error"):
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), wait)))
+    return frames

@@ -8,10 +8,9 @@ import asyncio
 import json
 
 import pytest
-import websockets
 
-from chat_page import WAIT, Server
-from mcp_support import API_KEY, API_KEY_HEADER, McpServer
+from chat_page import Server
+from mcp_support import API_KEY, API_KEY_HEADER, McpServer, one_run
 from scripted_model import ScriptedModel, finish, text, tool_call
 
 ORDER = {"order_id": "A-17", "status": "shipped", "total": 42.5}
@@ -22,17 +21,6 @@ def mcp_server():
     server = McpServer()
     yield server
     server.stop()
-
-
-async def one_run(url):
-    """Runs one request; its frames."""
-    frames = []
-    async with websockets.connect(f"{url}/?user_id=mia-01") as ws:
-        await ws.send(json.dumps({"type": "start_agent", "request_id": "r-mcp",
-                                  "payload": {"user_request": "Where is order A-17?"}}))
-        while not frames or frames[-1]["type"] not in ("agent_completed", "agent_error"):
-            frames.append(json.loads(await asyncio.wait_for(ws.recv(), WAIT)))
-    return frames
 
 
 def test_an_mcp_tool_is_offered_called_and_answered_through_serve(tmp_path, mcp_server):
@@ -50,7 +38,7 @@ def test_an_mcp_tool_is_offered_called_and_answered_through_serve(tmp_path, mcp_
            "MCP_SERVERS": json.dumps([mcp_server.entry("orders")])}
     server = Server(tmp_path, env=env, rust_log="info")
     try:
-        frames = asyncio.run(one_run(f"ws://{server.addr}"))
+        frames = asyncio.run(one_run(server.url, "mia-01", "Where is order A-17?"))
     finally:
         assert server.stop() == 0
         model.stop()

@@ -18,6 +18,7 @@ import websockets
 from chat_page import BIN, LLM_WAIT, ROOT, WAIT, Server
 from llm_proxy import Proxy
 from mcp_support import PYTHON as MCP_PYTHON
+from mcp_support import one_run
 
 README = (ROOT / "README.md").read_text()
 # Every fenced code block: (language, text).
@@ -118,16 +119,6 @@ def walkthrough_env(code, mcp_port, llm):
     return {**env, "LLM_BASE_URL": llm}
 
 
-async def ask_orders(url):
-    frames = []
-    async with websockets.connect(f"{url}/?user_id=walk-01") as ws:
-        await ws.send(json.dumps({"type": "start_agent", "request_id": "walk",
-                                  "payload": {"user_request": "Where is order A-17?"}}))
-        while not frames or frames[-1]["type"] not in ("agent_completed", "agent_error"):
-            frames.append(json.loads(await asyncio.wait_for(ws.recv(), LLM_WAIT)))
-    return frames
-
-
 def test_mcp_walkthrough_runs_as_written(tmp_path, llm_url):
     """The MCP walk-through as written (only the ports are this test's): its server, built with
     the official Python SDK, runs; serve with its `MCP_SERVERS` offers the real model
@@ -154,7 +145,7 @@ def test_mcp_walkthrough_runs_as_written(tmp_path, llm_url):
                 time.sleep(0.1)
         env = walkthrough_env(sh, port, proxy.url)
         server = Server(tmp_path, env={**env, "LLM_MAX_TOKENS": "48"})
-        frames = asyncio.run(ask_orders(server.url))
+        frames = asyncio.run(one_run(server.url, "walk-01", "Where is order A-17?", LLM_WAIT))
     finally:
         if server:
             server.stop()
