@@ -149,6 +149,7 @@ async fn end_if_overdue(
     match write_run(deps.store, next, Expected::of(run)).await {
         WriteOutcome::Written(r) | WriteOutcome::Landed(r) => {
             metrics::run_finished(r.state, now_ms.saturating_sub(r.created_at));
+            crate::run::log_usage(&r);
             Ok(Reaped::Ended(r))
         }
         WriteOutcome::Conflict(current) => Ok(Reaped::Raced(current)),

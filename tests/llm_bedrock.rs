@@ -144,6 +144,8 @@ async fn streams_text_with_usage() {
         result,
         json!({"text": pieces.concat(), "model": MODEL, "usage": {"input_tokens": 12, "output_tokens": 60}})
     );
+    // Reported as the round ends, so the run records it whatever ends the run later.
+    assert_eq!(*rec.usage.lock().unwrap(), vec![(12, 60)]);
     let req = &server.received()[0];
     assert_eq!(
         req.path,

@@ -12,7 +12,7 @@ use crate::protocol::inbound::{Fields, required};
 use crate::protocol::{ClientError, ErrorCode, Event, Reply};
 use crate::run::{Settled, next_version, write_settled};
 use crate::state::{ExecutionState, RunEvent};
-use crate::store::{RunRecord, StorageError};
+use crate::store::{RunRecord, RunUsage, StorageError};
 use crate::telemetry::metrics;
 use crate::time::now_ms;
 use std::borrow::Cow;
@@ -50,6 +50,13 @@ impl<'a> Cancel<'a> {
                 ClientError::new(ErrorCode::RunFinished, format!("run already {}", run.state))
             })?;
             next.cancelled_by = Some(caller.origin.connection_id.to_owned());
+            // Driven here: what it consumed up to this moment, not its last checkpoint.
+            if let Some(u) = mgr.live_runs().usage(run_id) {
+                next.usage = RunUsage {
+                    duration_ms: next.usage.duration_ms,
+                    ..u
+                };
+            }
             Ok::<_, ClientError>(next)
         };
         match write_settled(store, run, CANCEL_ATTEMPTS, cancel, |_| true).await {
@@ -92,5 +99,6 @@ fn until_driver_stops(mgr: &Manager, last_beat: Option<u64>, deadline_ms: Option
 
 fn cancelled(run: &RunRecord) -> Reply {
     metrics::run_finished(run.state, run.updated_at.saturating_sub(run.created_at));
+    crate::run::log_usage(run);
     Reply::about(run, Event::cancelled())
 }

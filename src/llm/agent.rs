@@ -230,6 +230,7 @@ impl LlmAgent {
                 round_with_retries(provider, &request, events, round, budget, deadline).await?;
             said_bytes += streamed.len() + after_call.len();
             if let Some(u) = output.usage {
+                events.usage(u.input_tokens, u.output_tokens).await;
                 let total = usage.get_or_insert_with(Usage::default);
                 total.input_tokens += u.input_tokens;
                 total.output_tokens += u.output_tokens;

@@ -40,6 +40,10 @@ impl AgentEvents for RunSink {
     async fn discard_round(&self, round: u32, reason: DiscardReason) {
         RunSink::discard_round(self, round, reason).await;
     }
+
+    async fn usage(&self, input_tokens: u64, output_tokens: u64) {
+        RunSink::usage(self, input_tokens, output_tokens).await;
+    }
 }
 
 /// The client's code for a provider failure.

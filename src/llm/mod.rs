@@ -43,6 +43,9 @@ pub trait AgentEvents: Send + Sync {
     async fn delta(&self, round: u32, text: &str);
     /// Every delta of `round` sent so far is withdrawn (`agent_text_discarded`).
     async fn discard_round(&self, round: u32, reason: DiscardReason);
+    /// A round ended having used these tokens (recorded on the run as it goes, so a run that
+    /// ends by cancel, timeout or failure still records them).
+    async fn usage(&self, _input_tokens: u64, _output_tokens: u64) {}
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.

@@ -2,7 +2,7 @@
 
 use super::fit::{cut_text, json_len, prefix_within};
 use crate::limits::MAX_MESSAGE_BYTES;
-use crate::store::{ListCursor, RunError, RunRecord};
+use crate::store::{ListCursor, RunError, RunRecord, RunUsage};
 use crate::time::rfc3339_ms;
 use serde::Serialize;
 use serde_json::Value;
@@ -33,6 +33,9 @@ pub struct ExecutionView<'a> {
     pub result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a RunError>,
+    /// Tokens, tool calls and (once ended) duration: as of the last checkpoint while alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'a RunUsage>,
     /// True when this reply answers a retried request that found the existing run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
@@ -56,6 +59,7 @@ impl<'a> ExecutionView<'a> {
             }),
             result: run.result.as_ref(),
             error: run.error.as_ref(),
+            usage: (!run.usage.is_zero()).then_some(&run.usage),
             deduplicated,
         }
     }

@@ -23,7 +23,7 @@ use crate::limits::{
 };
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
-use crate::store::{RunError, RunRecord, StorageError};
+use crate::store::{RunError, RunRecord, RunUsage, StorageError};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
 use serde_json::Value;
@@ -163,12 +163,18 @@ struct Checkpoint {
     seq: u64,
     streamed: Option<String>,
     gone: Vec<String>,
+    /// Tokens and tool calls so far (the terminal write adds the duration).
+    usage: RunUsage,
 }
 
 impl Checkpoint {
     fn apply(&self, next: &mut RunRecord) {
         let now_secs = now_ms() / 1000;
         next.seq = self.seq;
+        next.usage = RunUsage {
+            duration_ms: next.usage.duration_ms,
+            ..self.usage
+        };
         next.streamed = match next.result {
             Some(_) => None,
             None => self.streamed.clone(),
@@ -176,6 +182,24 @@ impl Checkpoint {
         next.followers
             .retain(|f| f.expires_at > now_secs && !self.gone.contains(&f.connection_id));
     }
+}
+
+/// The one log line of a run's consumption, with whose run it was (CloudWatch Logs Insights
+/// sums it by user, tenant or run).
+pub fn log_usage(run: &RunRecord) {
+    let u = &run.usage;
+    tracing::info!(
+        user_id = %run.user_id,
+        tenant_id = run.tenant_id.as_deref(),
+        run_id = %run.run_id,
+        agent = %run.agent,
+        state = run.state.as_str(),
+        input_tokens = u.input_tokens,
+        output_tokens = u.output_tokens,
+        tool_calls = u.tool_calls,
+        duration_ms = u.duration_ms,
+        "run usage"
+    );
 }
 
 /// An instant no run reaches (about a century away).
@@ -204,6 +228,8 @@ struct Driver<'d> {
     flush_at: Option<Instant>,
     /// When the last `agent_delta` went out.
     last_flush: Option<Instant>,
+    /// Tokens and tool calls the agent reported so far.
+    usage: RunUsage,
 }
 
 impl<'d> Driver<'d> {
@@ -220,6 +246,7 @@ impl<'d> Driver<'d> {
             pending_round: 1,
             flush_at: None,
             last_flush: None,
+            usage: RunUsage::default(),
         }
     }
 
@@ -281,6 +308,19 @@ impl<'d> Driver<'d> {
         }
         self.flush().await;
         match p {
+            Progress::Usage {
+                input_tokens,
+                output_tokens,
+            } => {
+                let u = &mut self.usage;
+                u.input_tokens = u.input_tokens.saturating_add(input_tokens);
+                u.output_tokens = u.output_tokens.saturating_add(output_tokens);
+                self.deps.live.record_usage(&self.run.run_id, self.usage);
+            }
+            Progress::ToolExecuting { .. } => {
+                self.usage.tool_calls += 1;
+                self.deps.live.record_usage(&self.run.run_id, self.usage);
+            }
             Progress::Thinking(_) => self.step += 1,
             // The client drops the round's text; so does the next checkpoint.
             Progress::Discard { round, .. } => self.streamed.discard(round),
@@ -381,6 +421,7 @@ impl<'d> Driver<'d> {
             seq,
             streamed: self.streamed.checkpoint(),
             gone: self.channel.gone().map(str::to_owned).collect(),
+            usage: self.usage,
         };
         let next = move |run: &RunRecord| {
             let now = now_ms();
@@ -437,6 +478,7 @@ impl<'d> Driver<'d> {
         self.adopt();
         let took = now.saturating_sub(self.run.created_at);
         metrics::run_finished(self.run.state, took);
+        log_usage(&self.run);
         let frame = match &error {
             None => self.frame(Event::AgentCompleted {
                 agent_name: &self.run.agent,

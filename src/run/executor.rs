@@ -92,6 +92,12 @@ pub enum Progress {
     Delta { round: u32, text: String },
     /// The text streamed for `round` so far is not answer (`agent_text_discarded`).
     Discard { round: u32, reason: DiscardReason },
+    /// A model round ended having used these tokens (as its provider reported them); the
+    /// driver adds them to the run's usage and pushes nothing.
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
 }
 
 impl Progress {
@@ -123,7 +129,7 @@ impl Progress {
                 round: *round,
                 reason: *reason,
             },
-            Progress::Delta { .. } => return None,
+            Progress::Delta { .. } | Progress::Usage { .. } => return None,
         })
     }
 }
@@ -189,6 +195,16 @@ impl RunSink {
             let text = text.to_owned();
             self.send(Progress::Delta { round, text }).await;
         }
+    }
+
+    /// A model round's tokens, as its provider reported them (recorded on the run, counted
+    /// against budgets; nothing is pushed).
+    pub async fn usage(&self, input_tokens: u64, output_tokens: u64) {
+        self.send(Progress::Usage {
+            input_tokens,
+            output_tokens,
+        })
+        .await;
     }
 
     /// Withdraws every delta of `round` sent so far (the round called a tool, or is redone):

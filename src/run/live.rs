@@ -9,6 +9,7 @@
 //! ([`TextBudget`]), and the shutdown signal that ends them all when the instance stops.
 
 use super::budget::TextBudget;
+use crate::store::RunUsage;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct LiveRuns {
 struct Live {
     cancel: Notify,
     stopped: watch::Sender<bool>,
+    /// What the run consumed so far, for a cancel in this process to record.
+    usage: Mutex<RunUsage>,
 }
 
 impl LiveRuns {
@@ -74,6 +77,7 @@ impl LiveRuns {
         let live = Arc::new(Live {
             cancel: Notify::new(),
             stopped: watch::Sender::new(false),
+            usage: Mutex::new(RunUsage::default()),
         });
         self.lock().insert(run_id.to_owned(), live.clone());
         LiveGuard {
@@ -94,6 +98,21 @@ impl LiveRuns {
         live.cancel.notify_one();
         let _ = tokio::time::timeout(STOP_WAIT, stopped.wait_for(|s| *s)).await;
         true
+    }
+
+    /// Records what the run driven here consumed so far.
+    pub fn record_usage(&self, run_id: &str, usage: RunUsage) {
+        if let Some(live) = self.lock().get(run_id) {
+            *live.usage.lock().unwrap_or_else(PoisonError::into_inner) = usage;
+        }
+    }
+
+    /// What the run consumed so far, if this process drives it (a cancel here records it on
+    /// the run; one elsewhere finds the driver's last checkpoint).
+    pub fn usage(&self, run_id: &str) -> Option<RunUsage> {
+        let live = self.lock().get(run_id).cloned()?;
+        let usage = *live.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(usage)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {

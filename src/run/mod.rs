@@ -34,7 +34,7 @@ pub mod live;
 pub mod write;
 
 pub use agents::{Agents, DEFAULT_AGENT};
-pub use driver::drive;
+pub use driver::{drive, log_usage};
 pub use executor::{
     AgentFailure, Executor, Progress, RunInput, RunSink, Turn, refuse_unknown_options,
 };

@@ -31,6 +31,10 @@ pub fn next_version(run: &RunRecord, events: &[RunEvent], now: u64) -> Option<Ru
     next.state = state;
     next.version += 1;
     next.updated_at = now;
+    // Every ending writer (driver, cancel, sweep, failed hand-off) records how long it lasted.
+    if state.is_terminal() {
+        next.usage.duration_ms = now.saturating_sub(run.created_at);
+    }
     Some(next)
 }
 

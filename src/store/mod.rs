@@ -13,7 +13,7 @@ pub mod record;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use owner::Owner;
-pub use record::{ConnectionRecord, Follower, RunError, RunRecord};
+pub use record::{ConnectionRecord, Follower, RunError, RunRecord, RunUsage};
 
 use crate::state::ExecutionState;
 use async_trait::async_trait;

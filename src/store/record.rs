@@ -92,8 +92,43 @@ pub struct RunRecord {
     /// Connections attached by `resume`, which the driver also pushes the run's events to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<Follower>,
+    /// What the run consumed so far: as of its last checkpoint while alive, final once
+    /// terminal (whatever ended it).
+    #[serde(default, skip_serializing_if = "RunUsage::is_zero")]
+    pub usage: RunUsage,
+    /// Whether the run holds one of its owner's `MAX_ACTIVE_RUNS_PER_USER` slots: taken by the
+    /// create, given back by the store in the same write that makes the run terminal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_slot: bool,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: u64,
+}
+
+/// What a run consumed: model tokens (as the provider reported them), tool calls, and how long
+/// it lasted (set by the write that ends it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub tool_calls: u64,
+    /// Epoch milliseconds from the create to the terminal write; 0 while alive.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl RunUsage {
+    /// Nothing consumed and not ended yet.
+    pub fn is_zero(&self) -> bool {
+        *self == RunUsage::default()
+    }
+
+    /// Input and output tokens together (what a daily token budget counts).
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
 }
 
 /// A connection that follows a run it did not start (attached by `resume`).

@@ -62,6 +62,14 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
             after_seq: 3,
             expires_at: far_future_secs(),
         }],
+        // Usage round-trips too.
+        usage: wsexec::store::RunUsage {
+            input_tokens: 11,
+            output_tokens: 22,
+            tool_calls: 3,
+            duration_ms: 0,
+        },
+        holds_slot: false,
         expires_at: far_future_secs(),
     }
 }

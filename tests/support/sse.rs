@@ -312,6 +312,8 @@ pub struct Recorder {
     /// The round of each delta, in order.
     pub rounds: Mutex<Vec<u32>>,
     pub first_delta: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Each round's reported (input, output) tokens, in order.
+    pub usage: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Recorder {
@@ -402,5 +404,11 @@ impl wsexec::llm::AgentEvents for Recorder {
     }
     async fn discard_round(&self, round: u32, _reason: wsexec::protocol::DiscardReason) {
         self.events.lock().unwrap().push(Event::Discarded(round));
+    }
+    async fn usage(&self, input_tokens: u64, output_tokens: u64) {
+        self.usage
+            .lock()
+            .unwrap()
+            .push((input_tokens, output_tokens));
     }
 }

@@ -79,7 +79,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 19] = [
+const RUN_ATTRS: [Attr<RunRecord>; 23] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -103,6 +103,26 @@ const RUN_ATTRS: [Attr<RunRecord>; 19] = [
     Attr::Num("stale_at", |r| r.stale_at, |r| &mut r.stale_at),
     Attr::Num("deadline_at", |r| r.deadline_at, |r| &mut r.deadline_at),
     Attr::Num(TTL_ATTRIBUTE, |r| r.expires_at, |r| &mut r.expires_at),
+    Attr::Count(
+        "input_tokens",
+        |r| r.usage.input_tokens,
+        |r| &mut r.usage.input_tokens,
+    ),
+    Attr::Count(
+        "output_tokens",
+        |r| r.usage.output_tokens,
+        |r| &mut r.usage.output_tokens,
+    ),
+    Attr::Count(
+        "tool_calls",
+        |r| r.usage.tool_calls,
+        |r| &mut r.usage.tool_calls,
+    ),
+    Attr::Count(
+        "duration_ms",
+        |r| r.usage.duration_ms,
+        |r| &mut r.usage.duration_ms,
+    ),
 ];
 
 const ITEM_TYPE: &str = "item_type";
@@ -112,6 +132,8 @@ const OPTIONS: &str = "options";
 const FOLLOWERS: &str = "followers";
 const ERROR_CODE: &str = "error_code";
 const ERROR_MESSAGE: &str = "error_message";
+/// Present (`true`) only on a run that holds an active-run slot.
+pub const HOLDS_SLOT: &str = "holds_slot";
 
 /// A string attribute.
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -211,6 +233,9 @@ pub fn run_item(r: &RunRecord) -> Item {
         item.insert(ERROR_CODE.into(), s(&e.code));
         item.insert(ERROR_MESSAGE.into(), s(&e.message));
     }
+    if r.holds_slot {
+        item.insert(HOLDS_SLOT.into(), AttributeValue::Bool(true));
+    }
     item
 }
 
@@ -233,6 +258,7 @@ pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError
         Some(j) => serde_json::from_str(&j).map_err(|_| bad_item(op, FOLLOWERS))?,
         None => Vec::new(),
     };
+    r.holds_slot = matches!(item.get(HOLDS_SLOT), Some(AttributeValue::Bool(true)));
     r.error = opt_s(item, ERROR_CODE).map(|code| RunError {
         code,
         message: opt_s(item, ERROR_MESSAGE).unwrap_or_default(),
