@@ -11,7 +11,7 @@ use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 14] = [
+pub const ENV_VARS: [&str; 15] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -26,6 +26,7 @@ pub const ENV_VARS: [&str; 14] = [
     "STREAM_FLUSH_MS",
     "DEFAULT_AGENT",
     "RUN_DISPATCH",
+    "MAX_ACTIVE_RUNS_PER_USER",
 ];
 
 /// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
@@ -70,6 +71,9 @@ pub struct Config {
     pub default_agent: Option<String>,
     /// Where runs are driven (`RUN_DISPATCH`: `inline` or `async`).
     pub dispatch: Dispatch,
+    /// Alive runs one owner may have at once (`MAX_ACTIVE_RUNS_PER_USER`); `None`: no limit,
+    /// and a start costs no more than without limits.
+    pub max_active_runs: Option<u32>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             stream_flush: DEFAULT_STREAM_FLUSH,
             default_agent: None,
             dispatch: Dispatch::Inline,
+            max_active_runs: None,
         }
     }
 }
@@ -164,6 +169,20 @@ impl Config {
             stream_flush: ms("STREAM_FLUSH_MS", DEFAULT_STREAM_FLUSH)?,
             default_agent: get("DEFAULT_AGENT").map(|a| a.trim().to_owned()),
             dispatch,
+            max_active_runs: match get("MAX_ACTIVE_RUNS_PER_USER") {
+                None => None,
+                Some(v) => match v.trim().parse::<u32>() {
+                    // 0 is "off", as unset: a limit of no runs at all would only lock users out.
+                    Ok(0) => None,
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return Err(ConfigError::Invalid {
+                            var: "MAX_ACTIVE_RUNS_PER_USER",
+                            reason: "expected a whole number (0 or unset: no limit)".into(),
+                        });
+                    }
+                },
+            },
         })
     }
 

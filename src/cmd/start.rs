@@ -7,7 +7,7 @@ use crate::dispatch::{Dispatch, WorkerEvent};
 use crate::limits::{LAMBDA_DEADLINE_MARGIN, MAX_ID_FIELD_BYTES, MAX_TEXT_BYTES, RUN_RETENTION};
 use crate::manager::Manager;
 use crate::protocol::inbound::{Fields, sized, text_field};
-use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply};
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, ExecutionView, Reply, RunRef};
 use crate::run::{Executor, RunDeps, WriteOutcome, next_version, write_run};
 use crate::state::{ExecutionState, RunEvent, START};
 use crate::store::{CreateOutcome, Expected, RunError, RunRecord};
@@ -61,13 +61,35 @@ impl<'a> Start<'a> {
         mgr: &Manager,
         caller: &Caller<'_>,
     ) -> Result<Option<Reply>, CmdError> {
-        let (record, ctx, agent) = prepare(mgr, caller, &self)?;
+        let (mut record, ctx, agent) = prepare(mgr, caller, &self)?;
         let deps = mgr.run_deps()?;
-        match deps.store.create_run(&record).await? {
+        let created = match mgr.config().max_active_runs {
+            None => deps.store.create_run(&record).await?,
+            Some(max) => {
+                record.holds_slot = true;
+                deps.store.create_run_limited(&record, max).await?
+            }
+        };
+        match created {
             CreateOutcome::Created => {}
             CreateOutcome::Existing(existing) => {
                 let view = ExecutionView::of(&existing, true);
                 return Ok(Some(Reply::about(&existing, Event::Execution(view))));
+            }
+            CreateOutcome::AtLimit => {
+                metrics::quota_refused(MAX_ACTIVE_RUNS);
+                let err = ClientError::quota(
+                    MAX_ACTIVE_RUNS,
+                    "you have as many runs going as you may (MAX_ACTIVE_RUNS_PER_USER); \
+                     start again when one ends",
+                    None,
+                );
+                let event = Envelope::new(
+                    Event::AgentError(&err),
+                    RunRef::request(Some(&record.request_id)),
+                    now_ms(),
+                );
+                return Ok(Some(event.reply()));
             }
         }
         metrics::run_started();
@@ -147,6 +169,9 @@ fn prepare(
     };
     Ok((record, ctx, agent.clone()))
 }
+
+/// The limit a refused start names when its owner has too many alive runs.
+const MAX_ACTIVE_RUNS: &str = "MAX_ACTIVE_RUNS_PER_USER";
 
 /// The function name a worker is invoked by when Lambda gave no ARN (the local tool).
 const LOCAL_FUNCTION: &str = "wsexec";

@@ -59,6 +59,8 @@ pub enum ErrorCode {
     LlmInvalid,
     /// The model provider's stream broke the protocol.
     LlmProtocol,
+    /// A usage limit refused the request (`limit` names which); nothing was created or charged.
+    QuotaExceeded,
     /// The function is misconfigured or failed internally.
     Internal,
     /// A classified storage failure: the kind's own code.
@@ -95,6 +97,7 @@ impl ErrorCode {
             ErrorCode::LlmUnavailable => "llm_unavailable",
             ErrorCode::LlmInvalid => "llm_invalid",
             ErrorCode::LlmProtocol => "llm_protocol",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
             ErrorCode::Storage(kind) => kind.code(),
             ErrorCode::Dispatch(kind) => kind.code(),
@@ -126,6 +129,12 @@ pub struct ClientError {
     pub code: ErrorCode,
     pub message: Cow<'static, str>,
     pub retryable: bool,
+    /// The limit that refused the request (`quota_exceeded` only): its variable's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
+    /// When a retry can succeed, if known (`quota_exceeded` of a daily budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ClientError {
@@ -135,6 +144,22 @@ impl ClientError {
             code,
             message: message.into(),
             retryable: false,
+            limit: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// `quota_exceeded`: `limit` (its variable's name) refused the request, which may succeed
+    /// later (when a run ends, or after `retry_after_ms`).
+    pub fn quota(
+        limit: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
+        ClientError {
+            limit: Some(limit),
+            retry_after_ms,
+            ..ClientError::new(ErrorCode::QuotaExceeded, message).retryable(true)
         }
     }
 
@@ -167,6 +192,8 @@ impl ClientError {
             code: ErrorCode::Storage(err.kind()),
             message: Cow::Borrowed(err.kind().client_message()),
             retryable: err.is_retryable(),
+            limit: None,
+            retry_after_ms: None,
         }
     }
 }

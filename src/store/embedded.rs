@@ -7,6 +7,7 @@
 use super::{
     CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, StorageErrorKind, Store,
     record::{ConnectionRecord, RunRecord},
+    releases_slot,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -19,6 +20,8 @@ const BY_OWNER: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("r
 const BY_THREAD: TableDefinition<(&str, &str, u64, &str), ()> =
     TableDefinition::new("runs_by_thread");
 const ALIVE: TableDefinition<(u8, u64, &str, &str), ()> = TableDefinition::new("alive_runs");
+/// Active-run slots taken, by owner key.
+const ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("active_runs");
 
 /// The file name of the embedded database inside a data directory.
 pub const DB_FILE: &str = "wsexec.redb";
@@ -90,6 +93,7 @@ impl EmbeddedStore {
             tx.open_table(BY_OWNER).map_err(db_err("open"))?;
             tx.open_table(BY_THREAD).map_err(db_err("open"))?;
             tx.open_table(ALIVE).map_err(db_err("open"))?;
+            tx.open_table(ACTIVE).map_err(db_err("open"))?;
             Ok(())
         })?;
         Ok(store)
@@ -122,6 +126,24 @@ impl EmbeddedStore {
         let runs = tx.open_table(RUNS).map_err(db_err(op))?;
         let found = runs.get((owner, run_id)).map_err(db_err(op))?;
         found.map(|g| decode(op, g.value())).transpose()
+    }
+
+    /// Adds `delta` to the owner's taken active-run slots (never below 0); the new count (0
+    /// reads it).
+    fn add_active(
+        tx: &WriteTransaction,
+        op: &'static str,
+        owner: &str,
+        delta: i64,
+    ) -> Result<u64, StorageError> {
+        let mut active = tx.open_table(ACTIVE).map_err(db_err(op))?;
+        let taken = active
+            .get(owner)
+            .map_err(db_err(op))?
+            .map_or(0, |g| g.value());
+        let now = taken.saturating_add_signed(delta);
+        active.insert(owner, now).map_err(db_err(op))?;
+        Ok(now)
     }
 
     /// Writes `run` and its index rows, replacing `old`'s index rows.
@@ -268,6 +290,39 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn create_run_limited(
+        &self,
+        run: &RunRecord,
+        max_active: u32,
+    ) -> Result<CreateOutcome, StorageError> {
+        const OP: &str = "create_run";
+        let owner = run.owner().key();
+        self.write(OP, |tx| {
+            let old = Self::read_run(tx, OP, &owner, &run.run_id)?;
+            match old {
+                Some(existing) if !existing.replaceable(now_secs()) => {
+                    Ok(CreateOutcome::Existing(Box::new(existing)))
+                }
+                replaced => {
+                    if Self::add_active(tx, OP, &owner, 0)? >= u64::from(max_active) {
+                        return Ok(CreateOutcome::AtLimit);
+                    }
+                    Self::add_active(tx, OP, &owner, 1)?;
+                    Self::put_run(tx, OP, run, replaced.as_ref())?;
+                    Ok(CreateOutcome::Created)
+                }
+            }
+        })
+    }
+
+    async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {
+        const OP: &str = "active_runs";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let active = tx.open_table(ACTIVE).map_err(db_err(OP))?;
+        let taken = active.get(owner.key().as_ref()).map_err(db_err(OP))?;
+        Ok(taken.map_or(0, |g| g.value()))
+    }
+
     async fn get_run(
         &self,
         owner: Owner<'_>,
@@ -289,6 +344,9 @@ impl Store for EmbeddedStore {
             let current = Self::read_run(tx, OP, &run.owner().key(), &run.run_id)?
                 .filter(|c| c.state == expected.state && c.version == expected.version)
                 .ok_or_else(|| StorageError::conflict(OP))?;
+            if releases_slot(run, expected) {
+                Self::add_active(tx, OP, &run.owner().key(), -1)?;
+            }
             Self::put_run(tx, OP, run, Some(&current))
         })
     }

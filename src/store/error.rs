@@ -8,10 +8,14 @@ use crate::classified::{Classified, FailureKind};
 pub enum StorageErrorKind {
     /// A conditional write's condition failed (another writer got there first).
     Conflict,
-    /// A write met an item that another client's transaction holds (the original platform's
-    /// `DeadlockError`). wsexec runs no transactions itself, but DynamoDB answers a plain
-    /// `PutItem` or `DeleteItem` this way while anyone else's transaction holds the item.
+    /// A write met an item that another transaction holds (the original platform's
+    /// `DeadlockError`): a plain `PutItem` while anyone's transaction holds the item, or one of
+    /// wsexec's own transactions (the active-run counter moves with a run's create and end)
+    /// cancelled for `TransactionConflict` past its bounded retries.
     Contention,
+    /// A transaction DynamoDB cancelled for a reason that is neither a failed condition (the
+    /// caller's answer), contention, throttling nor an invalid item: the reasons are logged.
+    Transaction,
     /// Capacity or request-rate limits.
     Throttled,
     /// The request could not be sent or the connection broke.
@@ -30,9 +34,10 @@ pub enum StorageErrorKind {
 
 impl StorageErrorKind {
     /// Every kind, for exhaustive tests.
-    pub const ALL: [StorageErrorKind; 9] = [
+    pub const ALL: [StorageErrorKind; 10] = [
         StorageErrorKind::Conflict,
         StorageErrorKind::Contention,
+        StorageErrorKind::Transaction,
         StorageErrorKind::Throttled,
         StorageErrorKind::Connection,
         StorageErrorKind::Timeout,
@@ -47,6 +52,7 @@ impl StorageErrorKind {
         match self {
             StorageErrorKind::Conflict => "conflict",
             StorageErrorKind::Contention => "contention",
+            StorageErrorKind::Transaction => "storage_transaction",
             StorageErrorKind::Throttled => "throttled",
             StorageErrorKind::Connection => "storage_connection",
             StorageErrorKind::Timeout => "storage_timeout",
@@ -74,6 +80,7 @@ impl StorageErrorKind {
         match self {
             StorageErrorKind::Conflict => "the run changed concurrently",
             StorageErrorKind::Contention => "storage is busy, retry",
+            StorageErrorKind::Transaction => "internal storage error",
             StorageErrorKind::Throttled => "too many requests, retry",
             StorageErrorKind::Connection
             | StorageErrorKind::Timeout
@@ -87,10 +94,14 @@ impl StorageErrorKind {
 
 /// DynamoDB error codes per kind, checked after the transport variants.
 pub const CONFLICT_ERRORS: &[&str] = &["ConditionalCheckFailedException"];
-/// A single-item write meeting another client's transaction. (`TransactionCanceledException`
-/// and `TransactionInProgressException` answer only the transactional APIs, which wsexec never
-/// calls and its policy does not grant.)
-pub const CONTENTION_ERRORS: &[&str] = &["TransactionConflictException"];
+/// A single-item write meeting another transaction, or a transaction still in progress.
+pub const CONTENTION_ERRORS: &[&str] = &[
+    "TransactionConflictException",
+    "TransactionInProgressException",
+];
+/// A cancelled transaction, when nothing read its per-item reasons (`dynamo::transact` does,
+/// and classifies each).
+pub const TRANSACTION_ERRORS: &[&str] = &["TransactionCanceledException"];
 /// Throttling, as the SDK's own retry classifier lists it plus DynamoDB's capacity errors.
 pub const THROTTLING_ERRORS: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -136,6 +147,8 @@ pub fn kind_for_service_code(code: &str, message: &str) -> Option<StorageErrorKi
         StorageErrorKind::Conflict
     } else if is(CONTENTION_ERRORS) {
         StorageErrorKind::Contention
+    } else if is(TRANSACTION_ERRORS) {
+        StorageErrorKind::Transaction
     } else if is(THROTTLING_ERRORS) {
         StorageErrorKind::Throttled
     } else if is(UNAVAILABLE_ERRORS) {
@@ -204,9 +217,10 @@ mod tests {
     /// Every code in the const tables classifies to its table's kind.
     #[test]
     fn service_codes_classify_by_table() {
-        let tables: [(&[&str], StorageErrorKind); 7] = [
+        let tables: [(&[&str], StorageErrorKind); 8] = [
             (CONFLICT_ERRORS, StorageErrorKind::Conflict),
             (CONTENTION_ERRORS, StorageErrorKind::Contention),
+            (TRANSACTION_ERRORS, StorageErrorKind::Transaction),
             (THROTTLING_ERRORS, StorageErrorKind::Throttled),
             (UNAVAILABLE_ERRORS, StorageErrorKind::Unavailable),
             (PERMISSION_ERRORS, StorageErrorKind::Permission),

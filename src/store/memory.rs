@@ -6,6 +6,7 @@
 use super::{
     CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, Store,
     record::{ConnectionRecord, RunRecord},
+    releases_slot,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -19,6 +20,8 @@ struct Inner {
     by_owner: BTreeSet<(String, u64, String)>,
     by_thread: BTreeSet<(String, String, u64, String)>,
     alive: BTreeSet<(u8, u64, String, String)>,
+    /// Active-run slots taken, by owner key.
+    active: HashMap<String, u64>,
 }
 
 impl Inner {
@@ -120,6 +123,35 @@ impl Store for MemoryStore {
         Ok(CreateOutcome::Created)
     }
 
+    async fn create_run_limited(
+        &self,
+        run: &RunRecord,
+        max_active: u32,
+    ) -> Result<CreateOutcome, StorageError> {
+        let mut inner = self.lock();
+        let owner = run.owner().key().into_owned();
+        let key = (owner.clone(), run.run_id.clone());
+        if let Some(existing) = inner.runs.get(&key).filter(|r| !r.replaceable(now_secs())) {
+            return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
+        }
+        let taken = inner.active.entry(owner).or_default();
+        if *taken >= u64::from(max_active) {
+            return Ok(CreateOutcome::AtLimit);
+        }
+        *taken += 1;
+        inner.put(run);
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {
+        Ok(self
+            .lock()
+            .active
+            .get(owner.key().as_ref())
+            .copied()
+            .unwrap_or(0))
+    }
+
     async fn get_run(
         &self,
         owner: Owner<'_>,
@@ -139,6 +171,10 @@ impl Store for MemoryStore {
         let key = (run.owner().key().into_owned(), run.run_id.clone());
         match inner.runs.get(&key) {
             Some(c) if c.state == expected.state && c.version == expected.version => {
+                if releases_slot(run, expected) {
+                    let taken = inner.active.entry(key.0.clone()).or_default();
+                    *taken = taken.saturating_sub(1);
+                }
                 inner.put(run);
                 Ok(())
             }

@@ -25,6 +25,9 @@ pub enum CreateOutcome {
     Created,
     /// A live run already had this key (a retried request): it is returned unchanged.
     Existing(Box<RunRecord>),
+    /// The owner already has as many alive runs as [`Store::create_run_limited`] allows:
+    /// nothing was written.
+    AtLimit,
 }
 
 /// The persisted state a conditional update expects to replace.
@@ -139,6 +142,20 @@ pub trait Store: Send + Sync + 'static {
     /// worker failed).
     async fn create_run(&self, run: &RunRecord) -> Result<CreateOutcome, StorageError>;
 
+    /// [`Store::create_run`] that also takes one of the owner's `max_active` active-run slots,
+    /// atomically: of N concurrent creates with `max_active` free slots, exactly that many
+    /// succeed and the rest are [`CreateOutcome::AtLimit`] (a retried request still finds its
+    /// run: `Existing`). `run.holds_slot` must be set; the store gives the slot back in the
+    /// same write that makes the run terminal ([`Store::update_run`]), so exactly once.
+    async fn create_run_limited(
+        &self,
+        run: &RunRecord,
+        max_active: u32,
+    ) -> Result<CreateOutcome, StorageError>;
+
+    /// How many of the owner's active-run slots are taken (0 when the owner has no counter).
+    async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError>;
+
     /// The owner's run, if present and not expired. Another owner's run id (another user's, or
     /// the same user id's in another tenant) is simply absent.
     async fn get_run(
@@ -148,6 +165,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<RunRecord>, StorageError>;
 
     /// Replaces the run if its persisted state and version are `expected`; `Conflict` otherwise.
+    /// The write that takes a run holding a slot from alive to terminal also gives the slot
+    /// back, atomically with it ([`releases_slot`]).
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError>;
 
     /// The owner's runs, newest first, optionally of one thread.
@@ -172,6 +191,13 @@ pub trait Store: Send + Sync + 'static {
     async fn warm_up(&self) -> Result<(), StorageError> {
         Ok(())
     }
+}
+
+/// Whether writing `next` over a stored run in state `expected` gives the run's active-run slot
+/// back: it held one and this write ends it. The state condition of the write makes this
+/// happen once per run, whoever ends it (driver, cancel, sweep, failed hand-off).
+pub fn releases_slot(next: &RunRecord, expected: Expected) -> bool {
+    next.holds_slot && expected.state.is_alive() && next.state.is_terminal()
 }
 
 /// Key formats shared by every backend (and documented in the README's storage layout).
@@ -211,6 +237,8 @@ pub mod keys {
     pub fn thread_pk(owner: Owner<'_>, thread_id: &str) -> String {
         format!("{}#THREAD#{thread_id}", owner_pk(owner))
     }
+    /// Sort key of an owner's active-run counter item (`pk` is the owner's partition).
+    pub const ACTIVE_SK: &str = "ACTIVE";
     /// `alive` index partition key of a shard.
     pub fn alive_shard(shard: u8) -> String {
         format!("ALIVE#{shard}")

@@ -33,6 +33,8 @@ pub const DIMENSION_ROUTE: &str = "Route";
 pub const DIMENSION_STATE: &str = "State";
 /// A storage or push failure's stable code (`StorageErrors`, `PushErrors`).
 pub const DIMENSION_ERROR_CODE: &str = "ErrorCode";
+/// The usage limit that refused a start (`QuotaRefusals`): a variable's name.
+pub const DIMENSION_LIMIT: &str = "Limit";
 
 /// `FunctionName` outside Lambda (the local tool, tests).
 pub const DEFAULT_FUNCTION_NAME: &str = "wsexec";
@@ -149,6 +151,17 @@ pub fn run_finished(state: ExecutionState, duration_ms: u64) {
     let dim = Some((DIMENSION_STATE, state.as_str()));
     add("RunsFinished", Unit::Count, dim, 1.0);
     add("RunDuration", Unit::Milliseconds, dim, duration_ms as f64);
+}
+
+/// A start refused by the usage limit named `limit` (a variable's name: a handful of values,
+/// never a user).
+pub fn quota_refused(limit: &'static str) {
+    add(
+        "QuotaRefusals",
+        Unit::Count,
+        Some((DIMENSION_LIMIT, limit)),
+        1.0,
+    );
 }
 
 /// A classified storage failure.

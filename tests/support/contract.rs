@@ -430,6 +430,70 @@ pub async fn list_runs_skips_expired(store: Arc<dyn Store>) {
     assert_eq!(ids, vec!["run-new"]);
 }
 
+/// Of 10 concurrent limited creates with 4 slots, exactly 4 run; a retried request still finds
+/// its run at the limit; another owner (the same user id in another tenant) is not counted; a
+/// heartbeat keeps the slot, the write that ends a run gives it back once (a second ending
+/// write conflicts and gives nothing), and a freed slot can be taken again.
+pub async fn active_slots_are_taken_atomically_and_given_back_once(store: Arc<dyn Store>) {
+    let now = now_ms();
+    let slotted = |user: &str, tenant: Option<&str>, i: u64| {
+        let mut r = run(user, &format!("run-slot-{i}"), now + i);
+        r.tenant_id = tenant.map(str::to_owned);
+        r.holds_slot = true;
+        r
+    };
+    let owner = Owner::new("slotty", Some("acme"));
+    let creates = (0..10).map(|i| {
+        let (store, r) = (store.clone(), slotted("slotty", Some("acme"), i));
+        async move { (store.create_run_limited(&r, 4).await.unwrap(), r) }
+    });
+    let outcomes = futures_util::future::join_all(creates).await;
+    let created: Vec<RunRecord> = outcomes
+        .iter()
+        .filter(|(o, _)| *o == CreateOutcome::Created)
+        .map(|(_, r)| r.clone())
+        .collect();
+    let refused = outcomes
+        .iter()
+        .filter(|(o, _)| *o == CreateOutcome::AtLimit)
+        .count();
+    assert_eq!((created.len(), refused), (4, 6));
+    assert_eq!(store.active_runs(owner).await.unwrap(), 4);
+    let listed = store.list_runs(owner, None, 50, None).await.unwrap();
+    assert_eq!(listed.items.len(), 4, "no refused run is left behind");
+    let first = created[0].clone();
+    assert_eq!(
+        store.create_run_limited(&first, 4).await.unwrap(),
+        CreateOutcome::Existing(Box::new(first.clone()))
+    );
+    let elsewhere = slotted("slotty", Some("globex"), 99);
+    assert_eq!(
+        store.create_run_limited(&elsewhere, 4).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.active_runs(owner).await.unwrap(), 4);
+
+    let beat =
+        wsexec::run::next_version(&first, &[wsexec::state::RunEvent::Heartbeat], now).unwrap();
+    store.update_run(&beat, Expected::of(&first)).await.unwrap();
+    assert_eq!(store.active_runs(owner).await.unwrap(), 4);
+    let ended = wsexec::run::next_version(&beat, &[wsexec::state::RunEvent::Cancel], now).unwrap();
+    store.update_run(&ended, Expected::of(&beat)).await.unwrap();
+    assert_eq!(store.active_runs(owner).await.unwrap(), 3);
+    let e = store
+        .update_run(&ended, Expected::of(&beat))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Conflict);
+    assert_eq!(store.active_runs(owner).await.unwrap(), 3);
+    let again = slotted("slotty", Some("acme"), 50);
+    assert_eq!(
+        store.create_run_limited(&again, 4).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.active_runs(owner).await.unwrap(), 4);
+}
+
 /// Generates one `#[tokio::test]` per contract case; `$make` is an async expression giving a
 /// fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -439,7 +503,8 @@ macro_rules! store_contract {
             connection_roundtrip, expired_connection_invisible, create_run_is_idempotent,
             expired_run_is_replaced, runs_are_owner_scoped, update_run_is_conditional,
             alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired,
-            list_runs_last_page_and_zero_limit, tenants_are_kept_apart);
+            list_runs_last_page_and_zero_limit, tenants_are_kept_apart,
+            active_slots_are_taken_atomically_and_given_back_once);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

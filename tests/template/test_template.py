@@ -57,6 +57,7 @@ EXPECTED_ENV = {
     "JWT_AUDIENCE": {"Ref": "JwtAudience"},
     "RUN_TIME_LIMIT_MS": {"Ref": "RunTimeLimitMs"},
     "HEARTBEAT_DEADLINE_MS": {"Ref": "HeartbeatDeadlineMs"},
+    "MAX_ACTIVE_RUNS_PER_USER": {"Ref": "MaxActiveRunsPerUser"},
     "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
     "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
     "RUN_DISPATCH": "async",
@@ -76,6 +77,7 @@ SELF_ARN = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:functi
 DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 }

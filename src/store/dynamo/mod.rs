@@ -2,6 +2,7 @@
 //!
 //! Item layout (see the README's storage section):
 //! - connection: `pk=CONN#{id}`, `sk=CONN`, `gsi1pk=USER#{user}`, `gsi1sk=CONN#{id}`
+//! - active-run counter: `pk=USER#{user}`, `sk=ACTIVE`, `active` (a number).
 //! - run: `pk=USER#{user}`, `sk=RUN#{run_id}`, `gsi1pk=USER#{user}`,
 //!   `gsi1sk=RUN#{created:013}#{run_id}`, `gsi2pk=USER#{user}#THREAD#{thread}`, `gsi2sk` as
 //!   `gsi1sk`, and while alive `alive_shard=ALIVE#{n}`, `alive_due={ms}` (the sparse index).
@@ -11,11 +12,13 @@
 //! - [`client`]: the SDK client's settings, timeouts, retries and request counter.
 //! - [`classify`]: SDK failures → storage error kinds.
 //! - [`codec`]: items ↔ records, driven by one attribute table per record.
+//! - [`transact`]: the create and the end of a run that move its owner's active-run counter.
 
 pub mod classify;
 pub mod client;
 pub mod codec;
 pub mod schema;
+pub mod transact;
 
 pub use classify::classify;
 pub use client::{ClientSettings, DynamoSettings, RequestCounter};
@@ -23,6 +26,7 @@ pub use schema::*;
 
 use super::{
     CreateOutcome, Expected, ListCursor, RunPage, StorageError, StorageErrorKind, Store, keys,
+    releases_slot,
 };
 use crate::state::ExecutionState;
 use crate::store::{ConnectionRecord, Owner, RunRecord};
@@ -241,8 +245,39 @@ impl Store for DynamoStore {
         out.item.filter(live).map(|i| run_from(OP, &i)).transpose()
     }
 
+    async fn create_run_limited(
+        &self,
+        run: &RunRecord,
+        max_active: u32,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.create_limited(run, max_active).await
+    }
+
+    async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {
+        const OP: &str = "active_runs";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(keys::owner_pk(owner)))
+            .key(SK, s(keys::ACTIVE_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(OP, &self.table, e))?;
+        Ok(
+            match out.item.as_ref().and_then(|i| i.get(transact::ACTIVE)) {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(0).max(0) as u64,
+                _ => 0,
+            },
+        )
+    }
+
     async fn update_run(&self, run: &RunRecord, expected: Expected) -> Result<(), StorageError> {
         const OP: &str = "update_run";
+        if releases_slot(run, expected) {
+            return self.end_releasing(run, expected).await;
+        }
         self.client
             .put_item()
             .table_name(&self.table)

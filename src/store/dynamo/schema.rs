@@ -46,4 +46,6 @@ pub const INDEXES: [(&str, &str, &str); 3] = [
     (INDEX_ALIVE, ALIVE_SHARD, ALIVE_DUE),
 ];
 /// Every DynamoDB action the store calls (the template's IAM policy grants exactly these).
-pub const ACTIONS: [&str; 4] = ["GetItem", "PutItem", "DeleteItem", "Query"];
+/// (`TransactWriteItems` is authorised per item action: a run's `PutItem` and the active-run
+/// counter's `UpdateItem`.)
+pub const ACTIONS: [&str; 5] = ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"];
