@@ -4,7 +4,9 @@
 //! ratios taken pair by pair and medians reported. Then a 10,000-invocation soak.
 //!
 //! Run with `tools/bench` (it builds the binaries and installs the baselines). Writes
-//! `target/coldstart.md` and `target/coldstart.json`.
+//! `target/coldstart.md` and `target/coldstart.json`. `--mcp` instead compares the `llm` agent's
+//! cold start with and without `MCP_SERVERS` (issue 22: nothing MCP is built until an `llm` run
+//! needs its tools), writing `target/coldstart-mcp.md`.
 
 #[path = "../tests/support/connections.rs"]
 mod connections;
@@ -134,6 +136,66 @@ async fn callgrind(base_env: &[(String, String)]) {
     std::fs::write(format!("{root}/target/callgrind.md"), md).unwrap();
 }
 
+/// Init and first `$connect` of the `llm`-configured binary without and with `MCP_SERVERS`
+/// (two servers that are never contacted: a cold start must not reach them), one fresh process
+/// each per round, the order swapped every round, ratios pair by pair, medians.
+async fn mcp_cold(base_env: &[(String, String)], wsexec: &str, rounds: usize) {
+    let llm = [
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "bench-model"),
+        ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+    ];
+    let servers = r#"[{"name":"orders","url":"http://127.0.0.1:9/mcp","headers":{"Authorization":"Bearer bench"}},
+                      {"name":"docs","url":"https://mcp.invalid/mcp","tools":["search"]}]"#;
+    let env_of = |mcp: bool| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = base_env.to_vec();
+        env.extend(llm.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        if mcp {
+            env.push(("MCP_SERVERS".into(), servers.into()));
+        }
+        env
+    };
+    let mut s = Samples::default();
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut cold = BTreeMap::new();
+        for mcp in order {
+            let name = if mcp { "mcp" } else { "plain" };
+            let mut rt = Runtime::start().await;
+            rt.spawn(wsexec, &[], &env_of(mcp), 128);
+            let init = rt.wait_init(LIMIT).await;
+            let (out, first) = rt
+                .invoke(
+                    &connect_event(&format!("M{round:03}{:011}=", mcp as u8)),
+                    LIMIT,
+                )
+                .await;
+            assert_eq!(out.json()["statusCode"], 200, "{name} $connect");
+            s.add(&format!("{name}.init_ms"), ms(init));
+            s.add(&format!("{name}.first_connect_ms"), ms(first));
+            s.add(&format!("{name}.rss_kib"), rt.peak_rss_kib() as f64);
+            cold.insert(name, (ms(init), ms(first)));
+        }
+        let (p, m) = (cold["plain"], cold["mcp"]);
+        s.add("ratio.init_mcp_over_plain", m.0 / p.0);
+        s.add("ratio.first_connect_mcp_over_plain", m.1 / p.1);
+        s.add("ratio.cold_mcp_over_plain", (m.0 + m.1) / (p.0 + p.1));
+    }
+    let mut md = format!("| figure ({rounds} rounds) | median |\n|---|---|\n");
+    for k in s.0.keys().cloned().collect::<Vec<_>>() {
+        md.push_str(&format!("| {k} | {:.3} |\n", s.med(&k)));
+    }
+    println!("{md}");
+    let _ = std::fs::write(
+        format!("{}/target/coldstart-mcp.md", env!("CARGO_MANIFEST_DIR")),
+        md,
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -169,6 +231,10 @@ async fn main() {
 
     if callgrind_mode {
         callgrind(&base_env).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--mcp") {
+        mcp_cold(&base_env, &wsexec, rounds).await;
         return;
     }
     let contender = |name, program: &str, args: Vec<String>, env: &[(&str, &str)]| Contender {

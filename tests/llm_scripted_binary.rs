@@ -474,3 +474,91 @@ async fn an_mcp_tool_is_offered_called_and_answered_through_the_binary() {
     assert!(!logs.contains(mcp::API_KEY), "secret logged: {logs}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Wire faults through the release binary (an HTTP 500, a call slower than `timeout_ms`, an
+/// expired session on a tool that may not be repeated, the server gone at call time, a second
+/// server refused at discovery): every run completes with the model told the classified error
+/// in its tool result, the process stays up, and no log line carries the header value or the
+/// call's arguments.
+#[tokio::test]
+async fn mcp_wire_faults_are_tool_errors_through_the_binary() {
+    let mut server = mcp::McpServer::start();
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gone = json!({"name": "gone", "url": format!("http://127.0.0.1:{refused}/mcp"),
+                      "headers": {mcp::API_KEY_HEADER: mcp::API_KEY}});
+    let servers = mcp::servers(&[server.entry("t", json!({"timeout_ms": 700})), gone]);
+    let lookup = || mcp_agent::calls(&[("c", "t__lookup_order", json!({"order_id": "B-2"}))]);
+    let model = ChatServer::start(vec![
+        lookup(),
+        sse::answer(&["sorry"]),
+        mcp_agent::calls(&[("c", "t__sleep", json!({"seconds": 3.0}))]),
+        sse::answer(&["too slow"]),
+        mcp_agent::calls(&[("c", "t__place_order", json!({"item": "tea"}))]),
+        sse::answer(&["not sure"]),
+        lookup(),
+        sse::answer(&["down"]),
+    ])
+    .await;
+    let store = fresh_store("bin-llm-mcp-faults").await;
+    let ep = support::connections::start().await;
+    let dir = tempdir("bin-llm-mcp-faults");
+    let log_path = dir.join("stdout.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let extra = [("MCP_SERVERS", servers.as_str()), ("RUST_LOG", "info")];
+    let mut rt = spawn(store.table(), &ep, &model.url, &extra, Some(log)).await;
+    let conn = connect(&rt).await;
+
+    let mut errors = Vec::new();
+    for (request_id, fault) in [
+        ("f-500", Some("500")),
+        ("f-slow", None),
+        ("f-expire", Some("expire")),
+        ("f-down", None),
+    ] {
+        if let Some(fault) = fault {
+            server.fault(fault, 1).await;
+        }
+        if request_id == "f-down" {
+            server.kill();
+        }
+        start(&rt, &conn, request_id, None).await;
+        let frames = until_ended(&ep, &conn, request_id).await;
+        assert_eq!(
+            frames.last().unwrap()["type"],
+            "agent_completed",
+            "{request_id}"
+        );
+        let done = payloads(&frames, "tool_completed");
+        errors.push(done[0]["result"]["error"].as_str().unwrap().to_owned());
+    }
+    let told = mcp_agent::tool_results(&model.received()[1].body);
+    assert_eq!(told[0].1["error"], errors[0].as_str());
+    assert!(errors[0].starts_with("mcp_http_5xx"), "{errors:?}");
+    assert!(errors[1].starts_with("mcp_timeout"), "{errors:?}");
+    assert!(errors[2].starts_with("mcp_session_expired"), "{errors:?}");
+    assert!(
+        errors[3].starts_with("mcp_refused") || errors[3].starts_with("mcp_connection"),
+        "{errors:?}"
+    );
+    assert!(rt.alive());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("left out of this run") && l.contains("gone")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("mcp_http_5xx") && logs.contains("mcp_timeout"),
+        "{logs}"
+    );
+    assert!(!logs.contains(mcp::API_KEY), "secret logged: {logs}");
+    assert!(
+        !logs.contains("B-2") && !logs.contains(r#""tea""#),
+        "arguments logged: {logs}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
