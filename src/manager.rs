@@ -52,6 +52,8 @@ pub struct Manager {
     store_factory: StoreFactory,
     notifier: Arc<dyn Notifier>,
     invoker: Arc<dyn Invoker>,
+    /// The function a continuation invokes: Lambda's name for it, else the local tool's.
+    function: String,
     identities: IdentityCache,
     live: crate::run::live::LiveRuns,
     attached: crate::run::attached::Attachments,
@@ -147,6 +149,8 @@ impl Manager {
             notifier,
             // Reads the environment only; its client is built on the first dispatch.
             invoker: Arc::new(LambdaInvoker::from_env()),
+            function: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|_| crate::dispatch::LOCAL_FUNCTION.to_owned()),
             identities: IdentityCache::default(),
             live: Default::default(),
             attached: Default::default(),
@@ -240,6 +244,13 @@ impl Manager {
             live: &self.live,
             attached: &self.attached,
             limits: self.config.run_limits(),
+            // Runs continue in a new worker only where workers drive them.
+            relay: (self.config.dispatch == crate::dispatch::Dispatch::Async).then(|| {
+                crate::dispatch::Relay {
+                    invoker: self.invoker.as_ref(),
+                    function: &self.function,
+                }
+            }),
         })
     }
 

@@ -1,11 +1,13 @@
-//! The sweep: alive runs past their heartbeat deadline become `dead`, past their time limit
-//! `timeout`; the owner's connections are told, within a bounded notice budget. Runs on a
+//! The sweep: alive runs past their heartbeat deadline are continued by a new worker (see
+//! `run::recover`) or, when that cannot be, become `dead`; past their time limit `timeout`; the
+//! owner's connections are told of the ends, within a bounded notice budget. Runs on a
 //! schedule and on every read of a run.
 
 use crate::limits::{ALIVE_SHARDS, SWEEP_BATCH};
 use crate::protocol::outbound::DEATH_HEARTBEAT_MISSED;
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, RunRef};
 use crate::run::channel::notify;
+use crate::run::recover::{Recovery, recover};
 use crate::run::{RunDeps, WriteOutcome, next_version, write_run};
 use crate::state::{ExecutionState, RunEvent};
 use crate::store::{Expected, RunError, RunRecord, StorageError};
@@ -20,6 +22,8 @@ pub struct SweepReport {
     pub examined: usize,
     /// Runs this sweep marked `dead`.
     pub dead: usize,
+    /// Runs whose worker died that this sweep handed to a new worker instead.
+    pub continued: usize,
     /// Runs this sweep marked `timeout`.
     pub timed_out: usize,
     /// Runs that changed between the read and the write (left as the other writer left them).
@@ -57,6 +61,7 @@ pub async fn sweep(deps: &RunDeps<'_>, now_ms: u64) -> SweepReport {
                         .or_default()
                         .push(r);
                 }
+                Ok(Reaped::Continued(_)) => report.continued += 1,
                 Ok(_) => report.skipped += 1,
                 Err(e) => {
                     log_storage(&e);
@@ -79,6 +84,8 @@ pub enum Reaped {
     NotDue(RunRecord),
     /// This call ended the run (`dead` or `timeout`).
     Ended(RunRecord),
+    /// Its worker died and this call handed the run to a new one.
+    Continued(RunRecord),
     /// Another writer changed the run first; this is what it persisted.
     Raced(RunRecord),
 }
@@ -87,7 +94,7 @@ impl Reaped {
     /// The run as it now stands.
     pub fn into_run(self) -> RunRecord {
         match self {
-            Reaped::NotDue(r) | Reaped::Ended(r) | Reaped::Raced(r) => r,
+            Reaped::NotDue(r) | Reaped::Ended(r) | Reaped::Continued(r) | Reaped::Raced(r) => r,
         }
     }
 }
@@ -138,6 +145,13 @@ async fn end_if_overdue(
     let Some(event) = run.overdue(now_ms) else {
         return Ok(Reaped::NotDue(run.clone()));
     };
+    if event == RunEvent::Die {
+        match recover(deps, run, now_ms).await? {
+            Recovery::Continued(r) => return Ok(Reaped::Continued(r)),
+            Recovery::Raced(r) => return Ok(Reaped::Raced(r)),
+            Recovery::Refused => {}
+        }
+    }
     let Some(mut next) = next_version(run, &[event], now_ms) else {
         return Ok(Reaped::NotDue(run.clone()));
     };

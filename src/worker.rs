@@ -6,7 +6,7 @@ use crate::context::{ContextParts, UserExecutionContext, validate_id};
 use crate::dispatch::WorkerRun;
 use crate::limits::{CLAIM_ATTEMPTS, LAMBDA_DEADLINE_MARGIN};
 use crate::manager::{InitError, Manager};
-use crate::run::{Origin, Settled, next_version, write_settled};
+use crate::run::{Origin, Settled, journal, next_version, write_settled};
 use crate::state::{ExecutionState, RunEvent};
 use crate::store::{RunRecord, StorageError};
 use crate::time::now_ms;
@@ -54,6 +54,17 @@ impl WorkerOutcome {
     }
 }
 
+/// Whether `run` waits for the worker of `continuation`: a first invocation's run is
+/// `starting`; a continuation's is `running`, unclaimed, and at exactly that continuation (an
+/// older or a duplicate event finds it claimed, or moved on).
+fn waiting(run: &RunRecord, continuation: Option<u64>) -> bool {
+    run.claimed_by.is_none()
+        && match continuation {
+            None => run.state == ExecutionState::Starting,
+            Some(n) => run.state == ExecutionState::Running && run.continuations == n,
+        }
+}
+
 /// Claims and drives the run `ev` names. `claim` is unique to this invocation (Lambda's request
 /// id), so a claim that landed although its answer was lost is recognised as this one's.
 /// Fails only when storage (or the store's build) fails before the claim has landed.
@@ -78,7 +89,7 @@ pub async fn work(
     let Some(run) = deps.store.get_run(ev.owner(), &ev.run_id).await? else {
         return Ok(WorkerOutcome::NotFound);
     };
-    if run.state != ExecutionState::Starting {
+    if !waiting(&run, ev.continuation) {
         return Ok(WorkerOutcome::NotClaimable);
     }
     let Some(agent) = deps.agents.get(&run.agent).cloned() else {
@@ -89,9 +100,23 @@ pub async fn work(
     // never on top of another worker's claim.
     let claim_it = |run: &RunRecord| {
         let now = now_ms();
-        let mut claimed =
-            next_version(run, &[RunEvent::Advance], now).ok_or(WorkerOutcome::NotClaimable)?;
+        if !waiting(run, ev.continuation) {
+            return Err(WorkerOutcome::NotClaimable);
+        }
+        // A first claim moves the run to `running`; a continuation's finds it there.
+        let event = match ev.continuation {
+            None => RunEvent::Advance,
+            Some(_) => RunEvent::Heartbeat,
+        };
+        let mut claimed = next_version(run, &[event], now).ok_or(WorkerOutcome::NotClaimable)?;
         claimed.claimed_by = Some(claim.to_owned());
+        // A continuation numbers its events after every `seq` its predecessors may have
+        // pushed; a first claim follows nothing (the create reserved its first numbers).
+        if ev.continuation.is_some() {
+            claimed.seq = claimed.seq.max(claimed.seq_reserved);
+        }
+        let base = claimed.seq;
+        journal::reserve(&mut claimed, base);
         claimed.stale_at = now + deps.limits.heartbeat_deadline.as_millis() as u64;
         if let Some(deadline) = deadline_ms {
             let last = deadline.saturating_sub(LAMBDA_DEADLINE_MARGIN.as_millis() as u64);
@@ -99,9 +124,7 @@ pub async fn work(
         }
         Ok(claimed)
     };
-    let unclaimed = |current: &RunRecord| {
-        current.state == ExecutionState::Starting && current.claimed_by.is_none()
-    };
+    let unclaimed = |current: &RunRecord| waiting(current, ev.continuation);
     let claimed = match write_settled(deps.store, run, CLAIM_ATTEMPTS, claim_it, unclaimed).await {
         Settled::Written(r) => r,
         Settled::Declined(outcome) => return Ok(outcome),

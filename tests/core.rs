@@ -579,7 +579,7 @@ async fn stale_runs_are_marked_dead_once() {
     let sweep = h.invoke(&sample("scheduled-sweep.json")).await;
     assert_eq!(
         sweep,
-        json!({"examined": 1, "dead": 0, "timed_out": 1, "skipped": 0, "errors": 0})
+        json!({"examined": 1, "dead": 0, "continued": 0, "timed_out": 1, "skipped": 0, "errors": 0})
     );
     let again = h.invoke(&sample("scheduled-sweep.json")).await;
     assert_eq!(again["examined"], 0);

@@ -3,7 +3,7 @@
 
 use super::{Caller, CmdError};
 use crate::context::{ContextParts, UserExecutionContext, request_id_from_message_id};
-use crate::dispatch::{Dispatch, WorkerEvent};
+use crate::dispatch::{Dispatch, LOCAL_FUNCTION, WorkerEvent};
 use crate::limits::{LAMBDA_DEADLINE_MARGIN, MAX_ID_FIELD_BYTES, MAX_TEXT_BYTES, RUN_RETENTION};
 use crate::manager::Manager;
 use crate::protocol::inbound::{Fields, sized, text_field};
@@ -165,6 +165,8 @@ fn prepare(
         request: req.text.to_string(),
         options: req.options.clone(),
         expires_at: (now + RUN_RETENTION.as_millis() as u64) / 1000,
+        // The first events' numbers, reserved by the create itself (no write of their own).
+        seq_reserved: crate::run::journal::SEQ_RESERVATION,
         ..Default::default()
     };
     Ok((record, ctx, agent.clone()))
@@ -172,9 +174,6 @@ fn prepare(
 
 /// The limit a refused start names when its owner has too many alive runs.
 const MAX_ACTIVE_RUNS: &str = "MAX_ACTIVE_RUNS_PER_USER";
-
-/// The function name a worker is invoked by when Lambda gave no ARN (the local tool).
-const LOCAL_FUNCTION: &str = "wsexec";
 
 /// Hands the created run to a worker invocation of this function; the route returns at once
 /// and the worker pushes the run's events. A refused hand-off ends the run `failed` with the

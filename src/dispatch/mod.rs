@@ -40,6 +40,10 @@ pub struct WorkerRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     pub run_id: String,
+    /// Which continuation of the run this event drives (absent: the run's first invocation).
+    /// The worker claims the run only while it waits for exactly this continuation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<u64>,
 }
 
 impl WorkerRun {
@@ -57,8 +61,16 @@ impl WorkerEvent {
                 user_id: owner.user_id.to_owned(),
                 tenant_id: owner.tenant_id.map(str::to_owned),
                 run_id: run_id.to_owned(),
+                continuation: None,
             },
         }
+    }
+
+    /// The event that drives continuation `n` of `run_id` of `owner`.
+    pub fn continuation(owner: Owner<'_>, run_id: &str, n: u64) -> Self {
+        let mut ev = WorkerEvent::new(owner, run_id);
+        ev.wsexec_worker.continuation = Some(n);
+        ev
     }
 
     /// The event as the JSON payload of an `Invoke`.
@@ -136,6 +148,30 @@ impl Classified<DispatchErrorKind> {
     /// A failure of `kind`.
     pub fn new(kind: DispatchErrorKind) -> Self {
         Classified::described(kind, "dispatch", "")
+    }
+}
+
+/// The function name a worker is invoked by when Lambda gave no name (the local tool).
+pub const LOCAL_FUNCTION: &str = "wsexec";
+
+/// How a run is handed to a new invocation of this function: the invoker and the function's
+/// name. Present only where runs are driven by workers (`RUN_DISPATCH=async`).
+#[derive(Clone, Copy)]
+pub struct Relay<'a> {
+    pub invoker: &'a dyn Invoker,
+    pub function: &'a str,
+}
+
+impl Relay<'_> {
+    /// Invokes the worker that drives continuation `n` of `run_id` of `owner`.
+    pub async fn continue_run(
+        &self,
+        owner: Owner<'_>,
+        run_id: &str,
+        n: u64,
+    ) -> Result<(), DispatchError> {
+        let event = WorkerEvent::continuation(owner, run_id, n).to_json();
+        self.invoker.invoke_async(self.function, &event).await
     }
 }
 

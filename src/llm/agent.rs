@@ -7,7 +7,7 @@ use crate::llm::chat::{
 use crate::llm::config::{LlmConfigError, LlmSettings, Provider};
 use crate::llm::error::{LlmErrorKind, LlmFailure, ProviderError};
 use crate::llm::http::Timeouts;
-use crate::llm::{AgentEvents, PriorTurn};
+use crate::llm::{AgentEvents, PriorTurn, replay};
 use crate::mcp::McpTools;
 use crate::protocol::DiscardReason;
 use crate::tools::{self, Tool};
@@ -40,6 +40,14 @@ pub const MAX_TOOL_NAME_CHARS: usize = 64;
 /// Tool calls of one round run at once, at most this many: models ask for a handful in
 /// parallel, and each holds a connection to its server (or a task) until it answers.
 pub const MAX_CONCURRENT_TOOL_CALLS: usize = 8;
+
+/// Where a run continues from: the steps its earlier invocations journaled, and which
+/// continuation this is (the default: a run's first invocation, nothing journaled).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Continued<'a> {
+    pub journal: &'a [Value],
+    pub continuation: u64,
+}
 
 /// The `llm` agent: settings, the tools offered, and the provider client built on first use.
 pub struct LlmAgent {
@@ -173,11 +181,28 @@ impl LlmAgent {
         events: &dyn AgentEvents,
         deadline: Option<Instant>,
     ) -> Result<Value, LlmFailure> {
+        self.run_continued(text, history, events, deadline, Continued::default())
+            .await
+    }
+
+    /// [`LlmAgent::run_until`] for a continuation `from` a run's journal (see [`crate::llm::replay`]): journaled rounds are not requested again,
+    /// journaled tool calls not called again, and a call in flight when the run's last worker
+    /// stopped is made again only when its tool says that is safe ([`Tool::hints`]); otherwise
+    /// the model is told its outcome is unknown. The round that was interrupted is requested
+    /// again and its text streamed so far withdrawn (`agent_text_discarded`, `redo`).
+    pub async fn run_continued(
+        &self,
+        text: &str,
+        history: &[PriorTurn],
+        events: &dyn AgentEvents,
+        deadline: Option<Instant>,
+        from: Continued<'_>,
+    ) -> Result<Value, LlmFailure> {
         let provider_name = match self.settings.provider {
             Provider::OpenAi => "openai",
             Provider::Bedrock => "bedrock",
         };
-        self.run_inner(text, history, events, deadline)
+        self.run_inner(text, history, events, deadline, from)
             .await
             .map_err(|e| {
                 tracing::warn!(
@@ -197,6 +222,7 @@ impl LlmAgent {
         history: &[PriorTurn],
         events: &dyn AgentEvents,
         deadline: Option<Instant>,
+        from: Continued<'_>,
     ) -> Result<Value, ProviderError> {
         let provider = self.provider()?;
         let (tools, specs) = self.run_tools().await;
@@ -209,13 +235,32 @@ impl LlmAgent {
             });
         }
         messages.push(Message::User(text.to_owned()));
-        let mut answer = String::new();
+        let resumed = replay::resume(from.journal);
+        let first = resumed.rounds + 1;
+        messages.extend(resumed.messages);
         // Every round's text counts against the limit, discarded or not.
-        let mut said_bytes = 0;
-        let mut usage: Option<Usage> = None;
-        let mut model: Option<String> = None;
-        for (index, round) in (1..).enumerate().take(MAX_TOOL_ROUNDS + 1) {
-            let tools_disabled = index == MAX_TOOL_ROUNDS;
+        let mut said_bytes = resumed.said_bytes;
+        let mut usage: Option<Usage> = resumed.usage;
+        if let Some(u) = usage {
+            // The journaled rounds' tokens, counted on the run once more by this invocation.
+            events.usage(u.input_tokens, u.output_tokens).await;
+        }
+        let mut model: Option<String> = resumed.model;
+        let mut answer = String::new();
+        if let Some(text) = resumed.answer {
+            return Ok(self.result(text, model, usage));
+        }
+        if !resumed.open.is_empty() {
+            let results = finish_open_calls(resumed.open, first - 1, &tools, events).await;
+            messages.extend(results);
+        }
+        if from.continuation > 0 {
+            // The round the last worker may have been streaming is requested again: the text
+            // it streamed is withdrawn first (nothing, if it had not begun).
+            events.discard_round(first, DiscardReason::Redo).await;
+        }
+        for round in first..=(MAX_TOOL_ROUNDS as u32 + 1) {
+            let tools_disabled = round == MAX_TOOL_ROUNDS as u32 + 1;
             let request = ChatRequest {
                 model: &self.settings.model,
                 system: self.settings.system_prompt.as_deref(),
@@ -236,9 +281,12 @@ impl LlmAgent {
                 total.output_tokens += u.output_tokens;
             }
             if model.is_none() {
-                model = output.model;
+                model.clone_from(&output.model);
             }
             if output.tool_calls.is_empty() {
+                events
+                    .save_step(replay::round_step(round, &streamed, &output))
+                    .await;
                 answer = streamed;
                 break;
             }
@@ -257,6 +305,10 @@ impl LlmAgent {
             if !said.is_empty() {
                 events.thinking(said.clone()).await;
             }
+            // Journaled before any of its calls starts: a continuation never asks for it again.
+            events
+                .save_step(replay::round_step(round, &said, &output))
+                .await;
             messages.push(Message::Assistant {
                 text: said,
                 tool_calls: output.tool_calls.clone(),
@@ -264,7 +316,7 @@ impl LlmAgent {
             // Concurrently, each with its own events; the results go back in the model's order.
             let mut pending = Vec::with_capacity(output.tool_calls.len());
             for c in &output.tool_calls {
-                pending.push(call_tool(c, &tools, events));
+                pending.push(call_tool(c, round, &tools, events));
             }
             let results: Vec<Message> = futures_util::stream::iter(pending)
                 .buffered(MAX_CONCURRENT_TOOL_CALLS)
@@ -272,6 +324,11 @@ impl LlmAgent {
                 .await;
             messages.extend(results);
         }
+        Ok(self.result(answer, model, usage))
+    }
+
+    /// The run's result: `{"text", "model", "usage"?}`.
+    fn result(&self, answer: String, model: Option<String>, usage: Option<Usage>) -> Value {
         tracing::info!(
             input_tokens = usage.map(|u| u.input_tokens),
             output_tokens = usage.map(|u| u.output_tokens),
@@ -286,12 +343,56 @@ impl LlmAgent {
             result["usage"] =
                 json!({"input_tokens": u.input_tokens, "output_tokens": u.output_tokens});
         }
-        Ok(result)
+        result
     }
 }
 
+/// The results of the last journaled round's calls, in the model's order: a journaled one as
+/// it was; one in flight when the last worker stopped is called again (with its events, and
+/// journaled) only when its tool says that is safe, else the model is told it was interrupted.
+async fn finish_open_calls(
+    open: Vec<(ToolCall, Option<Message>)>,
+    round: u32,
+    tools: &[Arc<dyn Tool>],
+    events: &dyn AgentEvents,
+) -> Vec<Message> {
+    let mut out = Vec::with_capacity(open.len());
+    for (call, kept) in open {
+        if let Some(m) = kept {
+            out.push(m);
+            continue;
+        }
+        let tool = tools.iter().find(|t| t.name() == call.name);
+        // An unknown tool is an error result either way: nothing runs.
+        if tool.is_none_or(|t| t.hints().redo_safe()) {
+            out.push(call_tool(&call, round, tools, events).await);
+            continue;
+        }
+        let content = json!({ "error": replay::INTERRUPTED });
+        let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
+        events.tool_completed(&shown, content.clone(), 0).await;
+        events
+            .save_step(replay::tool_step(
+                round, &call.id, &call.name, &content, true,
+            ))
+            .await;
+        out.push(Message::ToolResult {
+            call_id: call.id,
+            name: call.name,
+            content,
+            is_error: true,
+        });
+    }
+    out
+}
+
 /// Runs one call with its two events; every failure becomes an error result for the model.
-async fn call_tool(call: &ToolCall, tools: &[Arc<dyn Tool>], events: &dyn AgentEvents) -> Message {
+async fn call_tool(
+    call: &ToolCall,
+    round: u32,
+    tools: &[Arc<dyn Tool>],
+    events: &dyn AgentEvents,
+) -> Message {
     let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
     let arguments = if call.arguments.trim().is_empty() {
         Ok(json!({}))
@@ -324,6 +425,9 @@ async fn call_tool(call: &ToolCall, tools: &[Arc<dyn Tool>], events: &dyn AgentE
     events
         .tool_completed(&shown, content.clone(), elapsed_ms)
         .await;
+    // Journaled once it is known: a continuation never calls it again.
+    let step = replay::tool_step(round, &call.id, &call.name, &content, is_error);
+    events.save_step(step).await;
     Message::ToolResult {
         call_id: call.id.clone(),
         name: call.name.clone(),

@@ -44,6 +44,10 @@ impl AgentEvents for RunSink {
     async fn usage(&self, input_tokens: u64, output_tokens: u64) {
         RunSink::usage(self, input_tokens, output_tokens).await;
     }
+
+    async fn save_step(&self, step: Value) {
+        RunSink::save_step(self, step).await;
+    }
 }
 
 /// The client's code for a provider failure.
@@ -80,11 +84,15 @@ impl Executor for LlmAgent {
 
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
         let left = Duration::from_millis(input.deadline_at.saturating_sub(now_ms()));
-        self.run_until(
+        self.run_continued(
             input.text,
             input.history,
             &sink,
             Some(Instant::now() + left),
+            super::agent::Continued {
+                journal: input.journal,
+                continuation: input.continuation,
+            },
         )
         .await
         .map_err(|f| {

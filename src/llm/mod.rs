@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod http;
 pub mod openai;
+pub mod replay;
 pub mod sse;
 
 use crate::protocol::DiscardReason;
@@ -46,6 +47,9 @@ pub trait AgentEvents: Send + Sync {
     /// A round ended having used these tokens (recorded on the run as it goes, so a run that
     /// ends by cancel, timeout or failure still records them).
     async fn usage(&self, _input_tokens: u64, _output_tokens: u64) {}
+    /// Journals a completed step (see [`replay`]) and returns once it is durable. Without a
+    /// journal (an agent driven outside a run) there is nothing to keep.
+    async fn save_step(&self, _step: serde_json::Value) {}
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.

@@ -36,9 +36,19 @@ pub struct ExecutionView<'a> {
     /// Tokens, tool calls and (once ended) duration: as of the last checkpoint while alive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<&'a RunUsage>,
+    /// How many times the run was continued in a new invocation (absent: never).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub continuations: u64,
+    /// When the last continuation was dispatched (RFC 3339; absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued_at: Option<String>,
     /// True when this reply answers a retried request that found the existing run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl<'a> ExecutionView<'a> {
@@ -60,6 +70,8 @@ impl<'a> ExecutionView<'a> {
             result: run.result.as_ref(),
             error: run.error.as_ref(),
             usage: (!run.usage.is_zero()).then_some(&run.usage),
+            continuations: run.continuations,
+            continued_at: (run.continued_at > 0).then(|| rfc3339_ms(run.continued_at)),
             deduplicated,
         }
     }

@@ -14,6 +14,7 @@ use super::channel::Channel;
 use super::checkpoint::{Streamed, storable};
 use super::executor::{Executor, Progress, RunInput, RunSink};
 use super::history::thread_turns;
+use super::journal;
 use super::write::{Settled, next_version, write_settled};
 use super::{Origin, RunDeps};
 use crate::context::UserExecutionContext;
@@ -60,10 +61,22 @@ pub async fn drive(
     let mut d = Driver::new(deps, origin, run);
     // A `resume` may have attached followers while the run waited for its worker.
     d.adopt();
-    let started = d.frame(Event::AgentStarted {
-        agent_name: &d.run.agent,
-    });
-    d.send(started).await;
+    // A continuation goes on with the stream its predecessor began.
+    if d.continuation == 0 {
+        let started = d.frame(Event::AgentStarted {
+            agent_name: &d.run.agent,
+        });
+        d.send(started).await;
+    }
+    let journal = match journal::load(deps.store, &d.run).await {
+        Ok(steps) => steps,
+        Err(e) => {
+            log_storage(&e);
+            let err = ClientError::storage(&e);
+            return d.finish(&[RunEvent::Fail], None, Some(err)).await;
+        }
+    };
+    d.steps = journal.len() as u32;
     let history = if agent.wants_history() {
         match thread_turns(deps.store, &d.run).await {
             Ok(turns) => turns,
@@ -83,6 +96,8 @@ pub async fn drive(
         history: &history,
         options: &options,
         deadline_at: d.run.deadline_at,
+        journal: &journal,
+        continuation: d.continuation,
     };
     let left = d.run.deadline_at.saturating_sub(now_ms());
     let deadline = sleep(Duration::from_millis(left));
@@ -175,6 +190,7 @@ impl Checkpoint {
             duration_ms: next.usage.duration_ms,
             ..self.usage
         };
+        journal::reserve(next, self.seq);
         next.streamed = match next.result {
             Some(_) => None,
             None => self.streamed.clone(),
@@ -214,6 +230,13 @@ struct Driver<'d> {
     run: RunRecord,
     /// The last `seq` given out (a `Cell`, so a frame can borrow the record while numbered).
     seq: Cell<u64>,
+    /// The highest `seq` the stored run lets this driver give out (see `SEQ_RESERVATION`).
+    reserved: u64,
+    /// Which continuation of the run this driver is (0: its first invocation): a stored run
+    /// of another continuation has been taken over, and this driver stops.
+    continuation: u64,
+    /// Steps journaled so far (the next one is numbered one more).
+    steps: u32,
     /// The text of the `agent_delta`s pushed so far, as far as a checkpoint persists it.
     streamed: Streamed,
     /// The answer text this run holds of the process's budget.
@@ -234,11 +257,22 @@ struct Driver<'d> {
 
 impl<'d> Driver<'d> {
     fn new(deps: RunDeps<'d>, origin: Origin<'d>, run: RunRecord) -> Self {
+        // A continuation goes on counting the run's tool calls as last checkpointed; its agent
+        // reports the journaled rounds' tokens again (the journal keeps them exactly, a
+        // checkpoint may lag behind).
+        let usage = RunUsage {
+            input_tokens: 0,
+            output_tokens: 0,
+            ..run.usage
+        };
         Driver {
             deps,
             channel: Channel::new(deps, origin.endpoint, origin.connection_id),
+            seq: Cell::new(run.seq),
+            reserved: run.seq_reserved,
+            continuation: run.continuations,
+            steps: 0,
             run,
-            seq: Cell::new(0),
             streamed: Streamed::default(),
             text: deps.live.text().hold(),
             step: 0,
@@ -246,7 +280,7 @@ impl<'d> Driver<'d> {
             pending_round: 1,
             flush_at: None,
             last_flush: None,
-            usage: RunUsage::default(),
+            usage,
         }
     }
 
@@ -260,9 +294,23 @@ impl<'d> Driver<'d> {
         (seq, frame)
     }
 
-    /// Pushes one numbered frame to every connection of the run, and keeps it for replay.
+    /// Pushes one numbered frame to every connection of the run, and keeps it for replay. A
+    /// `seq` past the stored reservation is reserved first (while the run is alive), so a
+    /// continuation never gives it out again.
     async fn send(&mut self, (seq, frame): (u64, String)) {
+        if seq > self.reserved && self.run.state.is_alive() {
+            self.heartbeat().await;
+            if seq > self.reserved {
+                tracing::warn!(seq, "seq pushed past its reservation: the write failed");
+            }
+        }
         self.channel.send(seq, &frame).await;
+    }
+
+    /// Whether `current` (as stored) is no longer this driver's to write: ended, or taken over
+    /// by a continuation.
+    fn lost(&self, current: &RunRecord) -> bool {
+        current.state.is_terminal() || current.continuations != self.continuation
     }
 
     /// Pushes one event of this run.
@@ -307,6 +355,16 @@ impl<'d> Driver<'d> {
             return Ok(());
         }
         self.flush().await;
+        if let Progress::Step { body, saved } = p {
+            // Every event before the step is out: a continuation starts after them.
+            // Only a run that can be continued needs its steps: inline runs skip the writes.
+            if self.deps.relay.is_some() {
+                self.steps += 1;
+                journal::save(self.deps.store, &self.run, self.steps, body).await;
+            }
+            let _ = saved.send(());
+            return Ok(());
+        }
         match p {
             Progress::Usage {
                 input_tokens,
@@ -394,12 +452,13 @@ impl<'d> Driver<'d> {
             .await;
         match settled {
             Settled::Written(r) => self.run = r,
-            Settled::Conflict(current) if current.state.is_terminal() => return Some(current),
+            Settled::Conflict(current) if self.lost(&current) => return Some(current),
             Settled::Conflict(current) => self.run = current,
             Settled::Declined(()) => {}
             // Best effort: a missed renewal only risks the sweep calling the run dead.
             Settled::Failed(e) => log_storage(&e),
         }
+        self.reserved = self.reserved.max(self.run.seq_reserved);
         // Followers attached since the last write, as the stored run lists them.
         self.adopt();
         None
@@ -430,7 +489,9 @@ impl<'d> Driver<'d> {
             checkpoint.apply(&mut next);
             Ok(next)
         };
-        let alive = |current: &RunRecord| current.state.is_alive();
+        let mine = self.continuation;
+        let alive =
+            move |current: &RunRecord| current.state.is_alive() && current.continuations == mine;
         write_settled(self.deps.store, self.run.clone(), attempts, next, alive)
     }
 
@@ -465,6 +526,8 @@ impl<'d> Driver<'d> {
             Settled::Conflict(current) if current.state.is_terminal() => {
                 return self.tell_ended(&current).await;
             }
+            // A continuation drives the run now: it has the last word.
+            Settled::Conflict(current) if self.lost(&current) => return,
             Settled::Conflict(current) => {
                 self.run = current;
                 self.adopt();

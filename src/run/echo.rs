@@ -1,9 +1,12 @@
 //! The built-in `echo` agent: one thought, one tool step, a result derived from the request;
 //! on request, a long answer streamed as deltas (for exercising message and memory limits).
+//! It journals its tool step, so a continuation exercises the journal without a model: the
+//! step is not done again, and an answer interrupted mid-stream is streamed again after its
+//! text so far is withdrawn.
 
 use super::executor::{AgentFailure, Executor, RunInput, RunSink, refuse_unknown_options};
 use crate::limits::{MAX_ECHO_ANSWER_BYTES, MAX_ECHO_DELAY};
-use crate::protocol::{ClientError, ErrorCode};
+use crate::protocol::{ClientError, DiscardReason, ErrorCode};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
@@ -69,6 +72,29 @@ fn answer_bytes(options: &Map<String, Value>) -> Result<usize, ClientError> {
     whole(options, ANSWER_OPTION, MAX_ECHO_ANSWER_BYTES as u64).map(|n| n as usize)
 }
 
+/// The `kind` of the echo agent's one journaled step.
+const TOOL_STEP: &str = "tool";
+
+/// The thought and the tool step, with its events, journaled once done.
+async fn tool_step(input: &RunInput<'_>, sink: &RunSink, pause: Duration) {
+    sink.thinking("Reading the request and preparing an echo")
+        .await;
+    sink.tool_executing(ECHO_TOOL, json!({ "text": input.text }))
+        .await;
+    let started = Instant::now();
+    // The driver heartbeats, cancels and times out the run while this sleeps. A zero delay
+    // takes no timer: a zero sleep still waits for the timer wheel's next 1 ms tick.
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    let tool_result = json!({ "echo": input.text, "length": input.text.chars().count() });
+    let took = started.elapsed().as_millis() as u64;
+    sink.tool_completed(ECHO_TOOL, tool_result.clone(), took)
+        .await;
+    sink.save_step(json!({ "kind": TOOL_STEP, "content": tool_result }))
+        .await;
+}
+
 #[async_trait]
 impl Executor for Echo {
     fn check_options(&self, options: &Map<String, Value>) -> Result<(), ClientError> {
@@ -80,22 +106,17 @@ impl Executor for Echo {
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure> {
         let pause = delay(input.options).map_err(|e| AgentFailure::failed(e.message))?;
         let bytes = answer_bytes(input.options).map_err(|e| AgentFailure::failed(e.message))?;
-        sink.thinking("Reading the request and preparing an echo")
-            .await;
-        sink.tool_executing(ECHO_TOOL, json!({ "text": input.text }))
-            .await;
-        let started = Instant::now();
-        // The driver heartbeats, cancels and times out the run while this sleeps. A zero delay
-        // takes no timer: a zero sleep still waits for the timer wheel's next 1 ms tick.
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+        let journaled = input.journal.iter().any(|s| s["kind"] == TOOL_STEP);
+        if !journaled {
+            tool_step(&input, &sink, pause).await;
         }
-        let tool_result = json!({ "echo": input.text, "length": input.text.chars().count() });
-        sink.tool_completed(ECHO_TOOL, tool_result, started.elapsed().as_millis() as u64)
-            .await;
         let reply = format!("echo: {}", input.text);
         if bytes == 0 {
             return Ok(json!({ "reply": reply }));
+        }
+        if input.continuation > 0 {
+            // The answer may have been streaming when the last worker stopped.
+            sink.discard_round(1, DiscardReason::Redo).await;
         }
         let text = long_answer(input.text, bytes);
         let mut rest = text.as_str();

@@ -10,7 +10,7 @@ use crate::protocol::{ClientError, DiscardReason, ErrorCode, Event};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One earlier turn of the run's thread: the user's text and the agent's final answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub struct RunInput<'a> {
     /// When the run times out, epoch milliseconds: an agent that would only wait past it (a
     /// provider's `Retry-After`) gives up at once instead.
     pub deadline_at: u64,
+    /// The steps the run journaled before this invocation ([`RunSink::save_step`]), oldest
+    /// first: empty unless the run is a continuation. A journaled step is never done again.
+    pub journal: &'a [Value],
+    /// How many times the run was continued (0: the run's first invocation).
+    pub continuation: u64,
 }
 
 /// Why an agent did not produce a result: a client-safe code, message and retryability. The
@@ -72,7 +77,7 @@ impl AgentFailure {
 }
 
 /// One report from an agent; the driver turns each into a pushed event.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Progress {
     /// `agent_thinking`.
     Thinking(String),
@@ -97,6 +102,12 @@ pub enum Progress {
     Usage {
         input_tokens: u64,
         output_tokens: u64,
+    },
+    /// A completed step to journal before the agent goes on; `saved` is answered once it is
+    /// durable (or could not be made so).
+    Step {
+        body: Value,
+        saved: oneshot::Sender<()>,
     },
 }
 
@@ -129,7 +140,7 @@ impl Progress {
                 round: *round,
                 reason: *reason,
             },
-            Progress::Delta { .. } | Progress::Usage { .. } => return None,
+            Progress::Delta { .. } | Progress::Usage { .. } | Progress::Step { .. } => return None,
         })
     }
 }
@@ -212,6 +223,18 @@ impl RunSink {
     /// same round sent afterwards are kept.
     pub async fn discard_round(&self, round: u32, reason: DiscardReason) {
         self.send(Progress::Discard { round, reason }).await;
+    }
+
+    /// Journals a completed step (any JSON the agent can replay from; an oversized one is cut
+    /// with a marker, see [`crate::store::step::fit_step`]) and returns once it is durable, so
+    /// the next step starts only after it. A continuation of the run gets every saved step back
+    /// in [`RunInput::journal`]. A step that could not be stored is logged and the run goes on
+    /// (a continuation then does that step again, within the rules of what is never redone).
+    pub async fn save_step(&self, body: Value) {
+        let (saved, done) = oneshot::channel();
+        self.send(Progress::Step { body, saved }).await;
+        // A dropped answer means the run ended; the agent is about to be stopped.
+        let _ = done.await;
     }
 }
 

@@ -18,6 +18,8 @@
 //! - [`checkpoint`]: what a run's writes persist of its stream, within the item's budget.
 //! - [`history`]: a thread's earlier turns for agents that want them.
 //! - [`ids`]: run ids derived from (user, idempotency key).
+//! - [`recover`]: continuing a run whose worker died, at most `MAX_CONTINUATIONS` times.
+//! - [`journal`]: the step journal and `seq` reservations that let a run be continued.
 
 pub mod agents;
 pub mod attached;
@@ -30,7 +32,9 @@ pub mod executor;
 pub mod follow;
 pub mod history;
 pub mod ids;
+pub mod journal;
 pub mod live;
+pub mod recover;
 pub mod write;
 
 pub use agents::{Agents, DEFAULT_AGENT};
@@ -70,6 +74,9 @@ pub struct RunDeps<'a> {
     /// The runs this instance attached each connection to (`resume`), for `$disconnect`.
     pub attached: &'a attached::Attachments,
     pub limits: RunLimits,
+    /// How a run is handed to a new invocation (a continuation); `None` where runs are driven
+    /// inline, which cannot be continued.
+    pub relay: Option<crate::dispatch::Relay<'a>>,
 }
 
 /// The connection a run serves, and the invocation's own deadline.

@@ -8,6 +8,7 @@ use super::{
     CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, StorageErrorKind, Store,
     record::{ConnectionRecord, RunRecord},
     releases_slot,
+    step::{MAX_JOURNAL_STEPS, StepRecord},
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -22,6 +23,8 @@ const BY_THREAD: TableDefinition<(&str, &str, u64, &str), ()> =
 const ALIVE: TableDefinition<(u8, u64, &str, &str), ()> = TableDefinition::new("alive_runs");
 /// Active-run slots taken, by owner key.
 const ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("active_runs");
+/// Journaled steps by (owner key, run id, step number).
+const STEPS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("run_steps");
 
 /// The file name of the embedded database inside a data directory.
 pub const DB_FILE: &str = "wsexec.redb";
@@ -94,6 +97,7 @@ impl EmbeddedStore {
             tx.open_table(BY_THREAD).map_err(db_err("open"))?;
             tx.open_table(ALIVE).map_err(db_err("open"))?;
             tx.open_table(ACTIVE).map_err(db_err("open"))?;
+            tx.open_table(STEPS).map_err(db_err("open"))?;
             Ok(())
         })?;
         Ok(store)
@@ -406,6 +410,48 @@ impl Store for EmbeddedStore {
             }
         }
         Ok(RunPage { items, cursor })
+    }
+
+    async fn put_step(&self, step: &StepRecord) -> Result<(), StorageError> {
+        const OP: &str = "put_step";
+        let bytes = encode(OP, step)?;
+        let owner = step.owner().key();
+        let key = (owner.as_ref(), step.run_id.as_str(), step.n);
+        self.write(OP, |tx| {
+            let mut steps = tx.open_table(STEPS).map_err(db_err(OP))?;
+            let live = match steps.get(key).map_err(db_err(OP))? {
+                Some(g) => decode::<StepRecord>(OP, g.value())?.expires_at > now_secs(),
+                None => false,
+            };
+            // A live step of that number stays: the duplicate write is a no-op.
+            if !live {
+                steps.insert(key, bytes.as_slice()).map_err(db_err(OP))?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn steps(&self, owner: Owner<'_>, run_id: &str) -> Result<Vec<StepRecord>, StorageError> {
+        const OP: &str = "steps";
+        let key = owner.key();
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let steps = tx.open_table(STEPS).map_err(db_err(OP))?;
+        let range = steps
+            .range((key.as_ref(), run_id, 0)..=(key.as_ref(), run_id, u32::MAX))
+            .map_err(db_err(OP))?;
+        let now = now_secs();
+        let mut out = Vec::new();
+        for row in range {
+            if out.len() >= MAX_JOURNAL_STEPS {
+                break;
+            }
+            let (_, v) = row.map_err(db_err(OP))?;
+            let step: StepRecord = decode(OP, v.value())?;
+            if step.expires_at > now {
+                out.push(step);
+            }
+        }
+        Ok(out)
     }
 
     async fn due_runs(

@@ -7,9 +7,10 @@ use super::{
     CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, Store,
     record::{ConnectionRecord, RunRecord},
     releases_slot,
+    step::{MAX_JOURNAL_STEPS, StepRecord},
 };
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 /// Maps and index sets keyed by the owner's [`Owner::key`] (the bare user id without a tenant).
@@ -22,6 +23,8 @@ struct Inner {
     alive: BTreeSet<(u8, u64, String, String)>,
     /// Active-run slots taken, by owner key.
     active: HashMap<String, u64>,
+    /// Journaled steps by (owner key, run id, step number).
+    steps: BTreeMap<(String, String, u32), StepRecord>,
 }
 
 impl Inner {
@@ -226,6 +229,30 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         Ok(RunPage { items, cursor })
+    }
+
+    async fn put_step(&self, step: &StepRecord) -> Result<(), StorageError> {
+        let key = (step.owner().key().into_owned(), step.run_id.clone(), step.n);
+        let now = now_secs();
+        let mut inner = self.lock();
+        // A live step of that number stays: the duplicate write is a no-op.
+        if inner.steps.get(&key).is_none_or(|s| s.expires_at <= now) {
+            inner.steps.insert(key, step.clone());
+        }
+        Ok(())
+    }
+
+    async fn steps(&self, owner: Owner<'_>, run_id: &str) -> Result<Vec<StepRecord>, StorageError> {
+        let (u, id, now) = (owner.key().into_owned(), run_id.to_owned(), now_secs());
+        let inner = self.lock();
+        Ok(inner
+            .steps
+            .range((u.clone(), id.clone(), 0)..=(u, id, u32::MAX))
+            .map(|(_, s)| s)
+            .filter(|s| s.expires_at > now)
+            .take(MAX_JOURNAL_STEPS)
+            .cloned()
+            .collect())
     }
 
     async fn due_runs(

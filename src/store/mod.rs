@@ -10,10 +10,12 @@ pub mod error;
 pub mod memory;
 pub mod owner;
 pub mod record;
+pub mod step;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use owner::Owner;
 pub use record::{ConnectionRecord, Follower, RunError, RunRecord, RunUsage};
+pub use step::StepRecord;
 
 use crate::state::ExecutionState;
 use async_trait::async_trait;
@@ -186,6 +188,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RunRecord>, StorageError>;
 
+    /// Journals one completed step of a run (under the run's owner, with the run's TTL). A
+    /// step already journaled with the same number is kept as it is and the write succeeds: a
+    /// duplicate write is a no-op.
+    async fn put_step(&self, step: &StepRecord) -> Result<(), StorageError>;
+
+    /// The owner's run's journaled steps in order (at most [`step::MAX_JOURNAL_STEPS`]);
+    /// expired ones are absent, as is every step of another owner's run.
+    async fn steps(&self, owner: Owner<'_>, run_id: &str) -> Result<Vec<StepRecord>, StorageError>;
+
     /// Opens connections ahead of the first real request (init-time warm-up); a no-op for
     /// stores without connections.
     async fn warm_up(&self) -> Result<(), StorageError> {
@@ -239,6 +250,18 @@ pub mod keys {
     }
     /// Sort key of an owner's active-run counter item (`pk` is the owner's partition).
     pub const ACTIVE_SK: &str = "ACTIVE";
+    /// Digits of a step's number in its sort key, so text order is step order (a run journals
+    /// far fewer than 100 000 steps: see `MAX_JOURNAL_STEPS`).
+    pub const STEP_DIGITS: usize = 5;
+    /// Sort-key prefix of a run's journaled steps: under the run's own sort key, in the
+    /// owner's partition (`#` is never in a run id, so no other run's steps share it).
+    pub fn steps_prefix(run_id: &str) -> String {
+        format!("RUN#{run_id}#STEP#")
+    }
+    /// Sort key of step `n` of a run.
+    pub fn step_sk(run_id: &str, n: u32) -> String {
+        format!("{}{n:0w$}", steps_prefix(run_id), w = STEP_DIGITS)
+    }
     /// `alive` index partition key of a shard.
     pub fn alive_shard(shard: u8) -> String {
         format!("ALIVE#{shard}")

@@ -85,6 +85,19 @@ pub struct RunRecord {
     /// terminal write: then the terminal event's own `seq`).
     #[serde(default)]
     pub seq: u64,
+    /// The highest `seq` a driver of this run may give out before it writes the run again: a
+    /// continuation numbers its events above it, so no `seq` is ever given out twice.
+    #[serde(default)]
+    pub seq_reserved: u64,
+    /// Continuations of the run so far (hand-offs before a deadline, and recoveries).
+    #[serde(default)]
+    pub continuations: u64,
+    /// Continuations after the run's worker died (at most `MAX_CONTINUATIONS`).
+    #[serde(default)]
+    pub recoveries: u64,
+    /// When the last continuation was dispatched, epoch milliseconds (0: never).
+    #[serde(default)]
+    pub continued_at: u64,
     /// The answer text streamed up to `seq`, as of the last checkpoint of an alive run; absent
     /// once the run has a result (which keeps the final text) or when it outgrew the checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]

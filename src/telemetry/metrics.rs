@@ -35,6 +35,8 @@ pub const DIMENSION_STATE: &str = "State";
 pub const DIMENSION_ERROR_CODE: &str = "ErrorCode";
 /// The usage limit that refused a start (`QuotaRefusals`): a variable's name.
 pub const DIMENSION_LIMIT: &str = "Limit";
+/// Why a run was continued (`recovery`, `handoff`).
+pub const DIMENSION_CAUSE: &str = "Cause";
 
 /// `FunctionName` outside Lambda (the local tool, tests).
 pub const DEFAULT_FUNCTION_NAME: &str = "wsexec";
@@ -160,6 +162,17 @@ pub fn quota_refused(limit: &'static str) {
         "QuotaRefusals",
         Unit::Count,
         Some((DIMENSION_LIMIT, limit)),
+        1.0,
+    );
+}
+
+/// A run was continued in a new invocation (`cause`: `recovery` after its worker died,
+/// `handoff` before its invocation's deadline).
+pub fn run_continued(cause: &'static str) {
+    add(
+        "RunsContinued",
+        Unit::Count,
+        Some((DIMENSION_CAUSE, cause)),
         1.0,
     );
 }

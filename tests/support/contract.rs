@@ -5,8 +5,8 @@ use std::sync::Arc;
 use wsexec::limits::ALIVE_SHARDS;
 use wsexec::state::ExecutionState;
 use wsexec::store::{
-    ConnectionRecord, CreateOutcome, Expected, ListCursor, Owner, RunRecord, StorageErrorKind,
-    Store,
+    ConnectionRecord, CreateOutcome, Expected, ListCursor, Owner, RunRecord, StepRecord,
+    StorageErrorKind, Store,
 };
 use wsexec::time::now_ms;
 
@@ -55,6 +55,10 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         claimed_by: None,
         // Checkpoint and followers round-trip too.
         seq: 7,
+        seq_reserved: 71,
+        continuations: 2,
+        recoveries: 1,
+        continued_at: created + 5,
         streamed: Some("so far".into()),
         followers: vec![wsexec::store::Follower {
             connection_id: "F0000000000001=".into(),
@@ -494,6 +498,75 @@ pub async fn active_slots_are_taken_atomically_and_given_back_once(store: Arc<dy
     assert_eq!(store.active_runs(owner).await.unwrap(), 4);
 }
 
+/// Step `n` of `run`, with `body`.
+pub fn step(run: &RunRecord, n: u32, body: serde_json::Value) -> StepRecord {
+    StepRecord {
+        run_id: run.run_id.clone(),
+        user_id: run.user_id.clone(),
+        tenant_id: run.tenant_id.clone(),
+        n,
+        body,
+        expires_at: run.expires_at,
+    }
+}
+
+/// Steps come back in order, a second write of a step number is a no-op (the first body
+/// stays), another owner (user, or the same user in another tenant) and another run see none,
+/// an expired step is invisible and may be written again, and a step of the item budget's size
+/// round-trips.
+pub async fn steps_are_journaled_once(store: Arc<dyn Store>) {
+    let r = run("alice", "run-steps", now_ms());
+    let other = run("alice", "run-steps2", now_ms());
+    store.create_run(&r).await.unwrap();
+    for n in [2, 1, 10] {
+        let body = serde_json::json!({"kind": "round", "n": n, "text": "é\u{1}\"x"});
+        store.put_step(&step(&r, n, body)).await.unwrap();
+    }
+    let dup = step(&r, 2, serde_json::json!({"kind": "other"}));
+    store.put_step(&dup).await.unwrap();
+    let got = store.steps(r.owner(), &r.run_id).await.unwrap();
+    let ns: Vec<u32> = got.iter().map(|s| s.n).collect();
+    assert_eq!(ns, vec![1, 2, 10]);
+    assert_eq!(got[1].body["kind"], "round");
+    assert_eq!(got[1].body["text"], "é\u{1}\"x");
+    assert_eq!(got[1], step(&r, 2, got[1].body.clone()));
+    assert!(
+        store
+            .steps(other.owner(), &other.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .steps("bob".into(), &r.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let tenant = Owner::new("alice", Some("acme"));
+    assert!(store.steps(tenant, &r.run_id).await.unwrap().is_empty());
+    // Expired: invisible, and replaced by a new write of the same number.
+    let mut old = step(&r, 3, serde_json::json!({"kind": "old"}));
+    old.expires_at = now_ms() / 1000 - 1;
+    store.put_step(&old).await.unwrap();
+    assert_eq!(store.steps(r.owner(), &r.run_id).await.unwrap().len(), 3);
+    store
+        .put_step(&step(&r, 3, serde_json::json!({"kind": "new"})))
+        .await
+        .unwrap();
+    let got = store.steps(r.owner(), &r.run_id).await.unwrap();
+    assert_eq!(got[2].body["kind"], "new");
+    // The largest body a step may have is within the item limit.
+    let big = wsexec::store::step::fit_step(serde_json::json!({
+        "kind": "tool",
+        "content": {"blob": "x".repeat(2 * wsexec::store::step::MAX_STEP_BYTES)},
+    }));
+    store.put_step(&step(&r, 4, big.clone())).await.unwrap();
+    let got = store.steps(r.owner(), &r.run_id).await.unwrap();
+    assert_eq!(got[3].body, big);
+}
+
 /// Generates one `#[tokio::test]` per contract case; `$make` is an async expression giving a
 /// fresh `Arc<dyn Store>`.
 #[macro_export]
@@ -504,7 +577,7 @@ macro_rules! store_contract {
             expired_run_is_replaced, runs_are_owner_scoped, update_run_is_conditional,
             alive_index_tracks_due_runs, list_runs_pages_newest_first, list_runs_skips_expired,
             list_runs_last_page_and_zero_limit, tenants_are_kept_apart,
-            active_slots_are_taken_atomically_and_given_back_once);
+            active_slots_are_taken_atomically_and_given_back_once, steps_are_journaled_once);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

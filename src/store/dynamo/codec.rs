@@ -6,7 +6,9 @@ use super::schema::{
     ALIVE_DUE, ALIVE_SHARD, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK, TTL_ATTRIBUTE,
 };
 use crate::state::ExecutionState;
-use crate::store::{ConnectionRecord, ListCursor, RunError, RunRecord, StorageError, keys};
+use crate::store::{
+    ConnectionRecord, ListCursor, RunError, RunRecord, StepRecord, StorageError, keys,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
@@ -79,7 +81,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 23] = [
+const RUN_ATTRS: [Attr<RunRecord>; 27] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -97,6 +99,14 @@ const RUN_ATTRS: [Attr<RunRecord>; 23] = [
     Attr::OptStr("claimed_by", |r| &r.claimed_by, |r| &mut r.claimed_by),
     Attr::OptStr("streamed", |r| &r.streamed, |r| &mut r.streamed),
     Attr::Count("seq", |r| r.seq, |r| &mut r.seq),
+    Attr::Count("seq_reserved", |r| r.seq_reserved, |r| &mut r.seq_reserved),
+    Attr::Count(
+        "continuations",
+        |r| r.continuations,
+        |r| &mut r.continuations,
+    ),
+    Attr::Count("recoveries", |r| r.recoveries, |r| &mut r.recoveries),
+    Attr::Count("continued_at", |r| r.continued_at, |r| &mut r.continued_at),
     Attr::Num("version", |r| r.version, |r| &mut r.version),
     Attr::Num("created_at", |r| r.created_at, |r| &mut r.created_at),
     Attr::Num("updated_at", |r| r.updated_at, |r| &mut r.updated_at),
@@ -264,6 +274,38 @@ pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError
         message: opt_s(item, ERROR_MESSAGE).unwrap_or_default(),
     });
     Ok(r)
+}
+
+/// The attribute holding a step's body (JSON text).
+const STEP: &str = "step";
+
+/// The item of a journaled step: in its run's owner partition, under the run's sort key.
+pub fn step_item(st: &StepRecord) -> Item {
+    let mut item = Item::new();
+    item.insert(PK.into(), s(keys::owner_pk(st.owner())));
+    item.insert(SK.into(), s(keys::step_sk(&st.run_id, st.n)));
+    item.insert(ITEM_TYPE.into(), s("step"));
+    item.insert("run_id".into(), s(&st.run_id));
+    item.insert("user_id".into(), s(&st.user_id));
+    if let Some(t) = &st.tenant_id {
+        item.insert("tenant_id".into(), s(t));
+    }
+    item.insert("n".into(), n(u64::from(st.n)));
+    item.insert(STEP.into(), s(st.body.to_string()));
+    item.insert(TTL_ATTRIBUTE.into(), n(st.expires_at));
+    item
+}
+
+/// The step an item holds.
+pub fn step_from(op: &'static str, item: &Item) -> Result<StepRecord, StorageError> {
+    Ok(StepRecord {
+        run_id: get_s(op, item, "run_id")?,
+        user_id: get_s(op, item, "user_id")?,
+        tenant_id: opt_s(item, "tenant_id"),
+        n: u32::try_from(get_n(op, item, "n")?).map_err(|_| bad_item(op, "n"))?,
+        body: serde_json::from_str(&get_s(op, item, STEP)?).map_err(|_| bad_item(op, STEP))?,
+        expires_at: get_n(op, item, TTL_ATTRIBUTE)?,
+    })
 }
 
 /// Whether an item is still alive by its TTL (DynamoDB deletes expired items only eventually).

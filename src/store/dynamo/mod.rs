@@ -6,6 +6,7 @@
 //! - run: `pk=USER#{user}`, `sk=RUN#{run_id}`, `gsi1pk=USER#{user}`,
 //!   `gsi1sk=RUN#{created:013}#{run_id}`, `gsi2pk=USER#{user}#THREAD#{thread}`, `gsi2sk` as
 //!   `gsi1sk`, and while alive `alive_shard=ALIVE#{n}`, `alive_due={ms}` (the sparse index).
+//! - journaled step: `pk` as its run's, `sk=RUN#{run_id}#STEP#{n:05}` (no index attributes).
 //!
 //! # Layout
 //! - [`schema`]: key attributes, indexes and actions (the template's).
@@ -13,11 +14,13 @@
 //! - [`classify`]: SDK failures → storage error kinds.
 //! - [`codec`]: items ↔ records, driven by one attribute table per record.
 //! - [`transact`]: the create and the end of a run that move its owner's active-run counter.
+//! - [`steps`]: the step journal's conditional puts and reads.
 
 pub mod classify;
 pub mod client;
 pub mod codec;
 pub mod schema;
+pub mod steps;
 pub mod transact;
 
 pub use classify::classify;
@@ -29,7 +32,7 @@ use super::{
     releases_slot,
 };
 use crate::state::ExecutionState;
-use crate::store::{ConnectionRecord, Owner, RunRecord};
+use crate::store::{ConnectionRecord, Owner, RunRecord, StepRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Credentials;
@@ -352,6 +355,14 @@ impl Store for DynamoStore {
             .map(|i| run_from(OP, i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RunPage { items, cursor })
+    }
+
+    async fn put_step(&self, step: &StepRecord) -> Result<(), StorageError> {
+        steps::put(&self.client, &self.table, step).await
+    }
+
+    async fn steps(&self, owner: Owner<'_>, run_id: &str) -> Result<Vec<StepRecord>, StorageError> {
+        steps::read(&self.client, &self.table, owner, run_id).await
     }
 
     /// Opens the connection pool (TCP + TLS) and the SDK's lazily built state ahead of the
