@@ -1,7 +1,7 @@
 //! `MAX_ACTIVE_RUNS_PER_USER` through the release binary on DynamoDB Local: concurrent starts
 //! take exactly the limit's slots (one `TransactWriteItems` each), the rest are refused
-//! `quota_exceeded` with no run left behind, every ending gives its slot back, and the sweep
-//! frees the slot of a run whose worker was killed.
+//! `quota_exceeded` with no run left behind, every ending gives its slot back, and a run
+//! whose worker was killed keeps its slot through its continuation until it ends.
 
 mod support;
 
@@ -126,9 +126,10 @@ async fn twenty_concurrent_starts_with_a_limit_of_four_run_exactly_four() {
 }
 
 /// A worker killed (`SIGKILL` of its environment) while its run holds the user's only slot:
-/// starts are refused until the sweep ends the run `dead`, which gives the slot back.
+/// starts are refused while the run lives, the sweep continues it (a continuation is the
+/// same run, so it keeps the slot), and the write that finally ends it gives the slot back.
 #[tokio::test]
-async fn a_killed_workers_slot_is_freed_by_the_sweep() {
+async fn a_killed_workers_slot_is_held_by_its_continuation_and_freed_when_it_ends() {
     let store = fresh_store("bin-quota-kill").await;
     let ep = support::connections::start().await;
     let extra = [
@@ -140,7 +141,7 @@ async fn a_killed_workers_slot_is_freed_by_the_sweep() {
     let mut rt = spawn(store.table(), &ep.url, 1, &extra).await;
     let conn = connect(&rt, "quota-user-02").await;
     let owner = Owner::user("quota-user-02");
-    assert_eq!(start(&rt, &conn, "doomed", 40_000).await, None);
+    assert_eq!(start(&rt, &conn, "doomed", 4_000).await, None);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !ep
         .delivered(&conn)
@@ -161,9 +162,34 @@ async fn a_killed_workers_slot_is_freed_by_the_sweep() {
         .await
         .0
         .json();
-    assert_eq!(sweep["dead"], 1, "{sweep}");
+    assert_eq!(
+        (&sweep["continued"], &sweep["dead"]),
+        (&json!(1), &json!(0)),
+        "{sweep}"
+    );
+    assert_eq!(
+        store.active_runs(owner).await.unwrap(),
+        1,
+        "the continuation holds it"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = store.list_runs(owner, None, 50, None).await.unwrap().items;
+        if runs
+            .iter()
+            .all(|r| r.state == wsexec::ExecutionState::Completed)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ended: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(store.active_runs(owner).await.unwrap(), 0);
-    assert_eq!(start(&rt, &conn, "after-sweep", 10).await, None);
+    assert_eq!(start(&rt, &conn, "after-end", 10).await, None);
     let runs = store.list_runs(owner, None, 50, None).await.unwrap().items;
     assert_eq!(runs.len(), 2, "the refused start left no run: {runs:?}");
     rt.kill_all();
