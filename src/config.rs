@@ -4,14 +4,14 @@ use crate::auth::{JwtError, JwtVerifier};
 use crate::context::Mode;
 use crate::dispatch::Dispatch;
 use crate::limits::{
-    API_GATEWAY_ROUTE_LIMIT, DEFAULT_HEARTBEAT_DEADLINE, DEFAULT_RUN_TIME_LIMIT,
-    DEFAULT_STREAM_FLUSH,
+    API_GATEWAY_ROUTE_LIMIT, DEFAULT_HANDOFF_MARGIN, DEFAULT_HEARTBEAT_DEADLINE,
+    DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH,
 };
 use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 15] = [
+pub const ENV_VARS: [&str; 16] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -27,6 +27,7 @@ pub const ENV_VARS: [&str; 15] = [
     "DEFAULT_AGENT",
     "RUN_DISPATCH",
     "MAX_ACTIVE_RUNS_PER_USER",
+    "HANDOFF_MARGIN_MS",
 ];
 
 /// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
@@ -74,6 +75,9 @@ pub struct Config {
     /// Alive runs one owner may have at once (`MAX_ACTIVE_RUNS_PER_USER`); `None`: no limit,
     /// and a start costs no more than without limits.
     pub max_active_runs: Option<u32>,
+    /// Time kept back from an invocation's deadline to hand its run to a continuation
+    /// (`HANDOFF_MARGIN_MS`).
+    pub handoff_margin: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             default_agent: None,
             dispatch: Dispatch::Inline,
             max_active_runs: None,
+            handoff_margin: DEFAULT_HANDOFF_MARGIN,
         }
     }
 }
@@ -183,6 +188,7 @@ impl Config {
                     }
                 },
             },
+            handoff_margin: ms("HANDOFF_MARGIN_MS", DEFAULT_HANDOFF_MARGIN)?,
         })
     }
 
@@ -209,6 +215,7 @@ impl Config {
             run_time_limit: self.run_time_limit_for(None),
             heartbeat_deadline: self.heartbeat_deadline,
             stream_flush: self.stream_flush,
+            handoff_margin: self.handoff_margin,
         }
     }
 

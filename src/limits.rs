@@ -71,8 +71,21 @@ pub const API_GATEWAY_ROUTE_LIMIT: std::time::Duration = std::time::Duration::fr
 /// kills the process; this leaves the rest for the exit itself.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(400);
 
+/// The part of [`SHUTDOWN_BUDGET`] a run may spend handing itself to a continuation at SIGTERM
+/// (one conditional write and one `Invoke`: tens of milliseconds in region); the rest is kept
+/// for the fallback, the `instance_shutdown` terminal write, when the hand-off is not made.
+pub const SHUTDOWN_HANDOFF_BUDGET: Duration = Duration::from_millis(250);
+
 /// Time kept back from Lambda's own deadline to persist the run's terminal state.
 pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
+
+/// Default `HANDOFF_MARGIN_MS`: time kept back from an invocation's deadline (Lambda's for a
+/// worker, the route's for an inline start under `RUN_DISPATCH=auto`) to hand the run to its
+/// continuation: the checkpoint write and the `Invoke` usually take tens of milliseconds, and
+/// each is bounded by its operation timeout (5 s: `DYNAMODB_OPERATION_TIMEOUT`, the invoker's),
+/// so one slow dependency still leaves the hand-off time to land. A worker gives up 5 s of its
+/// 15 minutes for it; an inline start hands off at 23 s of the route's 28.
+pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_millis(5000);
 
 /// A connection record outlives API Gateway's 2 h maximum connection time by this margin, then
 /// TTL removes it even if `$disconnect` was never delivered (AWS does not guarantee it).

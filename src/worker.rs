@@ -6,7 +6,7 @@ use crate::context::{ContextParts, UserExecutionContext, validate_id};
 use crate::dispatch::WorkerRun;
 use crate::limits::{CLAIM_ATTEMPTS, LAMBDA_DEADLINE_MARGIN};
 use crate::manager::{InitError, Manager};
-use crate::run::{Origin, Settled, journal, next_version, write_settled};
+use crate::run::{Leave, Origin, Settled, journal, next_version, write_settled};
 use crate::state::{ExecutionState, RunEvent};
 use crate::store::{RunRecord, StorageError};
 use crate::time::now_ms;
@@ -118,7 +118,8 @@ pub async fn work(
         let base = claimed.seq;
         journal::reserve(&mut claimed, base);
         claimed.stale_at = now + deps.limits.heartbeat_deadline.as_millis() as u64;
-        if let Some(deadline) = deadline_ms {
+        // A run that can be continued hands off before this invocation's deadline instead.
+        if let (Some(deadline), None) = (deadline_ms, deps.relay) {
             let last = deadline.saturating_sub(LAMBDA_DEADLINE_MARGIN.as_millis() as u64);
             claimed.deadline_at = claimed.deadline_at.min(last);
         }
@@ -153,6 +154,10 @@ pub async fn work(
         connection_id: &connection_id,
         endpoint: &endpoint,
         deadline_ms,
+        leave: deadline_ms.map(|by_ms| Leave {
+            by_ms,
+            without_progress: false,
+        }),
     };
     crate::run::drive(deps, origin, &ctx, claimed, agent.as_ref()).await;
     Ok(WorkerOutcome::Drove)

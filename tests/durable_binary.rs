@@ -14,133 +14,10 @@ use support::http;
 use serde_json::{Value, json};
 use sse::{ChatServer, Reply, Step, call, done, finish, text, usage};
 use std::time::{Duration, Instant};
-use support::connections::ConnectionsEndpoint;
+use support::durable::*;
 use support::dynamodb::*;
-use support::runtime_api::Runtime;
 use support::*;
 use wsexec::run::recover::MAX_CONTINUATIONS;
-use wsexec::store::Store;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// The user of the sample JWT in `events/connect-jwt-query.json`.
-const USER: &str = "user-alice-01";
-
-/// A short heartbeat deadline, so the sweep finds a killed worker's run stale in seconds.
-const HEARTBEAT_MS: &str = "2000";
-
-/// The binary under test: `WSEXEC_BIN` (the release build `tools/test` makes) or Cargo's build.
-fn binary() -> String {
-    std::env::var("WSEXEC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wsexec").to_owned())
-}
-
-/// `processes` fresh environments of the binary with async dispatch, the `llm` agent on
-/// `model`, and a short heartbeat deadline.
-async fn spawn(table: &str, ep: &ConnectionsEndpoint, model: &str, processes: usize) -> Runtime {
-    let mut rt = Runtime::start().await;
-    let lambda = format!("http://{}", rt.addr);
-    let extra = [
-        ("LLM_MODEL", "scripted-model"),
-        ("RUN_DISPATCH", "async"),
-        ("RUN_TIME_LIMIT_MS", "120000"),
-        ("HEARTBEAT_DEADLINE_MS", HEARTBEAT_MS),
-    ];
-    let env = llm_binary_env(table, &ep.url, &lambda, model, &extra);
-    for _ in 0..processes {
-        rt.spawn(&binary(), &[], &env, 128);
-    }
-    rt.wait_init(LIMIT).await;
-    rt
-}
-
-async fn call_json(rt: &Runtime, event: &Value) -> Value {
-    rt.invoke(&event.to_string(), LIMIT).await.0.json()
-}
-
-/// Connects `USER` (the sample JWT) on a fresh connection id; returns it.
-async fn connect(rt: &Runtime) -> String {
-    let id = aws_id();
-    let mut e = sample("connect-jwt-query.json");
-    e["requestContext"]["connectionId"] = json!(id);
-    assert_eq!(call_json(rt, &e).await["statusCode"], 200);
-    id
-}
-
-/// Starts a run of `agent` with `payload` on `conn` (the route answers at once: a worker
-/// drives the run).
-async fn start(rt: &Runtime, conn: &str, request_id: &str, agent: &str, payload: Value) {
-    let frame = json!({"type": "start_agent", "request_id": request_id, "agent": agent,
-                       "payload": payload});
-    let out = call_json(rt, &message_event(conn, &frame.to_string())).await;
-    assert_eq!(out["statusCode"], 200, "{out}");
-}
-
-/// Waits (bounded) until `conn` has `n` frames of type `kind`; every frame so far.
-async fn until(ep: &ConnectionsEndpoint, conn: &str, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let frames = ep.delivered(conn);
-        if frames.iter().filter(|f| f["type"] == kind).count() >= n {
-            return frames;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {n} {kind}: {:?}",
-            types(&frames)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Sweeps (bounded) until a sweep reports `field` ≥ 1; that report.
-async fn sweep_until(rt: &Runtime, field: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let report = call_json(rt, &sample("scheduled-sweep.json")).await;
-        if report[field].as_u64() >= Some(1) {
-            return report;
-        }
-        assert!(Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The text a client keeps: every `agent_delta`, less the rounds `agent_text_discarded` drops.
-fn kept_text(frames: &[Value]) -> String {
-    let mut kept: Vec<(u64, &str)> = Vec::new();
-    for f in frames {
-        match f["type"].as_str() {
-            Some("agent_delta") => kept.push((
-                f["payload"]["round"].as_u64().expect("a delta has a round"),
-                f["payload"]["text"].as_str().unwrap_or_default(),
-            )),
-            Some("agent_text_discarded") => {
-                let round = f["payload"]["round"].as_u64();
-                kept.retain(|(r, _)| Some(*r) != round);
-            }
-            _ => {}
-        }
-    }
-    kept.into_iter().map(|(_, t)| t).collect()
-}
-
-/// Every frame's `seq` arrives once, in order, from 1 (a continuation may skip numbers its
-/// killed predecessor reserved, never repeat one).
-fn assert_seq_once_in_order(frames: &[Value]) {
-    let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
-    assert_eq!(seqs.len(), frames.len(), "every run event carries a seq");
-    assert_eq!(seqs.first(), Some(&1), "the stream starts at 1");
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "seq repeats or goes back: {seqs:?}"
-    );
-}
-
-/// The run `conn` started (its only one).
-async fn the_run(store: &dyn Store, frames: &[Value]) -> wsexec::store::RunRecord {
-    let id = frames[0]["run_id"].as_str().expect("a run id");
-    store.get_run(USER.into(), id).await.unwrap().unwrap()
-}
 
 /// The must-show of issue 23: a run whose first round calls a tool, killed (`kill -9` of its
 /// environment) during its second model round, is continued by the sweep in a fresh
@@ -223,19 +100,10 @@ async fn a_worker_killed_mid_round_is_continued_from_its_journal() {
             && f["payload"] == json!({"round": 2, "reason": "redo"})),
         "{kinds:?}"
     );
-    let completed = frames.last().unwrap();
-    assert_eq!(completed["type"], "agent_completed");
-    assert_eq!(completed["payload"]["result"]["text"], "It is noon.");
-    assert_eq!(kept_text(&frames), "It is noon.");
     // Usage adds up across both invocations: round 1 from the journal, round 2 as answered.
-    assert_eq!(
-        completed["payload"]["result"]["usage"],
-        json!({"input_tokens": 31, "output_tokens": 7})
-    );
+    let usage = json!({"input_tokens": 31, "output_tokens": 7});
+    let run = completed_run(&store, &frames, "It is noon.", usage).await;
     assert_seq_once_in_order(&frames);
-
-    let run = the_run(&store, &frames).await;
-    assert_eq!(run.state, wsexec::ExecutionState::Completed);
     assert_eq!((run.continuations, run.recoveries), (1, 1));
     let get = json!({"type": "get_execution", "run_id": run.run_id});
     let got = call_json(&rt, &message_event(&conn, &get.to_string())).await;

@@ -6,8 +6,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::connections::ConnectionsEndpoint;
+use support::durable::wait_frames;
 use support::dynamodb::*;
 use support::llm_server::{self, Closed, Pace, Proxy};
 use support::runtime_api::Runtime;
@@ -87,28 +88,6 @@ fn streamed(frames: &[Value]) -> String {
         .filter(|f| f["type"] == "agent_delta")
         .map(|f| f["payload"]["text"].as_str().unwrap_or_default())
         .collect()
-}
-
-/// Waits (bounded) until `conn` was pushed a frame that `done` accepts; every frame so far.
-async fn wait_until(
-    ep: &ConnectionsEndpoint,
-    conn: &str,
-    within: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = ep.delivered(conn);
-        if got.iter().any(&done) {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited in vain: {:?}",
-            types(&got)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Through the binary on the real model: the answer streams as several `agent_delta` events
@@ -194,7 +173,8 @@ async fn cancel_mid_stream_closes_the_model_connection_and_ends_the_deltas() {
 
     let story = ask("r-story", "t-story", "Write a long story about a dragon.");
     call(&mut rt, &message_event(&owner, &story)).await;
-    let before = wait_until(&ep, &owner, LIMIT, |f| f["type"] == "agent_delta").await;
+    let delta = |fs: &[Value]| fs.iter().any(|f| f["type"] == "agent_delta");
+    let before = wait_frames(&ep, &owner, LIMIT, delta).await;
     let run_id = before[0]["run_id"].as_str().unwrap().to_owned();
     let cancel = json!({"type": "cancel_agent", "run_id": run_id}).to_string();
     let reply = call(&mut rt, &message_event(&other, &cancel)).await;
@@ -207,10 +187,8 @@ async fn cancel_mid_stream_closes_the_model_connection_and_ends_the_deltas() {
             answer_complete: false
         })
     );
-    let events = wait_until(&ep, &owner, Duration::from_secs(3), |f| {
-        f["type"] == "agent_cancelled"
-    })
-    .await;
+    let cancelled = |fs: &[Value]| fs.iter().any(|f| f["type"] == "agent_cancelled");
+    let events = wait_frames(&ep, &owner, Duration::from_secs(3), cancelled).await;
     // Anything still in flight would have landed by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events_later = ep.delivered(&owner);

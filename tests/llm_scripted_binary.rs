@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sse::{ChatServer, Reply, Step, call, done, finish, text};
 use std::time::{Duration, Instant};
 use support::connections::ConnectionsEndpoint;
+use support::durable::kept_text;
 use support::dynamodb::*;
 use support::runtime_api::Runtime;
 use support::*;
@@ -87,27 +88,6 @@ fn run_frames(ep: &ConnectionsEndpoint, conn: &str, request_id: &str) -> Vec<Val
         .into_iter()
         .filter(|f| f["request_id"] == request_id)
         .collect()
-}
-
-/// The text a client keeps: every `agent_delta`, less the rounds `agent_text_discarded` drops.
-fn kept_text(frames: &[Value]) -> String {
-    let mut kept: Vec<(u64, &str)> = Vec::new();
-    for f in frames {
-        match f["type"].as_str() {
-            Some("agent_delta") => kept.push((
-                f["payload"]["round"]
-                    .as_u64()
-                    .expect("a delta carries its round"),
-                f["payload"]["text"].as_str().unwrap_or_default(),
-            )),
-            Some("agent_text_discarded") => {
-                let round = f["payload"]["round"].as_u64();
-                kept.retain(|(r, _)| Some(*r) != round);
-            }
-            _ => {}
-        }
-    }
-    kept.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Waits (bounded) until the run `request_id` on `conn` ends; its frames.

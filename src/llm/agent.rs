@@ -47,6 +47,8 @@ pub const MAX_CONCURRENT_TOOL_CALLS: usize = 8;
 pub struct Continued<'a> {
     pub journal: &'a [Value],
     pub continuation: u64,
+    /// Whether the last invocation may have stopped mid-round (see `RunInput::redo`).
+    pub redo: bool,
 }
 
 /// The `llm` agent: settings, the tools offered, and the provider client built on first use.
@@ -254,7 +256,7 @@ impl LlmAgent {
             let results = finish_open_calls(resumed.open, first - 1, &tools, events).await;
             messages.extend(results);
         }
-        if from.continuation > 0 {
+        if from.redo {
             // The round the last worker may have been streaming is requested again: the text
             // it streamed is withdrawn first (nothing, if it had not begun).
             events.discard_round(first, DiscardReason::Redo).await;
@@ -323,6 +325,9 @@ impl LlmAgent {
                 .collect()
                 .await;
             messages.extend(results);
+            // The round and its calls are journaled: the next round may as well be another
+            // invocation's (a hand-off before this one's deadline).
+            events.safe_point().await;
         }
         Ok(self.result(answer, model, usage))
     }

@@ -48,6 +48,10 @@ impl AgentEvents for RunSink {
     async fn save_step(&self, step: Value) {
         RunSink::save_step(self, step).await;
     }
+
+    async fn safe_point(&self) {
+        RunSink::safe_point(self).await;
+    }
 }
 
 /// The client's code for a provider failure.
@@ -92,6 +96,7 @@ impl Executor for LlmAgent {
             super::agent::Continued {
                 journal: input.journal,
                 continuation: input.continuation,
+                redo: input.redo,
             },
         )
         .await

@@ -50,6 +50,9 @@ pub trait AgentEvents: Send + Sync {
     /// Journals a completed step (see [`replay`]) and returns once it is durable. Without a
     /// journal (an agent driven outside a run) there is nothing to keep.
     async fn save_step(&self, _step: serde_json::Value) {}
+    /// Between rounds, with every step journaled and nothing in flight: the run may be handed
+    /// to a continuation here, and then this never returns.
+    async fn safe_point(&self) {}
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.

@@ -252,6 +252,7 @@ impl<'a> Invocation<'a> {
             connection_id: self.connection_id,
             endpoint: &self.endpoint,
             deadline_ms: self.deadline_ms,
+            leave: None,
         }
     }
 

@@ -8,6 +8,17 @@
 //! conditional write). Every write is conditional on the persisted (state, version), so a cancel
 //! or a sweep in between wins cleanly, and a `resume` that attached a follower makes the next
 //! write conflict, which is how the driver learns of it (one more write, no read per event).
+//!
+//! Hand-off: where the run can be continued ([`Origin::leave`]), the driver hands it to a new
+//! invocation before this one's deadline, less `HANDOFF_MARGIN_MS`. It stops at the agent's
+//! last safe point ([`RunSink::safe_point`]) before then: at a safe point, when the longest
+//! stretch between safe points seen in this invocation would not fit before the deadline. A
+//! step still going at the deadline is cut, and the continuation does it again as after a
+//! worker's death (a model round's text withdrawn with `agent_text_discarded` `redo`). The
+//! hand-off is one conditional write (the checkpoint, the claim released, the continuation
+//! counted) and one `Invoke`; hand-offs do not count against `MAX_CONTINUATIONS`, which bounds
+//! crashes: a worker hands off only after it journaled a step, so a run makes progress with
+//! every hand-off and cannot loop.
 
 use super::budget::TextHold;
 use super::channel::Channel;
@@ -15,12 +26,13 @@ use super::checkpoint::{Streamed, storable};
 use super::executor::{Executor, Progress, RunInput, RunSink};
 use super::history::thread_turns;
 use super::journal;
+use super::recover::MAX_CONTINUATIONS;
 use super::write::{Settled, next_version, write_settled};
-use super::{Origin, RunDeps};
+use super::{Leave, Origin, RunDeps};
 use crate::context::UserExecutionContext;
 use crate::limits::{
     CATCH_UP_BUDGET, CATCH_UP_SETTLE_MARGIN, HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS,
-    MAX_DELTA_BYTES, TERMINAL_WRITE_ATTEMPTS,
+    MAX_DELTA_BYTES, SHUTDOWN_HANDOFF_BUDGET, TERMINAL_WRITE_ATTEMPTS,
 };
 use crate::protocol::{ClientError, Envelope, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
@@ -47,6 +59,8 @@ enum End {
     TextLimit(ClientError),
     /// The instance is shutting down.
     Shutdown,
+    /// The run goes on in a new invocation; `clean` when the agent stopped at a safe point.
+    HandOff { clean: bool },
 }
 
 /// Drives `run` (already created and persisted as `running`) with `agent` to its end, pushing
@@ -77,6 +91,7 @@ pub async fn drive(
         }
     };
     d.steps = journal.len() as u32;
+    d.journaled_before = d.steps;
     let history = if agent.wants_history() {
         match thread_turns(deps.store, &d.run).await {
             Ok(turns) => turns,
@@ -98,6 +113,7 @@ pub async fn drive(
         deadline_at: d.run.deadline_at,
         journal: &journal,
         continuation: d.continuation,
+        redo: d.continuation > 0 && d.run.clean_continuation != d.continuation,
     };
     let left = d.run.deadline_at.saturating_sub(now_ms());
     let deadline = sleep(Duration::from_millis(left));
@@ -108,21 +124,45 @@ pub async fn drive(
     let mut agent_run = agent.execute(input, sink);
     tokio::pin!(deadline);
     let live = deps.live.register(&d.run.run_id);
+    d.leave = match (deps.relay, origin.leave) {
+        (Some(_), Some(leave)) => {
+            let at = leave
+                .by_ms
+                .saturating_sub(deps.limits.handoff_margin.as_millis() as u64);
+            let left = Duration::from_millis(at.saturating_sub(now_ms()));
+            Some((Instant::now() + left, leave))
+        }
+        _ => None,
+    };
 
     let end = loop {
         let flush_at = d.flush_at.unwrap_or_else(far_future);
+        let leave_at = d.leave.map_or_else(far_future, |(at, _)| at);
         tokio::select! {
             biased;
             _ = &mut deadline => break End::TimedOut,
             _ = live.cancelled() => break End::CancelledHere,
             _ = live.shutting_down() => break End::Shutdown,
+            _ = sleep_until(leave_at), if d.leave.is_some() && !d.cut_off_skipped => {
+                if d.progressed() {
+                    break End::HandOff { clean: false };
+                }
+                // Nothing journaled here yet: handing the same step on would loop. The next
+                // safe point hands off instead, once this step is journaled.
+                d.cut_off_skipped = true;
+            }
             _ = beat.tick() => {
                 if let Some(current) = d.heartbeat().await {
                     break End::Elsewhere(Box::new(current));
                 }
             }
             Some(p) = reports.recv() => {
-                if let Err(e) = d.progress(p).await {
+                if let Progress::SafePoint { go_on } = p {
+                    if d.leave_here() {
+                        break End::HandOff { clean: true };
+                    }
+                    let _ = go_on.send(());
+                } else if let Err(e) = d.progress(p).await {
                     break End::TextLimit(e);
                 }
             }
@@ -151,7 +191,10 @@ pub async fn drive(
             let err = ClientError::run_timeout();
             d.finish(&[RunEvent::TimeOut], None, Some(err)).await
         }
-        End::Shutdown => d.shut_down().await,
+        End::Shutdown => d.hand_off_or_shut_down().await,
+        End::HandOff { clean } => {
+            d.hand_off(clean, false).await;
+        }
         End::Elsewhere(current) => d.tell_ended(&current).await,
         End::CancelledHere => match deps.store.get_run(d.run.owner(), &d.run.run_id).await {
             Ok(Some(current)) => d.tell_ended(&current).await,
@@ -171,6 +214,18 @@ pub async fn drive(
     d.channel.settle(until).await;
 }
 
+/// What became of a hand-off.
+enum HandedOff {
+    /// The continuation is written and its worker invoked.
+    Invoked,
+    /// The run was ended or taken over by another writer meanwhile: nothing is left to do.
+    Elsewhere,
+    /// The write did not land (storage failed): the run is still this driver's.
+    NotWritten,
+    /// The next continuation is written, but its worker could not be invoked.
+    NotInvoked,
+}
+
 /// What every write of a run persists of its stream, taken once per write: the last `seq`, the
 /// text streamed so far (unless a result now keeps it), and the followers that answered 410
 /// (dropped from the stored list).
@@ -180,6 +235,9 @@ struct Checkpoint {
     gone: Vec<String>,
     /// Tokens and tool calls so far (the terminal write adds the duration).
     usage: RunUsage,
+    /// This driver gives out no `seq` after this write (a hand-off): the reservation is
+    /// exactly `seq`, so the continuation's stream goes on with no gap.
+    last: bool,
 }
 
 impl Checkpoint {
@@ -190,7 +248,11 @@ impl Checkpoint {
             duration_ms: next.usage.duration_ms,
             ..self.usage
         };
-        journal::reserve(next, self.seq);
+        if self.last {
+            next.seq_reserved = self.seq;
+        } else {
+            journal::reserve(next, self.seq);
+        }
         next.streamed = match next.result {
             Some(_) => None,
             None => self.streamed.clone(),
@@ -237,6 +299,17 @@ struct Driver<'d> {
     continuation: u64,
     /// Steps journaled so far (the next one is numbered one more).
     steps: u32,
+    /// Steps journaled before this invocation (a continuation's journal).
+    journaled_before: u32,
+    /// When and how this invocation hands the run off, if it can.
+    leave: Option<(Instant, Leave)>,
+    /// The last safe point (or the drive's start), and the longest stretch between two.
+    last_safe: Instant,
+    longest_stretch: Duration,
+    /// Whether the next write is this driver's last before a hand-off.
+    leaving: bool,
+    /// The hand-off time passed with nothing journaled here: the step going on is not cut.
+    cut_off_skipped: bool,
     /// The text of the `agent_delta`s pushed so far, as far as a checkpoint persists it.
     streamed: Streamed,
     /// The answer text this run holds of the process's budget.
@@ -272,6 +345,12 @@ impl<'d> Driver<'d> {
             reserved: run.seq_reserved,
             continuation: run.continuations,
             steps: 0,
+            journaled_before: 0,
+            leave: None,
+            last_safe: Instant::now(),
+            longest_stretch: Duration::ZERO,
+            leaving: false,
+            cut_off_skipped: false,
             run,
             streamed: Streamed::default(),
             text: deps.live.text().hold(),
@@ -310,7 +389,9 @@ impl<'d> Driver<'d> {
     /// Whether `current` (as stored) is no longer this driver's to write: ended, or taken over
     /// by a continuation.
     fn lost(&self, current: &RunRecord) -> bool {
-        current.state.is_terminal() || current.continuations != self.continuation
+        current.state.is_terminal()
+            || current.continuations != self.continuation
+            || current.claimed_by != self.run.claimed_by
     }
 
     /// Pushes one event of this run.
@@ -390,6 +471,24 @@ impl<'d> Driver<'d> {
         Ok(())
     }
 
+    /// Whether this invocation journaled a step, or must leave anyway: only then is a hand-off
+    /// progress.
+    fn progressed(&self) -> bool {
+        self.steps > self.journaled_before || self.leave.is_some_and(|(_, l)| l.without_progress)
+    }
+
+    /// At a safe point: whether to hand off here, because the longest stretch between safe
+    /// points seen so far would not end before the hand-off time.
+    fn leave_here(&mut self) -> bool {
+        let now = Instant::now();
+        self.longest_stretch = self.longest_stretch.max(now - self.last_safe);
+        self.last_safe = now;
+        match self.leave {
+            Some((at, _)) => now + self.longest_stretch >= at && self.progressed(),
+            None => false,
+        }
+    }
+
     /// Pushes the reports still queued when the run ended (the agent's last words before it
     /// failed, returned or was stopped), in order, and the text pending; the first refusal of
     /// text ends the draining.
@@ -405,9 +504,96 @@ impl<'d> Driver<'d> {
         outcome
     }
 
-    /// What becomes of an in-flight run when its instance shuts down (SIGTERM): today it fails
+    /// Hands the run to continuation `n + 1`: one conditional write checkpoints the stream
+    /// (its `seq` reservation made exact, so the next stream has no gap), releases the claim,
+    /// counts the continuation (not as a recovery) and renews the heartbeat deadline (so the
+    /// sweep looks again only if that worker never comes); then the worker is invoked. A write
+    /// that fails leaves the run claimed here, and an `Invoke` that fails leaves it unclaimed:
+    /// either way the sweep continues it once its heartbeat deadline passes.
+    async fn hand_off(&mut self, clean: bool, recovery: bool) -> HandedOff {
+        let Some(relay) = self.deps.relay else {
+            return HandedOff::NotWritten;
+        };
+        let n = self.continuation + 1;
+        let renew = self.deps.limits.heartbeat_deadline.as_millis() as u64;
+        let fill = move |next: &mut RunRecord, now: u64| {
+            next.claimed_by = None;
+            next.continuations = n;
+            next.continued_at = now;
+            next.stale_at = now + renew;
+            if clean {
+                next.clean_continuation = n;
+            }
+            if recovery {
+                next.recoveries += 1;
+            }
+        };
+        self.leaving = true;
+        let seq = self.seq.get();
+        let settled = self
+            .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
+            .await;
+        match settled {
+            Settled::Written(r) => {
+                // Whatever follows is written as continuation `n`'s last unclaimed version.
+                self.run = r;
+                self.continuation = n;
+            }
+            Settled::Declined(()) => return HandedOff::Elsewhere,
+            Settled::Conflict(current) if current.state.is_terminal() => {
+                self.tell_ended(&current).await;
+                return HandedOff::Elsewhere;
+            }
+            Settled::Conflict(_) => return HandedOff::Elsewhere,
+            Settled::Failed(e) => {
+                log_storage(&e);
+                return HandedOff::NotWritten;
+            }
+        }
+        let cause = if recovery { "shutdown" } else { "handoff" };
+        metrics::run_continued(cause);
+        tracing::info!(
+            run_id = %self.run.run_id,
+            continuation = n,
+            clean,
+            cause,
+            "run handed off to a new invocation"
+        );
+        match relay
+            .continue_run(self.run.owner(), &self.run.run_id, n)
+            .await
+        {
+            Ok(()) => HandedOff::Invoked,
+            Err(e) => {
+                tracing::warn!(code = e.kind().code(), error = ?e, "continuation dispatch failed");
+                HandedOff::NotInvoked
+            }
+        }
+    }
+
+    /// At SIGTERM: hands the run to a continuation when it can be continued (a worker can be
+    /// invoked, and its recoveries are not spent: a hand-off at shutdown counts as one, as the
+    /// lost instance it is the graceful form of) within [`SHUTDOWN_HANDOFF_BUDGET`]; else, or
+    /// when the hand-off is not made, the run fails `instance_shutdown` as before.
+    async fn hand_off_or_shut_down(&mut self) {
+        let can = self.deps.relay.is_some() && self.run.recoveries < MAX_CONTINUATIONS;
+        if can {
+            let made = tokio::time::timeout(SHUTDOWN_HANDOFF_BUDGET, self.hand_off(false, true));
+            match made.await {
+                Ok(HandedOff::Invoked | HandedOff::Elsewhere) => return,
+                // Not written, or written with no worker coming (or none known to): the
+                // ending below is written on top of the last version this driver knows; a
+                // worker that claimed the run meanwhile makes it conflict, and has the run.
+                Ok(HandedOff::NotWritten | HandedOff::NotInvoked) | Err(_) => {}
+            }
+            self.leaving = false;
+        }
+        self.shut_down().await
+    }
+
+    /// An in-flight run that cannot be handed off when its instance shuts down (SIGTERM) fails
     /// `instance_shutdown` (retryable) with a terminal write and the client told, within the
-    /// shutdown window. The one seam for handing the run to a continuation instead.
+    /// shutdown window.
     async fn shut_down(&mut self) {
         let err = ClientError::new(
             crate::protocol::ErrorCode::Shutdown,
@@ -481,6 +667,7 @@ impl<'d> Driver<'d> {
             streamed: self.streamed.checkpoint(),
             gone: self.channel.gone().map(str::to_owned).collect(),
             usage: self.usage,
+            last: self.leaving,
         };
         let next = move |run: &RunRecord| {
             let now = now_ms();
@@ -489,9 +676,10 @@ impl<'d> Driver<'d> {
             checkpoint.apply(&mut next);
             Ok(next)
         };
-        let mine = self.continuation;
-        let alive =
-            move |current: &RunRecord| current.state.is_alive() && current.continuations == mine;
+        let (mine, claim) = (self.continuation, self.run.claimed_by.clone());
+        let alive = move |current: &RunRecord| {
+            current.state.is_alive() && current.continuations == mine && current.claimed_by == claim
+        };
         write_settled(self.deps.store, self.run.clone(), attempts, next, alive)
     }
 

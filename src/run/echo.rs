@@ -109,12 +109,14 @@ impl Executor for Echo {
         let journaled = input.journal.iter().any(|s| s["kind"] == TOOL_STEP);
         if !journaled {
             tool_step(&input, &sink, pause).await;
+            // The answer may as well be streamed by a continuation (a hand-off).
+            sink.safe_point().await;
         }
         let reply = format!("echo: {}", input.text);
         if bytes == 0 {
             return Ok(json!({ "reply": reply }));
         }
-        if input.continuation > 0 {
+        if input.redo {
             // The answer may have been streaming when the last worker stopped.
             sink.discard_round(1, DiscardReason::Redo).await;
         }

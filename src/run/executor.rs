@@ -38,6 +38,11 @@ pub struct RunInput<'a> {
     pub journal: &'a [Value],
     /// How many times the run was continued (0: the run's first invocation).
     pub continuation: u64,
+    /// Whether the last invocation may have stopped in the middle of a step (its worker died,
+    /// or it handed off mid-step at its deadline): the step is done again, and text streamed
+    /// for it withdrawn first (`agent_text_discarded`, `redo`). False for a first invocation
+    /// and for a continuation that begins at a safe point ([`RunSink::safe_point`]).
+    pub redo: bool,
 }
 
 /// Why an agent did not produce a result: a client-safe code, message and retryability. The
@@ -109,6 +114,10 @@ pub enum Progress {
         body: Value,
         saved: oneshot::Sender<()>,
     },
+    /// The agent is between steps with nothing in flight (every step so far journaled): the
+    /// driver may hand the run to a continuation here, dropping the agent while it waits;
+    /// `go_on` is answered when it goes on instead.
+    SafePoint { go_on: oneshot::Sender<()> },
 }
 
 impl Progress {
@@ -140,7 +149,10 @@ impl Progress {
                 round: *round,
                 reason: *reason,
             },
-            Progress::Delta { .. } | Progress::Usage { .. } | Progress::Step { .. } => return None,
+            Progress::Delta { .. }
+            | Progress::Usage { .. }
+            | Progress::Step { .. }
+            | Progress::SafePoint { .. } => return None,
         })
     }
 }
@@ -235,6 +247,19 @@ impl RunSink {
         self.send(Progress::Step { body, saved }).await;
         // A dropped answer means the run ended; the agent is about to be stopped.
         let _ = done.await;
+    }
+
+    /// Marks a safe point: every step so far is journaled and nothing is in flight, so a
+    /// continuation could go on from the journal without redoing anything. Returns when the
+    /// run goes on here; when the driver hands the run off instead, it never returns (the
+    /// agent's future is dropped while it waits).
+    pub async fn safe_point(&self) {
+        let (go_on, resume) = oneshot::channel();
+        self.send(Progress::SafePoint { go_on }).await;
+        if resume.await.is_err() {
+            // The run left this invocation: wait to be dropped rather than start a step.
+            std::future::pending::<()>().await;
+        }
     }
 }
 

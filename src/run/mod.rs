@@ -59,6 +59,9 @@ pub struct RunLimits {
     pub heartbeat_deadline: Duration,
     /// `agent_delta` pushes of one run are at least this far apart (`STREAM_FLUSH_MS`).
     pub stream_flush: Duration,
+    /// Time kept back from an invocation's deadline to hand the run to a continuation
+    /// (`HANDOFF_MARGIN_MS`).
+    pub handoff_margin: Duration,
 }
 
 /// What a run needs from its instance: storage, pushes, agents and limits.
@@ -87,4 +90,20 @@ pub struct Origin<'a> {
     pub endpoint: &'a str,
     /// Lambda's deadline for the driving invocation, epoch milliseconds.
     pub deadline_ms: Option<u64>,
+    /// When this invocation must have handed the run to a continuation, if it can (a worker,
+    /// or an inline start under `RUN_DISPATCH=auto`): the driver stops at the last safe point
+    /// before it, less `HANDOFF_MARGIN_MS` (see [`driver`]).
+    pub leave: Option<Leave>,
+}
+
+/// The deadline an invocation hands its run off by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leave {
+    /// Epoch milliseconds: Lambda's deadline for a worker, the route's for an inline start.
+    pub by_ms: u64,
+    /// Whether to hand off even when this invocation journaled nothing: an inline start must
+    /// leave the route in time whatever happened; a worker that made no progress would only
+    /// hand the same step on and on, so it keeps going (its run ends by its time limit, or by
+    /// Lambda's, and then at most `MAX_CONTINUATIONS` recoveries).
+    pub without_progress: bool,
 }

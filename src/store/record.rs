@@ -98,6 +98,10 @@ pub struct RunRecord {
     /// When the last continuation was dispatched, epoch milliseconds (0: never).
     #[serde(default)]
     pub continued_at: u64,
+    /// The continuation that begins at a safe point (its predecessor handed off between steps,
+    /// with nothing in flight): it redoes nothing, so it withdraws no text. 0: none.
+    #[serde(default)]
+    pub clean_continuation: u64,
     /// The answer text streamed up to `seq`, as of the last checkpoint of an alive run; absent
     /// once the run has a result (which keeps the final text) or when it outgrew the checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -59,6 +59,7 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         continuations: 2,
         recoveries: 1,
         continued_at: created + 5,
+        clean_continuation: 2,
         streamed: Some("so far".into()),
         followers: vec![wsexec::store::Follower {
             connection_id: "F0000000000001=".into(),

@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod contract;
+pub mod durable;
 pub mod dynamodb;
 pub mod http;
 pub mod jwt;

@@ -67,7 +67,18 @@ struct State {
     /// While set, accepted asynchronous invocations wait here instead of the queue.
     hold_async: bool,
     held: VecDeque<(String, String, u128)>,
+    /// While set, the deadline of asynchronous invocations (instead of the function timeout).
+    async_timeout_ms: Option<u128>,
+    /// Route and sweep invocations' deadline (instead of [`INVOCATION_TIMEOUT_MS`]).
+    timeout_ms: Option<u128>,
+    /// The deadline of each invocation handed out and not answered yet, by request id.
+    deadlines: HashMap<String, u128>,
+    /// Invocations answered after their deadline (Lambda would have killed them).
+    late: u64,
 }
+
+/// How a process was spawned: program, arguments, environment, memory size.
+type Spawned = (String, Vec<String>, Vec<(String, String)>, u32);
 
 /// The Runtime API server and the function processes it serves (execution environments
 /// sharing one invocation queue). It also serves Lambda's `Invoke` API: an `Event` invocation
@@ -81,6 +92,8 @@ pub struct Runtime {
     spawned_at: Option<Instant>,
     counter: AtomicU64,
     next_stdout: Option<std::fs::File>,
+    /// The last process spawned, for [`Runtime::respawn`].
+    last_spawn: Option<Spawned>,
 }
 
 /// Lambda's usual environment for a function of `memory_mb`.
@@ -130,6 +143,7 @@ impl Runtime {
             spawned_at: None,
             counter: AtomicU64::new(0),
             next_stdout: None,
+            last_spawn: None,
         }
     }
 
@@ -146,6 +160,8 @@ impl Runtime {
         env: &[(String, String)],
         memory_mb: u32,
     ) {
+        let owned = args.iter().map(|a| a.to_string()).collect();
+        self.last_spawn = Some((program.to_owned(), owned, env.to_vec(), memory_mb));
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
@@ -177,6 +193,13 @@ impl Runtime {
             None => self.child = Some(child),
             Some(_) => self.others.push(child),
         }
+    }
+
+    /// Starts one more execution environment exactly like the last one spawned.
+    pub fn respawn(&mut self) {
+        let (program, args, env, memory_mb) = self.last_spawn.clone().expect("spawned before");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(&program, &args, &env, memory_mb);
     }
 
     /// Kills every function process at once (SIGKILL: a crash, or Lambda ending a timed-out
@@ -212,6 +235,22 @@ impl Runtime {
             }
         }
         self.notify.notify_waiters();
+    }
+
+    /// Gives asynchronous invocations accepted from now on a deadline `ms` after they start
+    /// (as a function's `Timeout` does), instead of 900 s.
+    pub fn set_async_timeout(&self, ms: u128) {
+        self.state.lock().unwrap().async_timeout_ms = Some(ms);
+    }
+
+    /// Gives route and sweep invocations queued from now on a deadline `ms` after they start.
+    pub fn set_timeout(&self, ms: u128) {
+        self.state.lock().unwrap().timeout_ms = Some(ms);
+    }
+
+    /// Invocations that answered after their deadline (Lambda would have killed them first).
+    pub fn late_invocations(&self) -> u64 {
+        self.state.lock().unwrap().late
     }
 
     /// Makes `Invoke` answer `(status, error type)` (`None`: accept again).
@@ -269,8 +308,8 @@ impl Runtime {
         {
             let mut s = self.state.lock().unwrap();
             s.waiting.insert(id.clone(), tx);
-            s.queue
-                .push_back((id.clone(), event.to_owned(), INVOCATION_TIMEOUT_MS));
+            let timeout = s.timeout_ms.unwrap_or(INVOCATION_TIMEOUT_MS);
+            s.queue.push_back((id.clone(), event.to_owned(), timeout));
         }
         self.notify.notify_waiters();
         let out = tokio::time::timeout(limit, rx)
@@ -312,6 +351,19 @@ impl Runtime {
                 .status();
             let _ = c.wait();
         }
+    }
+
+    /// Sends the function process SIGTERM, as Lambda does at shutdown, and waits (without
+    /// blocking: the loopback servers of a test run on its thread) until it exits, at most
+    /// `limit`; how long it took.
+    pub async fn sigterm(&mut self, limit: Duration) -> Duration {
+        let pid = self.pid().expect("spawned").to_string();
+        let sent = Instant::now();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        while self.alive() && sent.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent.elapsed()
     }
 
     /// The function process's id (for signalling it while invocations are in flight).
@@ -416,11 +468,8 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 }
             };
             stop_polling();
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + timeout_ms;
+            let deadline = epoch_ms() + timeout_ms;
+            state.lock().unwrap().deadlines.insert(id.clone(), deadline);
             let hdrs = [
                 ("Content-Type", "application/json".to_owned()),
                 ("Lambda-Runtime-Aws-Request-Id", id),
@@ -462,7 +511,8 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                 let mut s = state.lock().unwrap();
                 s.invoked += 1;
                 let id = format!("a5c2a1e0-0000-4000-8000-{:012}", s.invoked);
-                let item = (id, event, ASYNC_INVOCATION_TIMEOUT_MS);
+                let timeout = s.async_timeout_ms.unwrap_or(ASYNC_INVOCATION_TIMEOUT_MS);
+                let item = (id, event, timeout);
                 if s.hold_async {
                     s.held.push_back(item);
                 } else {
@@ -507,6 +557,9 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
             };
             {
                 let mut s = state.lock().unwrap();
+                if s.deadlines.remove(id).is_some_and(|d| epoch_ms() > d) {
+                    s.late += 1;
+                }
                 match s.waiting.remove(id) {
                     Some(tx) => {
                         let _ = tx.send(outcome);
@@ -522,6 +575,14 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
             respond(&mut sock, 404, &[], b"{}").await;
         }
     }
+}
+
+/// Now, epoch milliseconds.
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }
 
 /// The median of `xs` (sorted in place).

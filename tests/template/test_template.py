@@ -61,6 +61,7 @@ EXPECTED_ENV = {
     "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
     "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
     "RUN_DISPATCH": "async",
+    "HANDOFF_MARGIN_MS": "5000",
     "LLM_PROVIDER": {"Ref": "LlmProvider"},
     "LLM_MODEL": {"Ref": "LlmModel"},
     "LLM_BASE_URL": {"Ref": "LlmBaseUrl"},

@@ -81,7 +81,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 27] = [
+const RUN_ATTRS: [Attr<RunRecord>; 28] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -107,6 +107,11 @@ const RUN_ATTRS: [Attr<RunRecord>; 27] = [
     ),
     Attr::Count("recoveries", |r| r.recoveries, |r| &mut r.recoveries),
     Attr::Count("continued_at", |r| r.continued_at, |r| &mut r.continued_at),
+    Attr::Count(
+        "clean_continuation",
+        |r| r.clean_continuation,
+        |r| &mut r.clean_continuation,
+    ),
     Attr::Num("version", |r| r.version, |r| &mut r.version),
     Attr::Num("created_at", |r| r.created_at, |r| &mut r.created_at),
     Attr::Num("updated_at", |r| r.updated_at, |r| &mut r.updated_at),
