@@ -1,5 +1,5 @@
 //! Dispatch latency (issue 13): time from a `start_agent` invocation to the run's
-//! `agent_started` push, inline and with `RUN_DISPATCH=async`, on one loopback Runtime API (whose
+//! `agent_started` push, inline, `RUN_DISPATCH=auto` and `async`, on one loopback Runtime API (whose
 //! `Invoke` API queues the worker invocation like Lambda), warm and with a cold worker
 //! environment, against DynamoDB Local. Medians of rounds, and each as a ratio to inline.
 //!
@@ -114,6 +114,13 @@ async fn main() {
     let mut inline_ms = measure(&mut inline, &ep, &conn, rounds, 0).await;
     drop(inline);
 
+    // `auto`: inline first; a short run never invokes, so this is its whole cost.
+    let mut auto = runtime(store.table(), &ep.url, "auto", 1).await;
+    auto.invoke(&connect, LIMIT).await;
+    let mut auto_ms = measure(&mut auto, &ep, &conn, rounds, 40_000).await;
+    assert_eq!(auto.async_invocations(), 0, "auto invoked for a short run");
+    drop(auto);
+
     let mut warm = runtime(store.table(), &ep.url, "async", 2).await;
     warm.invoke(&connect, LIMIT).await;
     // Warm both environments first.
@@ -147,13 +154,15 @@ async fn main() {
         cold_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
-    let (i, w, c) = (
+    let (i, a, w, c) = (
         median(&mut inline_ms),
+        median(&mut auto_ms),
         median(&mut warm_ms),
         median(&mut cold_ms),
     );
     let report = format!(
-        "| start → agent_started | median ms | ratio to inline |\n|---|---|---|\n| inline | {i:.2} | 1.00 |\n| async, warm worker | {w:.2} | {:.2} |\n| async, worker in a fresh process | {c:.2} | {:.2} |\n",
+        "| start → agent_started | median ms | ratio to inline |\n|---|---|---|\n| inline | {i:.2} | 1.00 |\n| auto (a short run: no Invoke) | {a:.2} | {:.2} |\n| async, warm worker | {w:.2} | {:.2} |\n| async, worker in a fresh process | {c:.2} | {:.2} |\n",
+        a / i,
         w / i,
         c / i
     );

@@ -5,13 +5,13 @@ use crate::context::Mode;
 use crate::dispatch::Dispatch;
 use crate::limits::{
     API_GATEWAY_ROUTE_LIMIT, DEFAULT_HANDOFF_MARGIN, DEFAULT_HEARTBEAT_DEADLINE,
-    DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH,
+    DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH, MIN_ROUTE_TIME_LIMIT,
 };
 use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 16] = [
+pub const ENV_VARS: [&str; 17] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -28,6 +28,7 @@ pub const ENV_VARS: [&str; 16] = [
     "RUN_DISPATCH",
     "MAX_ACTIVE_RUNS_PER_USER",
     "HANDOFF_MARGIN_MS",
+    "ROUTE_TIME_LIMIT_MS",
 ];
 
 /// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
@@ -78,6 +79,9 @@ pub struct Config {
     /// Time kept back from an invocation's deadline to hand its run to a continuation
     /// (`HANDOFF_MARGIN_MS`).
     pub handoff_margin: Duration,
+    /// How long a route may drive a run under `RUN_DISPATCH=auto` before handing it off (less
+    /// `handoff_margin`): API Gateway's 28 s unless lowered (`ROUTE_TIME_LIMIT_MS`).
+    pub route_limit: Duration,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             dispatch: Dispatch::Inline,
             max_active_runs: None,
             handoff_margin: DEFAULT_HANDOFF_MARGIN,
+            route_limit: API_GATEWAY_ROUTE_LIMIT,
         }
     }
 }
@@ -135,18 +140,30 @@ impl Config {
         let dispatch = match get("RUN_DISPATCH").as_deref().map(str::trim) {
             None | Some("inline") => Dispatch::Inline,
             Some("async") => Dispatch::Async,
+            Some("auto") => Dispatch::Auto,
             Some(_) => {
                 return Err(ConfigError::Invalid {
                     var: "RUN_DISPATCH",
-                    reason: "expected inline or async".into(),
+                    reason: "expected inline, async or auto".into(),
                 });
             }
         };
+        let route_limit = ms("ROUTE_TIME_LIMIT_MS", API_GATEWAY_ROUTE_LIMIT)?;
+        if !(MIN_ROUTE_TIME_LIMIT..=API_GATEWAY_ROUTE_LIMIT).contains(&route_limit) {
+            return Err(ConfigError::Invalid {
+                var: "ROUTE_TIME_LIMIT_MS",
+                reason: format!(
+                    "from {} to {} (API Gateway ends a route at 29 s)",
+                    MIN_ROUTE_TIME_LIMIT.as_millis(),
+                    API_GATEWAY_ROUTE_LIMIT.as_millis()
+                ),
+            });
+        }
         let run_time_limit = match get("RUN_TIME_LIMIT_MS") {
             None => None,
             Some(_) => Some(ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?),
         };
-        if dispatch == Dispatch::Async && run_time_limit > Some(MAX_ASYNC_RUN_TIME_LIMIT) {
+        if dispatch.continues() && run_time_limit > Some(MAX_ASYNC_RUN_TIME_LIMIT) {
             return Err(ConfigError::Invalid {
                 var: "RUN_TIME_LIMIT_MS",
                 reason: format!(
@@ -189,6 +206,7 @@ impl Config {
                 },
             },
             handoff_margin: ms("HANDOFF_MARGIN_MS", DEFAULT_HANDOFF_MARGIN)?,
+            route_limit,
         })
     }
 
@@ -202,7 +220,7 @@ impl Config {
         }
         let most = match self.dispatch {
             Dispatch::Inline => API_GATEWAY_ROUTE_LIMIT,
-            Dispatch::Async => MAX_ASYNC_RUN_TIME_LIMIT,
+            Dispatch::Async | Dispatch::Auto => MAX_ASYNC_RUN_TIME_LIMIT,
         };
         needed.map_or(DEFAULT_RUN_TIME_LIMIT, |n| {
             n.max(DEFAULT_RUN_TIME_LIMIT).min(most)
@@ -313,6 +331,30 @@ mod tests {
         assert_eq!(asynch.run_time_limit_for(Some(min(61))), min(61));
         assert_eq!(asynch.run_time_limit_for(Some(min(10_000))), min(870));
         assert_eq!(asynch.run_time_limit_for(None), min(15));
+        let auto = cfg(&[("RUN_DISPATCH", "auto")]).unwrap();
+        assert_eq!(auto.run_time_limit_for(Some(min(61))), min(61));
+    }
+
+    /// `RUN_DISPATCH=auto` parses; `ROUTE_TIME_LIMIT_MS` may lower the route's 28 s, never
+    /// raise it; `HANDOFF_MARGIN_MS` defaults to 5 s.
+    #[test]
+    fn auto_dispatch_and_its_limits() {
+        let auto = cfg(&[("RUN_DISPATCH", "auto")]).unwrap();
+        assert_eq!(auto.dispatch, Dispatch::Auto);
+        assert!(auto.dispatch.continues() && !Dispatch::Inline.continues());
+        assert_eq!(auto.route_limit, Duration::from_secs(28));
+        assert_eq!(auto.handoff_margin, Duration::from_secs(5));
+        let lowered = cfg(&[
+            ("ROUTE_TIME_LIMIT_MS", "6000"),
+            ("HANDOFF_MARGIN_MS", "900"),
+        ]);
+        let lowered = lowered.unwrap();
+        assert_eq!(lowered.route_limit, Duration::from_secs(6));
+        assert_eq!(lowered.handoff_margin, Duration::from_millis(900));
+        for bad in ["29000", "999", "0", "soon"] {
+            assert!(cfg(&[("ROUTE_TIME_LIMIT_MS", bad)]).is_err(), "{bad}");
+        }
+        assert!(cfg(&[("RUN_DISPATCH", "sometimes")]).is_err());
     }
 
     /// Set values override defaults; the endpoint loses a trailing slash.

@@ -66,6 +66,10 @@ pub const CANCEL_REPLY_MARGIN: std::time::Duration = std::time::Duration::from_s
 /// later than that is lost.
 pub const API_GATEWAY_ROUTE_LIMIT: std::time::Duration = std::time::Duration::from_secs(28);
 
+/// The shortest `ROUTE_TIME_LIMIT_MS` accepted: a hand-off needs its margin, and a route must
+/// have time left to start a run at all.
+pub const MIN_ROUTE_TIME_LIMIT: Duration = Duration::from_millis(1000);
+
 /// Time a SIGTERM gives in-flight runs to end (terminal write, client told) before the process
 /// exits: Lambda allows the runtime and its internal extension 500 ms after SIGTERM before it
 /// kills the process; this leaves the rest for the exit itself.

@@ -245,12 +245,14 @@ impl Manager {
             attached: &self.attached,
             limits: self.config.run_limits(),
             // Runs continue in a new worker only where workers drive them.
-            relay: (self.config.dispatch == crate::dispatch::Dispatch::Async).then(|| {
-                crate::dispatch::Relay {
+            relay: self
+                .config
+                .dispatch
+                .continues()
+                .then(|| crate::dispatch::Relay {
                     invoker: self.invoker.as_ref(),
                     function: &self.function,
-                }
-            }),
+                }),
         })
     }
 

@@ -43,7 +43,15 @@ fn answer_round(secs: u64) -> Reply {
     ])
 }
 
-/// The must-show of issue 23 item 1: four model rounds of about 5 s each (a tool call
+/// Four rounds of about `secs` seconds each: three call a tool, the fourth answers
+/// "Done at last." (40 input and 9 output tokens in all).
+fn four_rounds(secs: u64) -> Vec<Reply> {
+    let mut rounds: Vec<Reply> = (1..=3).map(|n| tool_round(n, secs)).collect();
+    rounds.push(answer_round(secs));
+    rounds
+}
+
+/// A must-show of issue 23: four model rounds of about 5 s each (a tool call
 /// between) under a 12 s invocation deadline complete through continuations. Each worker
 /// hands the run off at a safe point before its deadline (no invocation answers late), so no
 /// round is requested twice and no text is withdrawn as `redo`; the continuation replays the
@@ -54,17 +62,8 @@ fn answer_round(secs: u64) -> Reply {
 async fn a_run_longer_than_its_invocation_completes_through_hand_offs() {
     let store = fresh_store("handoff-long").await;
     let ep = support::connections::start().await;
-    let rounds = vec![
-        tool_round(1, 5),
-        tool_round(2, 5),
-        tool_round(3, 5),
-        answer_round(5),
-    ];
-    let model = ChatServer::start(rounds).await;
-    let extra = [
-        ("HANDOFF_MARGIN_MS", "1000"),
-        ("RUN_TIME_LIMIT_MS", "120000"),
-    ];
+    let model = ChatServer::start(four_rounds(5)).await;
+    let extra = [("HANDOFF_MARGIN_MS", "1000")];
     let rt = spawn_with(store.table(), &ep, &model.url, 1, &extra).await;
     rt.set_async_timeout(12_000);
     let conn = connect(&rt).await;
@@ -264,4 +263,72 @@ async fn sigterm_without_a_continuation_ends_the_run_instance_shutdown() {
     let run = the_run(&store, &frames).await;
     assert_eq!(run.state, wsexec::ExecutionState::Failed);
     assert_eq!(run.error.unwrap().code, "instance_shutdown");
+}
+
+/// `RUN_DISPATCH=auto`, a short answer: the route drives the run itself, and the function
+/// never invokes itself (no `Invoke` reaches the harness).
+#[tokio::test]
+async fn auto_dispatch_answers_a_short_run_inline_without_an_invoke() {
+    let store = fresh_store("auto-short").await;
+    let ep = support::connections::start().await;
+    let model = ChatServer::start(vec![answer_round(0)]).await;
+    let rt = spawn_with(
+        store.table(),
+        &ep,
+        &model.url,
+        1,
+        &[("RUN_DISPATCH", "auto")],
+    )
+    .await;
+    let conn = connect(&rt).await;
+    start(
+        &rt,
+        &conn,
+        "auto-s1",
+        "llm",
+        json!({"user_request": "Quick."}),
+    )
+    .await;
+    // The route returned after the run: its events are all out.
+    let frames = ep.delivered(&conn);
+    let usage = json!({"input_tokens": 10, "output_tokens": 3});
+    let run = completed_run(&store, &frames, "Done at last.", usage).await;
+    assert_seq_gapless(&frames);
+    assert_eq!(rt.async_invocations(), 0, "no Invoke for a short answer");
+    assert_eq!(run.continuations, 0);
+}
+
+/// `RUN_DISPATCH=auto`, a long run (the route's limit lowered to 6 s for the test, the margin
+/// to 1 s): the route drives it until the next round would not fit before its limit, hands it
+/// to a worker (one `Invoke`) and returns in time; the worker completes it from the journal,
+/// each round requested once, one stream for the client.
+#[tokio::test]
+async fn auto_dispatch_hands_a_long_run_to_a_worker_before_the_route_limit() {
+    let store = fresh_store("auto-long").await;
+    let ep = support::connections::start().await;
+    let model = ChatServer::start(four_rounds(2)).await;
+    let extra = [
+        ("RUN_DISPATCH", "auto"),
+        ("ROUTE_TIME_LIMIT_MS", "6000"),
+        ("HANDOFF_MARGIN_MS", "1000"),
+    ];
+    let rt = spawn_with(store.table(), &ep, &model.url, 1, &extra).await;
+    let conn = connect(&rt).await;
+    let frame = json!({"type": "start_agent", "request_id": "auto-l1", "agent": "llm",
+                       "payload": {"user_request": "Four steps."}});
+    let event = message_event(&conn, &frame.to_string()).to_string();
+    let (out, took) = rt.invoke(&event, LIMIT).await;
+    assert_eq!(out.json()["statusCode"], 200);
+    assert!(took < Duration::from_secs(6), "the route took {took:?}");
+    let frames = until(&ep, &conn, "agent_completed", 1).await;
+
+    assert_eq!(model.received().len(), 4, "each round requested once");
+    let usage = json!({"input_tokens": 40, "output_tokens": 9});
+    let run = completed_run(&store, &frames, "Done at last.", usage).await;
+    assert_seq_gapless(&frames);
+    assert_eq!(rt.async_invocations(), 1, "one hand-off");
+    assert_eq!((run.continuations, run.recoveries), (1, 0));
+    let kinds = types(&frames);
+    let count = |k: &str| kinds.iter().filter(|t| *t == k).count();
+    assert_eq!((count("agent_started"), count("tool_completed")), (1, 3));
 }

@@ -9,7 +9,7 @@ use wsexec::store::dynamo;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Variables the code reads that the template deliberately does not set, each with the reason.
-const NOT_SET_BY_TEMPLATE: [(&str, &str); 4] = [
+const NOT_SET_BY_TEMPLATE: [(&str, &str); 5] = [
     (
         "CONNECTIONS_ENDPOINT",
         "derived from each event as https://{domainName}/{stage}; set only behind a custom domain or the local gateway",
@@ -21,6 +21,10 @@ const NOT_SET_BY_TEMPLATE: [(&str, &str); 4] = [
     (
         "DYNAMODB_WARMUP",
         "an opt-in init-time warm-up of the DynamoDB connection, off by default",
+    ),
+    (
+        "ROUTE_TIME_LIMIT_MS",
+        "API Gateway's own 29 s route limit (28 s kept) is the default and the most allowed; lowering it is for tests",
     ),
     (
         "TLS_NATIVE_ROOTS",

@@ -8,7 +8,7 @@ use crate::limits::{LAMBDA_DEADLINE_MARGIN, MAX_ID_FIELD_BYTES, MAX_TEXT_BYTES, 
 use crate::manager::Manager;
 use crate::protocol::inbound::{Fields, sized, text_field};
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, ExecutionView, Reply, RunRef};
-use crate::run::{Executor, RunDeps, WriteOutcome, next_version, write_run};
+use crate::run::{Executor, Leave, RunDeps, WriteOutcome, next_version, write_run};
 use crate::state::{ExecutionState, RunEvent, START};
 use crate::store::{CreateOutcome, Expected, RunError, RunRecord};
 use crate::telemetry::{log_storage, metrics};
@@ -93,10 +93,14 @@ impl<'a> Start<'a> {
             }
         }
         metrics::run_started();
-        if mgr.config().dispatch == Dispatch::Async {
-            return Ok(dispatch(mgr, &deps, caller, record).await);
+        let mut origin = caller.origin;
+        match mgr.config().dispatch {
+            Dispatch::Async => return Ok(dispatch(mgr, &deps, caller, record).await),
+            Dispatch::Inline => {}
+            // Driven here until the route's end approaches, then handed to a worker.
+            Dispatch::Auto => origin.leave = Some(route_leave(mgr, origin.deadline_ms)),
         }
-        crate::run::drive(deps, caller.origin, &ctx, record, agent.as_ref()).await;
+        crate::run::drive(deps, origin, &ctx, record, agent.as_ref()).await;
         Ok(None)
     }
 }
@@ -135,7 +139,8 @@ fn prepare(
 
     let now = now_ms();
     let mut limit = mgr.config().run_time_limit_for(agent.time_needed());
-    // An inline run lives within this invocation; a worker caps the run by its own deadline.
+    // An inline run lives within this invocation; one that can be continued (async, auto) is
+    // handed on before any invocation's deadline instead.
     if let (Dispatch::Inline, Some(deadline)) = (mgr.config().dispatch, caller.origin.deadline_ms) {
         let left = Duration::from_millis(deadline.saturating_sub(now));
         limit = limit.min(left.saturating_sub(LAMBDA_DEADLINE_MARGIN));
@@ -153,7 +158,7 @@ fn prepare(
         // and the create persists it there; a run for a worker waits in `starting` for the
         // worker's claim.
         state: match mgr.config().dispatch {
-            Dispatch::Inline => ExecutionState::Pending.apply_all(&START),
+            Dispatch::Inline | Dispatch::Auto => ExecutionState::Pending.apply_all(&START),
             Dispatch::Async => ExecutionState::Pending.apply(RunEvent::Advance),
         }
         .unwrap_or(ExecutionState::Running),
@@ -170,6 +175,17 @@ fn prepare(
         ..Default::default()
     };
     Ok((record, ctx, agent.clone()))
+}
+
+/// When an inline start under `RUN_DISPATCH=auto` must have left its route: the route's limit
+/// from now (or Lambda's deadline, if sooner). It leaves whether or not it made progress: the
+/// route's end is not its to move.
+fn route_leave(mgr: &Manager, deadline_ms: Option<u64>) -> Leave {
+    let by_route = now_ms() + mgr.config().route_limit.as_millis() as u64;
+    Leave {
+        by_ms: deadline_ms.map_or(by_route, |d| d.min(by_route)),
+        without_progress: true,
+    }
 }
 
 /// The limit a refused start names when its owner has too many alive runs.

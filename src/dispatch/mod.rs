@@ -22,6 +22,17 @@ pub enum Dispatch {
     Inline,
     /// In an asynchronous invocation of the same function (runs of up to 14.5 minutes).
     Async,
+    /// Inline first (a short answer costs no `Invoke`), handed to an asynchronous invocation
+    /// before the route's 29 s end (`ROUTE_TIME_LIMIT_MS` less `HANDOFF_MARGIN_MS`).
+    Auto,
+}
+
+impl Dispatch {
+    /// Whether runs can be continued in a worker invocation (a hand-off, a recovery): wherever
+    /// the function may invoke itself.
+    pub fn continues(self) -> bool {
+        matches!(self, Dispatch::Async | Dispatch::Auto)
+    }
 }
 
 /// The internal event a worker invocation receives: which run to drive, and whose it is. It
