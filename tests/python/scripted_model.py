@@ -31,6 +31,17 @@ def finish(reason):
     return {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
 
 
+def kept_text(frames):
+    """The text a client keeps: every `agent_delta`, less the rounds discarded so far."""
+    kept = []
+    for f in frames:
+        if f["type"] == "agent_delta":
+            kept.append((f["payload"]["round"], f["payload"]["text"]))
+        elif f["type"] == "agent_text_discarded":
+            kept = [(r, t) for r, t in kept if r != f["payload"]["round"]]
+    return "".join(t for _, t in kept)
+
+
 class ScriptedModel(LoopbackServer):
     """Answers the n-th request with `scripts[n]`: a list of chunks (dicts, sent as `data:`
     events) and pauses (numbers of seconds), then `data: [DONE]`."""

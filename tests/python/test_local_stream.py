@@ -15,7 +15,7 @@ import websockets
 from selenium.webdriver.common.by import By
 
 from chat_page import BIN, WAIT, Server, connect, open_page, send, wait_state
-from scripted_model import ScriptedModel, finish, text, tool_call
+from scripted_model import ScriptedModel, finish, kept_text, text, tool_call
 
 # Long enough that "before the model wrote the rest" cannot be luck on two busy cores.
 PAUSE = 1.5
@@ -42,17 +42,6 @@ def scripted(tmp_path):
     yield server, model
     server.stop()
     model.stop()
-
-
-def kept_text(frames):
-    """The text a client keeps: every `agent_delta`, less the rounds discarded so far."""
-    kept = []
-    for f in frames:
-        if f["type"] == "agent_delta":
-            kept.append((f["payload"]["round"], f["payload"]["text"]))
-        elif f["type"] == "agent_text_discarded":
-            kept = [(r, t) for r, t in kept if r != f["payload"]["round"]]
-    return "".join(t for _, t in kept)
 
 
 async def one_run(url):
