@@ -1,7 +1,8 @@
 //! Dispatch latency (issue 13): time from a `start_agent` invocation to the run's
 //! `agent_started` push, inline, `RUN_DISPATCH=auto` and `async`, on one loopback Runtime API (whose
 //! `Invoke` API queues the worker invocation like Lambda), warm and with a cold worker
-//! environment, against DynamoDB Local. Medians of rounds, and each as a ratio to inline.
+//! environment, against DynamoDB Local. Medians of rounds, and each as a ratio to inline. Then
+//! what durable runs cost ([`durable`]): journaling a step, and a hand-off to a continuation.
 //!
 //! Run with `tools/bench` (release binary and DynamoDB Local). Writes `target/dispatch.md`.
 
@@ -11,8 +12,13 @@ mod connections;
 mod dynamodb;
 #[path = "../tests/support/http.rs"]
 mod http;
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
+
+#[path = "dispatch/durable.rs"]
+mod durable;
 
 use runtime_api::{Runtime, median};
 use serde_json::Value;
@@ -37,31 +43,43 @@ fn start_event(conn: &str, n: u64) -> String {
 
 /// Environments of the release binary, with `dispatch`.
 async fn runtime(table: &str, conns: &str, dispatch: &str, processes: usize) -> Runtime {
+    let ddb = dynamodb::endpoint();
+    runtime_with(table, conns, &ddb, &[("RUN_DISPATCH", dispatch)], processes).await
+}
+
+/// Environments of the release binary with DynamoDB at `ddb` and `extra` settings.
+async fn runtime_with(
+    table: &str,
+    conns: &str,
+    ddb: &str,
+    extra: &[(&str, &str)],
+    processes: usize,
+) -> Runtime {
     let mut rt = Runtime::start().await;
     for _ in 0..processes {
-        spawn_env(&mut rt, table, conns, dispatch);
+        spawn_env(&mut rt, table, conns, ddb, extra);
     }
     rt.wait_init(LIMIT).await;
     rt
 }
 
 /// One more environment of the release binary under `rt`.
-fn spawn_env(rt: &mut Runtime, table: &str, conns: &str, dispatch: &str) {
+fn spawn_env(rt: &mut Runtime, table: &str, conns: &str, ddb: &str, extra: &[(&str, &str)]) {
     let lambda = format!("http://{}", rt.addr);
-    let env: Vec<(String, String)> = [
+    let mut env: Vec<(String, String)> = [
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb::endpoint()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb),
         ("AWS_ENDPOINT_URL_LAMBDA", &lambda),
         ("CONNECTIONS_ENDPOINT", conns),
         ("JWT_SECRET", "wsexec-sample-secret"),
         ("TABLE_NAME", table),
-        ("RUN_DISPATCH", dispatch),
         ("RUST_LOG", "warn"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let bin = std::env::var("WSEXEC_BIN")
         .unwrap_or_else(|_| format!("{}/target/release/wsexec", env!("CARGO_MANIFEST_DIR")));
     rt.spawn(&bin, &[], &env, 256);
@@ -139,7 +157,14 @@ async fn main() {
         let t = Instant::now();
         rt.invoke(&start_event(&conn, 30_000 + n), LIMIT).await;
         rt.kill_all();
-        spawn_env(&mut rt, store.table(), &ep.url, "async");
+        let ddb = dynamodb::endpoint();
+        spawn_env(
+            &mut rt,
+            store.table(),
+            &ep.url,
+            &ddb,
+            &[("RUN_DISPATCH", "async")],
+        );
         rt.hold_async(false);
         loop {
             if ep.delivered(&conn)[before..]
@@ -166,6 +191,8 @@ async fn main() {
         w / i,
         c / i
     );
+    let durable = durable::report(store.table(), &ep, rounds).await;
+    let report = format!("{report}\n{durable}");
     println!("{report}");
     let _ = std::fs::write(
         format!("{}/target/dispatch.md", env!("CARGO_MANIFEST_DIR")),
