@@ -31,9 +31,16 @@ pub const ENV_VARS: [&str; 17] = [
     "ROUTE_TIME_LIMIT_MS",
 ];
 
-/// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
-/// Lambda's 15 minutes, and the last 30 s are kept to record the run's end.
+/// The longest run one worker invocation can drive: Lambda's 15 minutes, less 30 s kept to
+/// record the run's end. An agent's own default limit stays within it (its longest step must fit
+/// one invocation: a step is never split across two).
 pub const MAX_ASYNC_RUN_TIME_LIMIT: Duration = Duration::from_millis(870_000);
+
+/// The longest `RUN_TIME_LIMIT_MS` a dispatch that continues runs (`async`, `auto`) accepts:
+/// such a run outlives its invocations through hand-offs. Two hours is API Gateway's longest
+/// WebSocket connection: a longer run would outlive every connection that could watch it, and
+/// its replay buffer and journal only grow with it.
+pub const MAX_RUN_TIME_LIMIT: Duration = Duration::from_millis(7_200_000);
 
 /// A setting that is missing or malformed; the manager reports it and retries next invocation.
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +170,12 @@ impl Config {
             None => None,
             Some(_) => Some(ms("RUN_TIME_LIMIT_MS", DEFAULT_RUN_TIME_LIMIT)?),
         };
-        if dispatch.continues() && run_time_limit > Some(MAX_ASYNC_RUN_TIME_LIMIT) {
+        if dispatch.continues() && run_time_limit > Some(MAX_RUN_TIME_LIMIT) {
             return Err(ConfigError::Invalid {
                 var: "RUN_TIME_LIMIT_MS",
                 reason: format!(
-                    "at most {} with RUN_DISPATCH=async",
-                    MAX_ASYNC_RUN_TIME_LIMIT.as_millis()
+                    "at most {} with RUN_DISPATCH=async or auto",
+                    MAX_RUN_TIME_LIMIT.as_millis()
                 ),
             });
         }
@@ -307,15 +314,22 @@ mod tests {
                 ..
             })
         ));
-        // Async runs may last 14.5 minutes, not more; inline runs are capped by the invocation.
-        assert!(cfg(&[("RUN_DISPATCH", "async"), ("RUN_TIME_LIMIT_MS", "870000")]).is_ok());
-        assert!(matches!(
-            cfg(&[("RUN_DISPATCH", "async"), ("RUN_TIME_LIMIT_MS", "870001")]),
-            Err(ConfigError::Invalid {
-                var: "RUN_TIME_LIMIT_MS",
-                ..
-            })
-        ));
+        // A run that is continued may outlast a worker's 15 minutes, up to two hours; inline
+        // runs are capped by the invocation.
+        for dispatch in ["async", "auto"] {
+            let set = |ms| cfg(&[("RUN_DISPATCH", dispatch), ("RUN_TIME_LIMIT_MS", ms)]);
+            assert_eq!(
+                set("7200000").unwrap().run_time_limit_for(None),
+                MAX_RUN_TIME_LIMIT
+            );
+            assert!(matches!(
+                set("7200001"),
+                Err(ConfigError::Invalid {
+                    var: "RUN_TIME_LIMIT_MS",
+                    ..
+                })
+            ));
+        }
     }
 
     /// Unset, a run's limit is what its agent needs, at least 15 s and at most what the dispatch
