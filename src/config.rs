@@ -11,7 +11,7 @@ use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 15] = [
+pub const ENV_VARS: [&str; 17] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -27,6 +27,8 @@ pub const ENV_VARS: [&str; 15] = [
     "DEFAULT_AGENT",
     "RUN_DISPATCH",
     "MAX_ACTIVE_RUNS_PER_USER",
+    "DAILY_TOKEN_BUDGET_PER_USER",
+    "DAILY_TOKEN_BUDGET_PER_TENANT",
 ];
 
 /// The longest run time limit `RUN_DISPATCH=async` allows: a worker invocation lives at most
@@ -74,6 +76,12 @@ pub struct Config {
     /// Alive runs one owner may have at once (`MAX_ACTIVE_RUNS_PER_USER`); `None`: no limit,
     /// and a start costs no more than without limits.
     pub max_active_runs: Option<u32>,
+    /// Tokens (input and output together) one owner may use per UTC day
+    /// (`DAILY_TOKEN_BUDGET_PER_USER`); `None`: no budget.
+    pub daily_token_budget_per_user: Option<u64>,
+    /// Tokens all of one tenant's users together may use per UTC day
+    /// (`DAILY_TOKEN_BUDGET_PER_TENANT`); `None`: no budget.
+    pub daily_token_budget_per_tenant: Option<u64>,
 }
 
 impl Default for Config {
@@ -91,6 +99,8 @@ impl Default for Config {
             default_agent: None,
             dispatch: Dispatch::Inline,
             max_active_runs: None,
+            daily_token_budget_per_user: None,
+            daily_token_budget_per_tenant: None,
         }
     }
 }
@@ -114,6 +124,17 @@ impl Config {
                         reason: "expected a positive number of milliseconds".into(),
                     }),
                 },
+            }
+        };
+        // 0 is "off", as unset: a limit of nothing at all would only lock users out.
+        let limit = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            match get(var).map(|v| v.trim().parse::<u64>()) {
+                None | Some(Ok(0)) => Ok(None),
+                Some(Ok(n)) => Ok(Some(n)),
+                Some(Err(_)) => Err(ConfigError::Invalid {
+                    var,
+                    reason: "expected a whole number (0 or unset: no limit)".into(),
+                }),
             }
         };
         let mode = match get("WSEXEC_MODE").as_deref().map(str::trim) {
@@ -169,21 +190,20 @@ impl Config {
             stream_flush: ms("STREAM_FLUSH_MS", DEFAULT_STREAM_FLUSH)?,
             default_agent: get("DEFAULT_AGENT").map(|a| a.trim().to_owned()),
             dispatch,
-            max_active_runs: match get("MAX_ACTIVE_RUNS_PER_USER") {
-                None => None,
-                Some(v) => match v.trim().parse::<u32>() {
-                    // 0 is "off", as unset: a limit of no runs at all would only lock users out.
-                    Ok(0) => None,
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        return Err(ConfigError::Invalid {
-                            var: "MAX_ACTIVE_RUNS_PER_USER",
-                            reason: "expected a whole number (0 or unset: no limit)".into(),
-                        });
-                    }
-                },
-            },
+            max_active_runs: limit("MAX_ACTIVE_RUNS_PER_USER")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            daily_token_budget_per_user: limit("DAILY_TOKEN_BUDGET_PER_USER")?,
+            daily_token_budget_per_tenant: limit("DAILY_TOKEN_BUDGET_PER_TENANT")?,
         })
+    }
+
+    /// Whether any usage limit is set: then starts are metered (daily counters, budgets,
+    /// per-user and per-tenant overrides). With none set a start is the one `PutItem` it
+    /// always was, and no counter is kept.
+    pub fn metered(&self) -> bool {
+        self.max_active_runs.is_some()
+            || self.daily_token_budget_per_user.is_some()
+            || self.daily_token_budget_per_tenant.is_some()
     }
 
     /// The time limit of a run whose agent needs `needed` at a slow provider's pace

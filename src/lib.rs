@@ -25,6 +25,7 @@
 //! - [`mcp`]: MCP servers (`MCP_SERVERS`) as tool sources, through the official SDK (`rmcp`).
 //! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
 //! - [`config`]: settings read from the environment.
+//! - [`quota`]: which usage limits apply to an owner (environment, tenant and user overrides).
 //! - [`manager`]: the lazily built, per-instance shared state.
 //! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume), one error path.
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
@@ -50,6 +51,7 @@ pub mod manager;
 pub mod mcp;
 pub mod notify;
 pub mod protocol;
+pub mod quota;
 pub mod routes;
 pub mod run;
 pub mod serve;
