@@ -367,7 +367,7 @@ async fn the_next_utc_day_starts_fresh() {
     );
 }
 
-/// A limit setting of the request count: its label and what it sets.
+/// What one limit setting of the request count sets on the configuration.
 type Setting = fn(&mut wsexec::Config);
 
 /// DynamoDB requests of one `llm` run of one round, counted on DynamoDB Local for each limit
