@@ -27,7 +27,8 @@
 //! - [`config`]: settings read from the environment.
 //! - [`quota`]: which usage limits apply to an owner (environment, tenant and user overrides).
 //! - [`manager`]: the lazily built, per-instance shared state.
-//! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume), one error path.
+//! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume, usage), one error
+//!   path.
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
 //! - [`worker`]: the asynchronous invocation that claims and drives one run.
 //! - [`event`]: decoding Lambda events and encoding responses.
