@@ -431,3 +431,75 @@ async fn requests_per_run_with_limits_on_and_off_are_counted() {
         ]
     );
 }
+
+/// An operator's `LIMITS` items, written with the SDK as the README's AWS CLI example writes
+/// them, override the environment on DynamoDB Local: a user's own budget beats the default, a
+/// tenant's `max_active_runs_per_user` and budget apply to its users, and `get_usage` shows the
+/// limits that apply.
+#[tokio::test]
+async fn limit_overrides_in_the_table_beat_the_environment() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let server = ChatServer::start((0..4).map(|_| answer(20, 10)).collect()).await;
+    let env: HashMap<&str, String> = [
+        ("LLM_PROVIDER", "openai".to_owned()),
+        ("LLM_MODEL", "test-model".to_owned()),
+        ("LLM_BASE_URL", server.url.clone()),
+        ("LLM_TOOLS", "none".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let agent = LlmAgent::from_lookup(|k| env.get(k).cloned())
+        .unwrap()
+        .unwrap();
+    let store = Arc::new(fresh_store("budget-override").await);
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .item("pk", S("USER#alice-01".into()))
+        .item("sk", S("LIMITS".into()))
+        .item("daily_token_budget", N("1000".into()))
+        .item("max_active_runs", N("2".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut config = test_config();
+    config.daily_token_budget_per_user = Some(10);
+    let h = Harness::on(config, store.clone()).with_agent("llm", Arc::new(agent));
+    let conn = h.connect("alice-01").await;
+    for id in ["o-1", "o-2"] {
+        let frame = json!({"type": "start_agent", "agent": "llm", "request_id": id,
+                           "payload": {"user_request": "hi"}});
+        assert_eq!(
+            h.send_json(&conn, frame).await,
+            None,
+            "the override lifts the default"
+        );
+    }
+    let usage = h
+        .send_json(&conn, json!({"type": "get_usage"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        usage["payload"]["limits"],
+        json!({
+            "MAX_ACTIVE_RUNS_PER_USER": {"limit": 2, "used": 0},
+            "DAILY_TOKEN_BUDGET_PER_USER": {"limit": 1000, "used": 60, "remaining": 940}
+        })
+    );
+    let other = h.connect("bob-01").await;
+    let frame = json!({"type": "start_agent", "agent": "llm", "request_id": "b-1",
+                       "payload": {"user_request": "hi"}});
+    assert_eq!(h.send_json(&other, frame).await, None);
+    let refused = h
+        .send_json(
+            &other,
+            json!({"type": "start_agent", "agent": "llm",
+        "request_id": "b-2", "payload": {"user_request": "hi"}}),
+        )
+        .await;
+    assert!(
+        refused_by(&refused, "DAILY_TOKEN_BUDGET_PER_USER"),
+        "{refused:?}"
+    );
+}
