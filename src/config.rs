@@ -11,7 +11,7 @@ use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 17] = [
+pub const ENV_VARS: [&str; 19] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -29,6 +29,8 @@ pub const ENV_VARS: [&str; 17] = [
     "MAX_ACTIVE_RUNS_PER_USER",
     "HANDOFF_MARGIN_MS",
     "ROUTE_TIME_LIMIT_MS",
+    "DAILY_TOKEN_BUDGET_PER_USER",
+    "DAILY_TOKEN_BUDGET_PER_TENANT",
 ];
 
 /// The longest run one worker invocation can drive: Lambda's 15 minutes, less 30 s kept to
@@ -89,6 +91,12 @@ pub struct Config {
     /// How long a route may drive a run under `RUN_DISPATCH=auto` before handing it off (less
     /// `handoff_margin`): API Gateway's 28 s unless lowered (`ROUTE_TIME_LIMIT_MS`).
     pub route_limit: Duration,
+    /// Tokens (input and output together) one owner may use per UTC day
+    /// (`DAILY_TOKEN_BUDGET_PER_USER`); `None`: no budget.
+    pub daily_token_budget_per_user: Option<u64>,
+    /// Tokens all of one tenant's users together may use per UTC day
+    /// (`DAILY_TOKEN_BUDGET_PER_TENANT`); `None`: no budget.
+    pub daily_token_budget_per_tenant: Option<u64>,
 }
 
 impl Default for Config {
@@ -108,6 +116,8 @@ impl Default for Config {
             max_active_runs: None,
             handoff_margin: DEFAULT_HANDOFF_MARGIN,
             route_limit: API_GATEWAY_ROUTE_LIMIT,
+            daily_token_budget_per_user: None,
+            daily_token_budget_per_tenant: None,
         }
     }
 }
@@ -131,6 +141,17 @@ impl Config {
                         reason: "expected a positive number of milliseconds".into(),
                     }),
                 },
+            }
+        };
+        // 0 is "off", as unset: a limit of nothing at all would only lock users out.
+        let limit = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            match get(var).map(|v| v.trim().parse::<u64>()) {
+                None | Some(Ok(0)) => Ok(None),
+                Some(Ok(n)) => Ok(Some(n)),
+                Some(Err(_)) => Err(ConfigError::Invalid {
+                    var,
+                    reason: "expected a whole number (0 or unset: no limit)".into(),
+                }),
             }
         };
         let mode = match get("WSEXEC_MODE").as_deref().map(str::trim) {
@@ -198,23 +219,22 @@ impl Config {
             stream_flush: ms("STREAM_FLUSH_MS", DEFAULT_STREAM_FLUSH)?,
             default_agent: get("DEFAULT_AGENT").map(|a| a.trim().to_owned()),
             dispatch,
-            max_active_runs: match get("MAX_ACTIVE_RUNS_PER_USER") {
-                None => None,
-                Some(v) => match v.trim().parse::<u32>() {
-                    // 0 is "off", as unset: a limit of no runs at all would only lock users out.
-                    Ok(0) => None,
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        return Err(ConfigError::Invalid {
-                            var: "MAX_ACTIVE_RUNS_PER_USER",
-                            reason: "expected a whole number (0 or unset: no limit)".into(),
-                        });
-                    }
-                },
-            },
+            max_active_runs: limit("MAX_ACTIVE_RUNS_PER_USER")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            daily_token_budget_per_user: limit("DAILY_TOKEN_BUDGET_PER_USER")?,
+            daily_token_budget_per_tenant: limit("DAILY_TOKEN_BUDGET_PER_TENANT")?,
             handoff_margin: ms("HANDOFF_MARGIN_MS", DEFAULT_HANDOFF_MARGIN)?,
             route_limit,
         })
+    }
+
+    /// Whether any usage limit is set: then starts are metered (daily counters, budgets,
+    /// per-user and per-tenant overrides). With none set a start is the one `PutItem` it
+    /// always was, and no counter is kept.
+    pub fn metered(&self) -> bool {
+        self.max_active_runs.is_some()
+            || self.daily_token_budget_per_user.is_some()
+            || self.daily_token_budget_per_tenant.is_some()
     }
 
     /// The time limit of a run whose agent needs `needed` at a slow provider's pace

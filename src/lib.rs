@@ -25,8 +25,10 @@
 //! - [`mcp`]: MCP servers (`MCP_SERVERS`) as tool sources, through the official SDK (`rmcp`).
 //! - [`llm`]: the `llm` agent: streaming chat models (OpenAI-compatible, Bedrock) with tools.
 //! - [`config`]: settings read from the environment.
+//! - [`quota`]: which usage limits apply to an owner (environment, tenant and user overrides).
 //! - [`manager`]: the lazily built, per-instance shared state.
-//! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume), one error path.
+//! - [`cmd`]: one file per inbound command (start, cancel, get, list, resume, usage), one error
+//!   path.
 //! - [`sweep`]: marking runs whose process died as `dead` / `timeout`.
 //! - [`worker`]: the asynchronous invocation that claims and drives one run.
 //! - [`event`]: decoding Lambda events and encoding responses.
@@ -50,6 +52,7 @@ pub mod manager;
 pub mod mcp;
 pub mod notify;
 pub mod protocol;
+pub mod quota;
 pub mod routes;
 pub mod run;
 pub mod serve;

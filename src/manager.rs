@@ -14,10 +14,13 @@ use crate::llm::{LlmAgent, LlmConfigError};
 use crate::notify::Notifier;
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::protocol::{ClientError, ErrorCode};
+use crate::quota::{Applied, OverridesCache};
 use crate::run::{Agents, Executor, RunDeps};
+use crate::store::Owner;
 use crate::store::StorageError;
 use crate::store::Store;
 use crate::store::dynamo::{DynamoSettings, DynamoStore};
+use crate::time::{Clock, SystemClock};
 use once_cell::sync::OnceCell;
 use std::sync::Arc;
 
@@ -58,6 +61,11 @@ pub struct Manager {
     live: crate::run::live::LiveRuns,
     attached: crate::run::attached::Attachments,
     agents: Agents,
+    /// Where the calendar of daily usage comes from (the system clock unless a test injects
+    /// its own).
+    clock: Arc<dyn Clock>,
+    /// Owners' limit overrides, read at most once a minute each.
+    overrides: OverridesCache,
 }
 
 static GLOBAL: OnceCell<Manager> = OnceCell::new();
@@ -155,7 +163,27 @@ impl Manager {
             live: Default::default(),
             attached: Default::default(),
             agents,
+            clock: Arc::new(SystemClock),
+            overrides: OverridesCache::default(),
         }
+    }
+
+    /// The same manager reading the calendar of daily usage from `clock` (tests move it to
+    /// the next UTC day).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Manager {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of daily usage.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// The usage limits that apply to `owner` (their overrides cached a minute).
+    pub async fn applied_limits(&self, owner: Owner<'_>) -> Result<Applied, InitError> {
+        let store = self.store()?;
+        Ok(self.overrides.applied(&self.config, store, owner).await?)
     }
 
     /// Lets every agent release what it holds outside the process (MCP sessions), on a

@@ -1,6 +1,38 @@
-//! Wall-clock helpers: epoch milliseconds and RFC 3339 timestamps for outbound events.
+//! Wall-clock helpers: epoch milliseconds, RFC 3339 timestamps for outbound events, UTC days
+//! (the period of daily usage counters), and the [`Clock`] a manager reads them from.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds in a day.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// Where "now" comes from for what depends on the calendar (daily usage counters and budgets):
+/// the system clock in production, a test's own clock to move to the next UTC day.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+/// The UTC day of epoch milliseconds `ms`, as `YYYY-MM-DD` (the key of daily counters).
+pub fn utc_day(ms: u64) -> String {
+    let (y, m, d) = civil_from_days((ms / DAY_MS) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first millisecond of the UTC day after the one `ms` is in.
+pub fn next_utc_day(ms: u64) -> u64 {
+    (ms / DAY_MS + 1) * DAY_MS
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -50,5 +82,14 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_007), "2000-02-29T00:00:00.007Z");
         assert_eq!(rfc3339_ms(1_795_873_200_123), "2026-11-28T13:40:00.123Z");
+    }
+
+    /// A day's key changes exactly at UTC midnight, and the next day starts there.
+    #[test]
+    fn utc_days_turn_at_midnight() {
+        assert_eq!(utc_day(951_782_399_999), "2000-02-28");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(next_utc_day(951_782_399_999), 951_782_400_000);
+        assert_eq!(next_utc_day(951_782_400_000), 951_782_400_000 + DAY_MS);
     }
 }

@@ -250,6 +250,80 @@ async fn emf_of_real_invocations_follows_the_spec() {
     }
 }
 
+/// An agent that reports one model round of 100 input and 50 output tokens.
+struct Metered;
+
+#[async_trait::async_trait]
+impl wsexec::run::Executor for Metered {
+    async fn execute(
+        &self,
+        _input: wsexec::run::RunInput<'_>,
+        sink: wsexec::run::RunSink,
+    ) -> Result<Value, wsexec::run::AgentFailure> {
+        sink.usage(100, 50).await;
+        Ok(json!({"text": "ok"}))
+    }
+}
+
+/// A run's tokens are metrics `InputTokens` / `OutputTokens` and a start refused by a spent
+/// budget counts `QuotaRefusals` by `Limit`, in documents that pass the spec's rules and carry
+/// no user or run as a dimension; the `run usage` log line carries the user and run ids with the
+/// token counts.
+#[tokio::test]
+async fn tokens_and_refusals_are_metrics_with_bounded_dimensions() {
+    let capture = Capture::default();
+    let _guard = capture.install("info");
+    let mut config = test_config();
+    config.daily_token_budget_per_user = Some(100);
+    let h = Harness::with_config(config).with_agent("metered", std::sync::Arc::new(Metered));
+    let conn = aws_id();
+    let connect = connect_event(&conn, &[("token", &jwt("ops-user-3", SAMPLE_SECRET))], &[]);
+    invoke(&h, &connect, "l-1").await;
+    for (i, id) in ["ops-3a", "ops-3b"].iter().enumerate() {
+        let start = json!({"type": "start_agent", "agent": "metered", "request_id": id,
+                           "payload": {"user_request": "hi"}});
+        invoke(
+            &h,
+            &message_event(&conn, &start.to_string()),
+            &format!("l-s{i}"),
+        )
+        .await;
+    }
+
+    let docs = capture.emf();
+    for doc in &docs {
+        let errors = emf_errors(doc, now_ms());
+        assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+        assert!(!doc.to_string().contains("ops-user-3"), "{doc}");
+    }
+    let published = published(&docs);
+    let limit = vec![("Limit".to_owned(), "DAILY_TOKEN_BUDGET_PER_USER".to_owned())];
+    for (metric, dims) in [
+        ("InputTokens", vec![]),
+        ("OutputTokens", vec![]),
+        ("QuotaRefusals", limit),
+    ] {
+        assert!(
+            published.contains(&(metric.to_owned(), dims.clone())),
+            "no {metric} {dims:?}: {published:#?}"
+        );
+    }
+    let input: f64 = docs.iter().filter_map(|d| d["InputTokens"].as_f64()).sum();
+    assert_eq!(input, 100.0);
+    let usage: Vec<Value> = capture
+        .json()
+        .into_iter()
+        .filter(|l| l["message"] == "run usage")
+        .collect();
+    assert_eq!(usage.len(), 1, "one run ran: {usage:#?}");
+    assert_eq!(usage[0]["user_id"], "ops-user-3");
+    assert!(usage[0]["run_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(
+        (&usage[0]["input_tokens"], &usage[0]["output_tokens"]),
+        (&json!(100), &json!(50))
+    );
+}
+
 /// Metrics are written even when the log filter (`RUST_LOG=warn`) drops the invocation lines.
 #[tokio::test]
 async fn metrics_survive_a_warn_log_filter() {

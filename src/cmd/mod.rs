@@ -8,6 +8,7 @@
 //! - [`get`]: reads one run (`get_execution`).
 //! - [`list`]: reads a page of runs (`list_executions`).
 //! - [`resume`]: a run's snapshot, and its events from then on to this connection (`resume`).
+//! - [`usage`]: the caller's usage today and the limits that apply (`get_usage`).
 //! - [`error`]: [`CmdError`], the one error path.
 
 pub mod cancel;
@@ -16,6 +17,7 @@ pub mod get;
 pub mod list;
 pub mod resume;
 pub mod start;
+pub mod usage;
 
 pub use error::CmdError;
 
@@ -62,6 +64,7 @@ pub enum Command<'a> {
     List(list::List<'a>),
     Cancel(cancel::Cancel<'a>),
     Resume(resume::Resume<'a>),
+    Usage(usage::GetUsage),
     Unknown(Cow<'a, str>),
 }
 
@@ -102,6 +105,7 @@ impl<'a> Command<'a> {
             "list_executions" => Command::List(list::List::parse(fields)?),
             "cancel_agent" => Command::Cancel(cancel::Cancel::parse(fields)?),
             "resume" => Command::Resume(resume::Resume::parse(fields)?),
+            "get_usage" => Command::Usage(usage::GetUsage),
             _ => Command::Unknown(kind),
         })
     }
@@ -117,6 +121,7 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, command: Command<'_>) -> 
         Command::List(c) => c.apply(mgr, caller).await.map(Some),
         Command::Cancel(c) => c.apply(mgr, caller).await.map(Some),
         Command::Resume(c) => c.apply(mgr, caller).await.map(Some),
+        Command::Usage(c) => c.apply(mgr, caller).await.map(Some),
         Command::Ping | Command::Heartbeat | Command::Unknown(_) => return None,
     };
     done.unwrap_or_else(|e| Some(e.into_reply(caller.request_id)))

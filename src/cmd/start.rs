@@ -1,5 +1,7 @@
 //! `start_agent` / `user_message` / `chat`: validate, create the run idempotently (one
-//! conditional write), then drive it; a retried request gets the existing run.
+//! conditional write; with usage limits on, one transaction that also takes a slot and counts
+//! the run on its day, refused by a spent budget), then drive it; a retried request gets the
+//! existing run.
 
 use super::{Caller, CmdError};
 use crate::context::{ContextParts, UserExecutionContext, request_id_from_message_id};
@@ -10,9 +12,9 @@ use crate::protocol::inbound::{Fields, sized, text_field};
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, ExecutionView, Reply, RunRef};
 use crate::run::{Executor, Leave, RunDeps, WriteOutcome, next_version, write_run};
 use crate::state::{ExecutionState, RunEvent, START};
-use crate::store::{CreateOutcome, Expected, RunError, RunRecord};
+use crate::store::{CreateOutcome, Expected, Metering, RunError, RunRecord};
 use crate::telemetry::{log_storage, metrics};
-use crate::time::now_ms;
+use crate::time::{next_utc_day, now_ms, utc_day};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -63,34 +65,48 @@ impl<'a> Start<'a> {
     ) -> Result<Option<Reply>, CmdError> {
         let (mut record, ctx, agent) = prepare(mgr, caller, &self)?;
         let deps = mgr.run_deps()?;
-        let created = match mgr.config().max_active_runs {
-            None => deps.store.create_run(&record).await?,
-            Some(max) => {
-                record.holds_slot = true;
-                deps.store.create_run_limited(&record, max).await?
-            }
+        let created = if mgr.config().metered() {
+            let applied = mgr.applied_limits(caller.who.owner()).await?;
+            let now = mgr.clock().now_ms();
+            record.metering = Some(Metering {
+                day: utc_day(now),
+                day_ends_at: next_utc_day(now),
+                user_budget: applied.user_budget,
+                tenant_budget: applied.tenant_budget,
+            });
+            record.holds_slot = applied.max_active_runs.is_some();
+            deps.store
+                .create_run_metered(&record, applied.max_active_runs)
+                .await?
+        } else {
+            deps.store.create_run(&record).await?
         };
-        match created {
-            CreateOutcome::Created => {}
+        let refused = match created {
+            CreateOutcome::Created => None,
             CreateOutcome::Existing(existing) => {
                 let view = ExecutionView::of(&existing, true);
                 return Ok(Some(Reply::about(&existing, Event::Execution(view))));
             }
-            CreateOutcome::AtLimit => {
-                metrics::quota_refused(MAX_ACTIVE_RUNS);
-                let err = ClientError::quota(
-                    MAX_ACTIVE_RUNS,
-                    "you have as many runs going as you may (MAX_ACTIVE_RUNS_PER_USER); \
-                     start again when one ends",
-                    None,
-                );
-                let event = Envelope::new(
-                    Event::AgentError(&err),
-                    RunRef::request(Some(&record.request_id)),
-                    now_ms(),
-                );
-                return Ok(Some(event.reply()));
+            CreateOutcome::AtLimit => Some(ClientError::quota(
+                MAX_ACTIVE_RUNS,
+                "you have as many runs going as you may (MAX_ACTIVE_RUNS_PER_USER); \
+                 start again when one ends",
+                None,
+            )),
+            CreateOutcome::OverBudget(scope) => {
+                let ends = record.metering.as_ref().map_or(0, |m| m.day_ends_at);
+                let retry = ends.saturating_sub(mgr.clock().now_ms());
+                Some(ClientError::budget_spent(scope, retry))
             }
+        };
+        if let Some(err) = refused {
+            metrics::quota_refused(err.limit.unwrap_or(MAX_ACTIVE_RUNS));
+            let event = Envelope::new(
+                Event::AgentError(&err),
+                RunRef::request(Some(&record.request_id)),
+                now_ms(),
+            );
+            return Ok(Some(event.reply()));
         }
         metrics::run_started();
         let mut origin = caller.origin;

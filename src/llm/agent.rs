@@ -207,6 +207,9 @@ impl LlmAgent {
         self.run_inner(text, history, events, deadline, from)
             .await
             .map_err(|e| {
+                if e.kind == LlmErrorKind::Budget {
+                    return LlmFailure::of(&e);
+                }
                 tracing::warn!(
                     provider = provider_name,
                     code = e.kind.code(),
@@ -276,8 +279,9 @@ impl LlmAgent {
             let (output, streamed, after_call) =
                 round_with_retries(provider, &request, events, round, budget, deadline).await?;
             said_bytes += streamed.len() + after_call.len();
+            let mut go_on = true;
             if let Some(u) = output.usage {
-                events.usage(u.input_tokens, u.output_tokens).await;
+                go_on = events.usage(u.input_tokens, u.output_tokens).await;
                 let total = usage.get_or_insert_with(Usage::default);
                 total.input_tokens += u.input_tokens;
                 total.output_tokens += u.output_tokens;
@@ -291,6 +295,14 @@ impl LlmAgent {
                     .await;
                 answer = streamed;
                 break;
+            }
+            // The round that spent the budget is finished (its text streamed, its tokens
+            // counted); the one it asks for is not requested.
+            if !go_on {
+                return Err(ProviderError::new(
+                    LlmErrorKind::Budget,
+                    "daily token budget spent",
+                ));
             }
             if tools_disabled {
                 return Err(ProviderError::new(

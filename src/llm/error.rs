@@ -19,16 +19,20 @@ pub enum LlmErrorKind {
     Invalid,
     /// The stream broke the protocol (malformed chunk, invalid UTF-8, an oversized event).
     Protocol,
+    /// Not the provider's: the run's daily token budget was spent by the round that just ended,
+    /// and the model asked for another (`quota_exceeded`; the run stops before it).
+    Budget,
 }
 
 impl LlmErrorKind {
     /// Every kind, for exhaustive tests.
-    pub const ALL: [LlmErrorKind; 5] = [
+    pub const ALL: [LlmErrorKind; 6] = [
         LlmErrorKind::Permission,
         LlmErrorKind::Throttled,
         LlmErrorKind::Unavailable,
         LlmErrorKind::Invalid,
         LlmErrorKind::Protocol,
+        LlmErrorKind::Budget,
     ];
 
     /// The stable code sent to clients and used in logs and metrics.
@@ -39,12 +43,16 @@ impl LlmErrorKind {
             LlmErrorKind::Unavailable => "llm_unavailable",
             LlmErrorKind::Invalid => "llm_invalid",
             LlmErrorKind::Protocol => "llm_protocol",
+            LlmErrorKind::Budget => "quota_exceeded",
         }
     }
 
     /// Whether sending the same message again later may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, LlmErrorKind::Throttled | LlmErrorKind::Unavailable)
+        matches!(
+            self,
+            LlmErrorKind::Throttled | LlmErrorKind::Unavailable | LlmErrorKind::Budget
+        )
     }
 
     /// What a client may be told: no status bodies, no keys, no prompt text.
@@ -55,6 +63,9 @@ impl LlmErrorKind {
             LlmErrorKind::Unavailable => "the model provider is temporarily unavailable, retry",
             LlmErrorKind::Invalid => "the model provider rejected the request",
             LlmErrorKind::Protocol => "the model provider sent an unreadable answer",
+            LlmErrorKind::Budget => {
+                "the daily token budget is spent; the run stopped after its round"
+            }
         }
     }
 }
@@ -179,7 +190,8 @@ pub fn kind_for_status(status: u16) -> Option<LlmErrorKind> {
 mod tests {
     use super::*;
 
-    /// Codes are unique and only throttling and unavailability are retryable.
+    /// Codes are unique and only throttling, unavailability and a spent budget (the next UTC
+    /// day) are retryable.
     #[test]
     fn kinds_have_unique_codes_and_documented_retryability() {
         let mut codes: Vec<_> = LlmErrorKind::ALL.iter().map(|k| k.code()).collect();
@@ -192,7 +204,11 @@ mod tests {
             .collect();
         assert_eq!(
             retryable,
-            vec![LlmErrorKind::Throttled, LlmErrorKind::Unavailable]
+            vec![
+                LlmErrorKind::Throttled,
+                LlmErrorKind::Unavailable,
+                LlmErrorKind::Budget
+            ]
         );
     }
 

@@ -41,8 +41,8 @@ impl AgentEvents for RunSink {
         RunSink::discard_round(self, round, reason).await;
     }
 
-    async fn usage(&self, input_tokens: u64, output_tokens: u64) {
-        RunSink::usage(self, input_tokens, output_tokens).await;
+    async fn usage(&self, input_tokens: u64, output_tokens: u64) -> bool {
+        RunSink::usage(self, input_tokens, output_tokens).await
     }
 
     async fn save_step(&self, step: Value) {
@@ -62,6 +62,7 @@ pub fn error_code(kind: LlmErrorKind) -> ErrorCode {
         LlmErrorKind::Unavailable => ErrorCode::LlmUnavailable,
         LlmErrorKind::Invalid => ErrorCode::LlmInvalid,
         LlmErrorKind::Protocol => ErrorCode::LlmProtocol,
+        LlmErrorKind::Budget => ErrorCode::QuotaExceeded,
     }
 }
 

@@ -45,8 +45,11 @@ pub trait AgentEvents: Send + Sync {
     /// Every delta of `round` sent so far is withdrawn (`agent_text_discarded`).
     async fn discard_round(&self, round: u32, reason: DiscardReason);
     /// A round ended having used these tokens (recorded on the run as it goes, so a run that
-    /// ends by cancel, timeout or failure still records them).
-    async fn usage(&self, _input_tokens: u64, _output_tokens: u64) {}
+    /// ends by cancel, timeout or failure still records them). `false`: a daily token budget
+    /// is now spent, and the run asks for no further round.
+    async fn usage(&self, _input_tokens: u64, _output_tokens: u64) -> bool {
+        true
+    }
     /// Journals a completed step (see [`replay`]) and returns once it is durable. Without a
     /// journal (an agent driven outside a run) there is nothing to keep.
     async fn save_step(&self, _step: serde_json::Value) {}

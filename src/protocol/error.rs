@@ -2,7 +2,7 @@
 
 use crate::context::ContextError;
 use crate::dispatch::DispatchErrorKind;
-use crate::store::{StorageError, StorageErrorKind};
+use crate::store::{BudgetScope, StorageError, StorageErrorKind};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 
@@ -147,6 +147,22 @@ impl ClientError {
             limit: None,
             retry_after_ms: None,
         }
+    }
+
+    /// `quota_exceeded` by a spent daily token budget (refusing a start, or ending a run after
+    /// the round that spent it): retryable when the UTC day turns, `retry_after_ms` from now.
+    pub fn budget_spent(scope: BudgetScope, retry_after_ms: u64) -> Self {
+        let message = match scope {
+            BudgetScope::User => {
+                "your daily token budget is spent (DAILY_TOKEN_BUDGET_PER_USER); it renews at \
+                 00:00 UTC"
+            }
+            BudgetScope::Tenant => {
+                "your tenant's daily token budget is spent (DAILY_TOKEN_BUDGET_PER_TENANT); it \
+                 renews at 00:00 UTC"
+            }
+        };
+        ClientError::quota(scope.limit_name(), message, Some(retry_after_ms))
     }
 
     /// `quota_exceeded`: `limit` (its variable's name) refused the request, which may succeed

@@ -29,6 +29,7 @@ pub enum EventType {
     AgentDeath,
     Execution,
     Executions,
+    Usage,
     Error,
 }
 
@@ -50,6 +51,7 @@ impl EventType {
             EventType::AgentDeath => "agent_death",
             EventType::Execution => "execution",
             EventType::Executions => "executions",
+            EventType::Usage => "usage",
             EventType::Error => "error",
         }
     }
@@ -136,6 +138,8 @@ pub enum Event<'a> {
     },
     Execution(ExecutionView<'a>),
     Executions(ExecutionsView<'a>),
+    /// `get_usage`'s reply: the caller's usage today and the limits that apply.
+    Usage(Value),
     Error(&'a ClientError),
 }
 
@@ -157,6 +161,7 @@ impl Event<'_> {
             Event::AgentDeath { .. } => EventType::AgentDeath,
             Event::Execution(_) => EventType::Execution,
             Event::Executions(_) => EventType::Executions,
+            Event::Usage(_) => EventType::Usage,
             Event::Error(_) => EventType::Error,
         }
     }

@@ -34,9 +34,9 @@ use crate::limits::{
     CATCH_UP_BUDGET, CATCH_UP_SETTLE_MARGIN, HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS,
     MAX_DELTA_BYTES, SHUTDOWN_HANDOFF_BUDGET, TERMINAL_WRITE_ATTEMPTS,
 };
-use crate::protocol::{ClientError, Envelope, Event, RunRef};
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
-use crate::store::{RunError, RunRecord, RunUsage, StorageError};
+use crate::store::{BudgetScope, RunError, RunRecord, RunUsage, StorageError};
 use crate::telemetry::{log_storage, metrics};
 use crate::time::now_ms;
 use serde_json::Value;
@@ -183,7 +183,15 @@ pub async fn drive(
             Err(e) => d.finish(&[RunEvent::Fail], None, Some(e)).await,
         },
         End::Agent(Err(failure)) => {
-            let err = failure.client_error();
+            let err = match d.spent {
+                // The agent stopped because a round spent the budget: the error names it.
+                Some(scope) if failure.code == ErrorCode::QuotaExceeded => {
+                    let ends = d.run.metering.as_ref().map_or(0, |m| m.day_ends_at);
+                    metrics::quota_refused(scope.limit_name());
+                    ClientError::budget_spent(scope, ends.saturating_sub(now_ms()))
+                }
+                _ => failure.client_error(),
+            };
             d.finish(&[RunEvent::Fail], None, Some(err)).await
         }
         End::TextLimit(err) => d.finish(&[RunEvent::Fail], None, Some(err)).await,
@@ -287,6 +295,13 @@ fn far_future() -> Instant {
 
 /// The driver's side of a running run: the persisted record, the push channel, the stream.
 struct Driver<'d> {
+    /// A metered run's tokens already added to its day counters (input, output): what its
+    /// last checkpoint recorded when the driver began, so a continuation, whose agent reports
+    /// the journaled rounds again, does not count them twice.
+    charged: (u64, u64),
+    /// The daily token budget a round of this run found spent: the agent asks for no other
+    /// round, and the run ends `quota_exceeded` naming it.
+    spent: Option<BudgetScope>,
     deps: RunDeps<'d>,
     channel: Channel<'d>,
     run: RunRecord,
@@ -339,6 +354,8 @@ impl<'d> Driver<'d> {
             ..run.usage
         };
         Driver {
+            charged: (run.usage.input_tokens, run.usage.output_tokens),
+            spent: None,
             deps,
             channel: Channel::new(deps, origin.endpoint, origin.connection_id),
             seq: Cell::new(run.seq),
@@ -450,11 +467,15 @@ impl<'d> Driver<'d> {
             Progress::Usage {
                 input_tokens,
                 output_tokens,
+                go_on,
             } => {
                 let u = &mut self.usage;
                 u.input_tokens = u.input_tokens.saturating_add(input_tokens);
                 u.output_tokens = u.output_tokens.saturating_add(output_tokens);
                 self.deps.live.record_usage(&self.run.run_id, self.usage);
+                self.charge().await;
+                let _ = go_on.send(self.spent.is_none());
+                return Ok(());
             }
             Progress::ToolExecuting { .. } => {
                 self.usage.tool_calls += 1;
@@ -486,6 +507,38 @@ impl<'d> Driver<'d> {
         match self.leave {
             Some((at, _)) => now + self.longest_stretch >= at && self.progressed(),
             None => false,
+        }
+    }
+
+    /// Adds the tokens reported since the last charge to a metered run's day counters (the
+    /// owner's and the tenant's), and notes a budget those counters have now reached. A charge
+    /// that fails is logged and the run goes on: the run's own usage still records the tokens.
+    async fn charge(&mut self) {
+        let Some(m) = &self.run.metering else {
+            return;
+        };
+        let input = self.usage.input_tokens.saturating_sub(self.charged.0);
+        let output = self.usage.output_tokens.saturating_sub(self.charged.1);
+        if input == 0 && output == 0 {
+            return;
+        }
+        match self
+            .deps
+            .store
+            .charge_usage(self.run.owner(), m, input, output)
+            .await
+        {
+            Ok(today) => {
+                self.charged = (self.usage.input_tokens, self.usage.output_tokens);
+                if m.user_budget.is_some_and(|b| today.user.tokens() >= b) {
+                    self.spent = Some(BudgetScope::User);
+                } else if let (Some(b), Some(t)) = (m.tenant_budget, today.tenant)
+                    && t.tokens() >= b
+                {
+                    self.spent = Some(BudgetScope::Tenant);
+                }
+            }
+            Err(e) => log_storage(&e),
         }
     }
 
@@ -729,6 +782,7 @@ impl<'d> Driver<'d> {
         self.adopt();
         let took = now.saturating_sub(self.run.created_at);
         metrics::run_finished(self.run.state, took);
+        metrics::tokens_used(self.run.usage.input_tokens, self.run.usage.output_tokens);
         log_usage(&self.run);
         let frame = match &error {
             None => self.frame(Event::AgentCompleted {

@@ -103,10 +103,12 @@ pub enum Progress {
     /// The text streamed for `round` so far is not answer (`agent_text_discarded`).
     Discard { round: u32, reason: DiscardReason },
     /// A model round ended having used these tokens (as its provider reported them); the
-    /// driver adds them to the run's usage and pushes nothing.
+    /// driver adds them to the run's usage (and a metered run's day counters), pushes nothing,
+    /// and answers `go_on`: `false` once a daily token budget is spent.
     Usage {
         input_tokens: u64,
         output_tokens: u64,
+        go_on: oneshot::Sender<bool>,
     },
     /// A completed step to journal before the agent goes on; `saved` is answered once it is
     /// durable (or could not be made so).
@@ -221,13 +223,18 @@ impl RunSink {
     }
 
     /// A model round's tokens, as its provider reported them (recorded on the run, counted
-    /// against budgets; nothing is pushed).
-    pub async fn usage(&self, input_tokens: u64, output_tokens: u64) {
+    /// against budgets; nothing is pushed). `false` once a daily token budget is spent: the
+    /// agent then asks for no further round.
+    pub async fn usage(&self, input_tokens: u64, output_tokens: u64) -> bool {
+        let (go_on, answer) = oneshot::channel();
         self.send(Progress::Usage {
             input_tokens,
             output_tokens,
+            go_on,
         })
         .await;
+        // A dropped answer means the run ended; the agent is about to be stopped.
+        answer.await.unwrap_or(true)
     }
 
     /// Withdraws every delta of `round` sent so far (the round called a tool, or is redone):

@@ -6,9 +6,11 @@
 
 use super::{
     CreateOutcome, Expected, ListCursor, Owner, RunPage, StorageError, StorageErrorKind, Store,
+    keys,
     record::{ConnectionRecord, RunRecord},
     releases_slot,
     step::{MAX_JOURNAL_STEPS, StepRecord},
+    usage::{DayUsage, Metering, Overrides, UsageToday, refusal},
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -24,6 +26,10 @@ const ALIVE: TableDefinition<(u8, u64, &str, &str), ()> = TableDefinition::new("
 /// Active-run slots taken, by owner key.
 const ACTIVE: TableDefinition<&str, u64> = TableDefinition::new("active_runs");
 /// Journaled steps by (owner key, run id, step number).
+/// Day counters (JSON `DayUsage`) by (owner key or `TENANT#{t}`, day).
+const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage_days");
+/// Stored overrides (JSON `Overrides`) by owner key or `TENANT#{t}`.
+const OVERRIDES: TableDefinition<&str, &[u8]> = TableDefinition::new("limit_overrides");
 const STEPS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("run_steps");
 
 /// The file name of the embedded database inside a data directory.
@@ -98,6 +104,8 @@ impl EmbeddedStore {
             tx.open_table(ALIVE).map_err(db_err("open"))?;
             tx.open_table(ACTIVE).map_err(db_err("open"))?;
             tx.open_table(STEPS).map_err(db_err("open"))?;
+            tx.open_table(USAGE).map_err(db_err("open"))?;
+            tx.open_table(OVERRIDES).map_err(db_err("open"))?;
             Ok(())
         })?;
         Ok(store)
@@ -148,6 +156,48 @@ impl EmbeddedStore {
         let now = taken.saturating_add_signed(delta);
         active.insert(owner, now).map_err(db_err(op))?;
         Ok(now)
+    }
+
+    /// One day's counters of `key` (an owner key or `TENANT#{t}`), zero when none.
+    fn read_day(
+        tx: &WriteTransaction,
+        op: &'static str,
+        key: &str,
+        day: &str,
+    ) -> Result<DayUsage, StorageError> {
+        let usage = tx.open_table(USAGE).map_err(db_err(op))?;
+        let found = usage.get((key, day)).map_err(db_err(op))?;
+        Ok(found
+            .map(|g| decode(op, g.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    fn write_day(
+        tx: &WriteTransaction,
+        op: &'static str,
+        key: &str,
+        day: &str,
+        value: &DayUsage,
+    ) -> Result<(), StorageError> {
+        let mut usage = tx.open_table(USAGE).map_err(db_err(op))?;
+        let bytes = encode(op, value)?;
+        usage
+            .insert((key, day), bytes.as_slice())
+            .map_err(db_err(op))?;
+        Ok(())
+    }
+
+    /// Stores the limits an operator set for `key`: an owner's [`Owner::key`] (its user
+    /// fields count) or `TENANT#{tenant}` (its tenant fields count), as the DynamoDB items do.
+    pub fn put_overrides(&self, key: &str, overrides: &Overrides) -> Result<(), StorageError> {
+        const OP: &str = "put_overrides";
+        self.write(OP, |tx| {
+            let mut table = tx.open_table(OVERRIDES).map_err(db_err(OP))?;
+            let bytes = encode(OP, overrides)?;
+            table.insert(key, bytes.as_slice()).map_err(db_err(OP))?;
+            Ok(())
+        })
     }
 
     /// Writes `run` and its index rows, replacing `old`'s index rows.
@@ -317,6 +367,115 @@ impl Store for EmbeddedStore {
                 }
             }
         })
+    }
+
+    async fn create_run_metered(
+        &self,
+        run: &RunRecord,
+        max_active: Option<u32>,
+    ) -> Result<CreateOutcome, StorageError> {
+        const OP: &str = "create_run";
+        let Some(m) = &run.metering else {
+            return match max_active {
+                Some(max) => self.create_run_limited(run, max).await,
+                None => self.create_run(run).await,
+            };
+        };
+        let owner = run.owner().key();
+        let tenant = run.tenant_id.as_deref().map(keys::tenant_pk);
+        self.write(OP, |tx| {
+            let old = Self::read_run(tx, OP, &owner, &run.run_id)?;
+            if let Some(existing) = old.as_ref().filter(|e| !e.replaceable(now_secs())) {
+                return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
+            }
+            let taken = Self::add_active(tx, OP, &owner, 0)?;
+            let user = Self::read_day(tx, OP, &owner, &m.day)?;
+            let tenant_day = match &tenant {
+                Some(t) => Some(Self::read_day(tx, OP, t, &m.day)?),
+                None => None,
+            };
+            if let Some(refused) = refusal(max_active, taken, m, &user, tenant_day.as_ref()) {
+                return Ok(refused);
+            }
+            if max_active.is_some() {
+                Self::add_active(tx, OP, &owner, 1)?;
+            }
+            let counted = DayUsage {
+                runs: user.runs + 1,
+                ..user
+            };
+            Self::write_day(tx, OP, &owner, &m.day, &counted)?;
+            if let (Some(t), Some(day)) = (&tenant, tenant_day) {
+                let counted = DayUsage {
+                    runs: day.runs + 1,
+                    ..day
+                };
+                Self::write_day(tx, OP, t, &m.day, &counted)?;
+            }
+            Self::put_run(tx, OP, run, old.as_ref())?;
+            Ok(CreateOutcome::Created)
+        })
+    }
+
+    async fn charge_usage(
+        &self,
+        owner: Owner<'_>,
+        metering: &Metering,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<UsageToday, StorageError> {
+        const OP: &str = "charge_usage";
+        let user_key = owner.key();
+        let tenant = owner.tenant_id.map(keys::tenant_pk);
+        self.write(OP, |tx| {
+            let mut charge = |key: &str| -> Result<DayUsage, StorageError> {
+                let day = Self::read_day(tx, OP, key, &metering.day)?
+                    .charged(input_tokens, output_tokens);
+                Self::write_day(tx, OP, key, &metering.day, &day)?;
+                Ok(day)
+            };
+            let user = charge(&user_key)?;
+            let tenant = tenant.as_deref().map(&mut charge).transpose()?;
+            Ok(UsageToday { user, tenant })
+        })
+    }
+
+    async fn usage_on(&self, owner: Owner<'_>, day: &str) -> Result<UsageToday, StorageError> {
+        const OP: &str = "usage_on";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let usage = tx.open_table(USAGE).map_err(db_err(OP))?;
+        let get = |key: &str| -> Result<DayUsage, StorageError> {
+            let found = usage.get((key, day)).map_err(db_err(OP))?;
+            Ok(found
+                .map(|g| decode(OP, g.value()))
+                .transpose()?
+                .unwrap_or_default())
+        };
+        let user = get(&owner.key())?;
+        let tenant = owner
+            .tenant_id
+            .map(|t| get(&keys::tenant_pk(t)))
+            .transpose()?;
+        Ok(UsageToday { user, tenant })
+    }
+
+    async fn limit_overrides(&self, owner: Owner<'_>) -> Result<Overrides, StorageError> {
+        const OP: &str = "limit_overrides";
+        let tx = self.db.begin_read().map_err(db_err(OP))?;
+        let table = tx.open_table(OVERRIDES).map_err(db_err(OP))?;
+        let get = |key: &str| -> Result<Overrides, StorageError> {
+            let found = table.get(key).map_err(db_err(OP))?;
+            Ok(found
+                .map(|g| decode(OP, g.value()))
+                .transpose()?
+                .unwrap_or_default())
+        };
+        let user = get(&owner.key())?;
+        let tenant = match owner.tenant_id {
+            Some(t) => get(&keys::tenant_pk(t))?,
+            None => Overrides::default(),
+        };
+        Ok(Overrides::merged(user, tenant))
     }
 
     async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {

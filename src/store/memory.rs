@@ -8,6 +8,7 @@ use super::{
     record::{ConnectionRecord, RunRecord},
     releases_slot,
     step::{MAX_JOURNAL_STEPS, StepRecord},
+    usage::{DayUsage, Metering, Overrides, UsageToday, refusal},
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +24,10 @@ struct Inner {
     alive: BTreeSet<(u8, u64, String, String)>,
     /// Active-run slots taken, by owner key.
     active: HashMap<String, u64>,
+    /// Day counters by (owner key or `TENANT#{t}`, day).
+    usage: HashMap<(String, String), DayUsage>,
+    /// Stored overrides by owner key or `TENANT#{t}`.
+    overrides: HashMap<String, Overrides>,
     /// Journaled steps by (owner key, run id, step number).
     steps: BTreeMap<(String, String, u32), StepRecord>,
 }
@@ -56,6 +61,23 @@ impl Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+}
+
+/// The keys of an owner's day counters and of their tenant's.
+fn counter_keys(owner: Owner<'_>, day: &str) -> ((String, String), Option<(String, String)>) {
+    let user = (owner.key().into_owned(), day.to_owned());
+    let tenant = owner
+        .tenant_id
+        .map(|t| (super::keys::tenant_pk(t), day.to_owned()));
+    (user, tenant)
+}
+
+impl MemoryStore {
+    /// Stores the limits an operator set for `key`: an owner's [`Owner::key`] (its user
+    /// fields count) or `TENANT#{tenant}` (its tenant fields count), as the DynamoDB items do.
+    pub fn put_overrides(&self, key: &str, overrides: Overrides) {
+        self.lock().overrides.insert(key.to_owned(), overrides);
+    }
 }
 
 impl MemoryStore {
@@ -144,6 +166,83 @@ impl Store for MemoryStore {
         *taken += 1;
         inner.put(run);
         Ok(CreateOutcome::Created)
+    }
+
+    async fn create_run_metered(
+        &self,
+        run: &RunRecord,
+        max_active: Option<u32>,
+    ) -> Result<CreateOutcome, StorageError> {
+        let Some(m) = &run.metering else {
+            return match max_active {
+                Some(max) => self.create_run_limited(run, max).await,
+                None => self.create_run(run).await,
+            };
+        };
+        let mut inner = self.lock();
+        let owner = run.owner().key().into_owned();
+        let key = (owner.clone(), run.run_id.clone());
+        if let Some(existing) = inner.runs.get(&key).filter(|r| !r.replaceable(now_secs())) {
+            return Ok(CreateOutcome::Existing(Box::new(existing.clone())));
+        }
+        let (uk, tk) = counter_keys(run.owner(), &m.day);
+        let taken = inner.active.get(&owner).copied().unwrap_or(0);
+        let user = inner.usage.get(&uk).copied().unwrap_or_default();
+        let tenant = tk
+            .as_ref()
+            .map(|k| inner.usage.get(k).copied().unwrap_or_default());
+        if let Some(refused) = refusal(max_active, taken, m, &user, tenant.as_ref()) {
+            return Ok(refused);
+        }
+        if max_active.is_some() {
+            *inner.active.entry(owner).or_default() += 1;
+        }
+        for k in std::iter::once(uk).chain(tk) {
+            inner.usage.entry(k).or_default().runs += 1;
+        }
+        inner.put(run);
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn charge_usage(
+        &self,
+        owner: Owner<'_>,
+        metering: &Metering,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<UsageToday, StorageError> {
+        let mut inner = self.lock();
+        let (uk, tk) = counter_keys(owner, &metering.day);
+        let mut charge = |k| {
+            let day: &mut DayUsage = inner.usage.entry(k).or_default();
+            *day = day.charged(input_tokens, output_tokens);
+            *day
+        };
+        let user = charge(uk);
+        let tenant = tk.map(charge);
+        Ok(UsageToday { user, tenant })
+    }
+
+    async fn usage_on(&self, owner: Owner<'_>, day: &str) -> Result<UsageToday, StorageError> {
+        let inner = self.lock();
+        let (uk, tk) = counter_keys(owner, day);
+        let get = |k| inner.usage.get(&k).copied().unwrap_or_default();
+        Ok(UsageToday {
+            user: get(uk),
+            tenant: tk.map(get),
+        })
+    }
+
+    async fn limit_overrides(&self, owner: Owner<'_>) -> Result<Overrides, StorageError> {
+        let inner = self.lock();
+        let user = inner.overrides.get(owner.key().as_ref()).copied();
+        let tenant = owner
+            .tenant_id
+            .and_then(|t| inner.overrides.get(&super::keys::tenant_pk(t)).copied());
+        Ok(Overrides::merged(
+            user.unwrap_or_default(),
+            tenant.unwrap_or_default(),
+        ))
     }
 
     async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {

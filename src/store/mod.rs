@@ -11,11 +11,13 @@ pub mod memory;
 pub mod owner;
 pub mod record;
 pub mod step;
+pub mod usage;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use owner::Owner;
 pub use record::{ConnectionRecord, Follower, RunError, RunRecord, RunUsage};
 pub use step::StepRecord;
+pub use usage::{BudgetScope, DayUsage, Metering, Overrides, UsageToday};
 
 use crate::state::ExecutionState;
 use async_trait::async_trait;
@@ -30,6 +32,9 @@ pub enum CreateOutcome {
     /// The owner already has as many alive runs as [`Store::create_run_limited`] allows:
     /// nothing was written.
     AtLimit,
+    /// The day's token budget of this scope is spent ([`Store::create_run_metered`]): nothing
+    /// was written.
+    OverBudget(BudgetScope),
 }
 
 /// The persisted state a conditional update expects to replace.
@@ -158,6 +163,37 @@ pub trait Store: Send + Sync + 'static {
     /// How many of the owner's active-run slots are taken (0 when the owner has no counter).
     async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError>;
 
+    /// The create of a metered run (`run.metering` set), in one atomic write: the run as
+    /// [`Store::create_run`] writes it, one of the owner's `max_active` slots when set (as
+    /// [`Store::create_run_limited`]; `run.holds_slot` must then be set), and one more run on
+    /// the owner's and the tenant's counters of `run.metering.day`, each refused while its day's
+    /// tokens have reached the budget the metering carries. A refusal writes nothing:
+    /// [`CreateOutcome::AtLimit`] (slots) before [`CreateOutcome::OverBudget`] (the user's
+    /// budget, then the tenant's). A run without metering is created as `create_run_limited`
+    /// or `create_run` would.
+    async fn create_run_metered(
+        &self,
+        run: &RunRecord,
+        max_active: Option<u32>,
+    ) -> Result<CreateOutcome, StorageError>;
+
+    /// Adds a model round's tokens to the owner's and the tenant's counters of
+    /// `metering.day` (atomic adds, whoever else adds at once); the counters' totals after it.
+    async fn charge_usage(
+        &self,
+        owner: Owner<'_>,
+        metering: &Metering,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<UsageToday, StorageError>;
+
+    /// The owner's counters of UTC day `day`, and their tenant's when they have one (zero when
+    /// nothing was counted).
+    async fn usage_on(&self, owner: Owner<'_>, day: &str) -> Result<UsageToday, StorageError>;
+
+    /// The limits an operator stored for the owner and their tenant (none: all `None`).
+    async fn limit_overrides(&self, owner: Owner<'_>) -> Result<Overrides, StorageError>;
+
     /// The owner's run, if present and not expired. Another owner's run id (another user's, or
     /// the same user id's in another tenant) is simply absent.
     async fn get_run(
@@ -250,6 +286,17 @@ pub mod keys {
     }
     /// Sort key of an owner's active-run counter item (`pk` is the owner's partition).
     pub const ACTIVE_SK: &str = "ACTIVE";
+    /// Partition key of a tenant's own items (its day counters and overrides); never an
+    /// owner's (`TENANT#{t}#USER#{u}`), since an id has no `#`.
+    pub fn tenant_pk(tenant_id: &str) -> String {
+        format!("TENANT#{tenant_id}")
+    }
+    /// Sort key of a day's usage counters (`pk`: the owner's partition, or the tenant's).
+    pub fn usage_sk(day: &str) -> String {
+        format!("USAGE#{day}")
+    }
+    /// Sort key of the limits an operator stored for an owner or a tenant.
+    pub const LIMITS_SK: &str = "LIMITS";
     /// Digits of a step's number in its sort key, so text order is step order (a run journals
     /// far fewer than 100 000 steps: see `MAX_JOURNAL_STEPS`).
     pub const STEP_DIGITS: usize = 5;

@@ -117,6 +117,10 @@ pub struct RunRecord {
     /// create, given back by the store in the same write that makes the run terminal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub holds_slot: bool,
+    /// Set on a run started while usage limits are on: the day its tokens count on and the
+    /// budgets that applied (the driver adds each model round's tokens to the day's counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metering: Option<super::Metering>,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: u64,
 }

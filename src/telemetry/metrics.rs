@@ -155,7 +155,7 @@ pub fn run_finished(state: ExecutionState, duration_ms: u64) {
     add("RunDuration", Unit::Milliseconds, dim, duration_ms as f64);
 }
 
-/// A start refused by the usage limit named `limit` (a variable's name: a handful of values,
+/// A start refused, or a run stopped, by the usage limit named `limit` (a variable's name: a handful of values,
 /// never a user).
 pub fn quota_refused(limit: &'static str) {
     add(
@@ -164,6 +164,17 @@ pub fn quota_refused(limit: &'static str) {
         Some((DIMENSION_LIMIT, limit)),
         1.0,
     );
+}
+
+/// A run's model tokens, counted when it ends (whatever ended it): `InputTokens` and
+/// `OutputTokens`, no dimension beyond the function (per-user figures are in the `run usage`
+/// log line, not in metrics, where each user would be a new time series).
+pub fn tokens_used(input: u64, output: u64) {
+    if input == 0 && output == 0 {
+        return;
+    }
+    add("InputTokens", Unit::Count, None, input as f64);
+    add("OutputTokens", Unit::Count, None, output as f64);
 }
 
 /// A run was continued in a new invocation (`cause`: `recovery` after its worker died,

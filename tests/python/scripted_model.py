@@ -42,6 +42,12 @@ def kept_text(frames):
     return "".join(t for _, t in kept)
 
 
+def usage(prompt_tokens, completion_tokens):
+    """The usage-only chunk (`choices: []`) that `stream_options.include_usage` asks for."""
+    return {"choices": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
+
+
 class ScriptedModel(LoopbackServer):
     """Answers the n-th request with `scripts[n]`: a list of chunks (dicts, sent as `data:`
     events) and pauses (numbers of seconds), then `data: [DONE]`."""
@@ -50,11 +56,14 @@ class ScriptedModel(LoopbackServer):
         self.scripts = list(scripts)
         # (time.monotonic(), chunk) of every chunk sent, in order.
         self.sent = []
+        # Requests received, answered or not.
+        self.requests = 0
         super().__init__("scripted model")
 
     async def _serve(self, reader, writer):
         try:
             await self.read_request(reader)
+            self.requests += 1
             script = self.scripts.pop(0) if self.scripts else None
             if script is None:
                 writer.write(b"HTTP/1.1 500 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")

@@ -75,6 +75,7 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
             duration_ms: 0,
         },
         holds_slot: false,
+        metering: None,
         expires_at: far_future_secs(),
     }
 }
@@ -566,6 +567,119 @@ pub async fn steps_are_journaled_once(store: Arc<dyn Store>) {
     store.put_step(&step(&r, 4, big.clone())).await.unwrap();
     let got = store.steps(r.owner(), &r.run_id).await.unwrap();
     assert_eq!(got[3].body, big);
+}
+
+/// Metered creates count each run on the owner's and the tenant's day (tenants and users kept
+/// apart), refuse once a budget is reached (the owner's first, writing nothing, a retried
+/// request still finding its run), and charges add up atomically under concurrency.
+pub async fn day_counters_count_runs_and_tokens_and_budgets_refuse(store: Arc<dyn Store>) {
+    use wsexec::store::{BudgetScope, Metering};
+    let now = now_ms();
+    let day = "2026-12-06";
+    let metering = Metering {
+        day: day.into(),
+        day_ends_at: now + 3_600_000,
+        user_budget: Some(100),
+        tenant_budget: Some(150),
+    };
+    let metered = |user: &str, tenant: Option<&str>, i: u64| {
+        let mut r = run(user, &format!("run-metered-{i}"), now + i);
+        r.tenant_id = tenant.map(str::to_owned);
+        r.metering = Some(metering.clone());
+        r
+    };
+    let (ann, bob) = (
+        Owner::new("ann", Some("acme")),
+        Owner::new("bob", Some("acme")),
+    );
+    let first = metered("ann", Some("acme"), 0);
+    assert_eq!(
+        store.create_run_metered(&first, None).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let stored = store.get_run(ann, &first.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.metering,
+        Some(metering.clone()),
+        "metering round-trips"
+    );
+    let charges = (0..10).map(|_| {
+        let (store, m) = (store.clone(), metering.clone());
+        async move { store.charge_usage(ann, &m, 6, 4).await.unwrap() }
+    });
+    futures_util::future::join_all(charges).await;
+    let today = store.usage_on(ann, day).await.unwrap();
+    assert_eq!(
+        today.user,
+        wsexec::store::DayUsage {
+            runs: 1,
+            input_tokens: 60,
+            output_tokens: 40
+        }
+    );
+    assert_eq!(today.tenant.map(|t| (t.runs, t.tokens())), Some((1, 100)));
+    assert_eq!(
+        store
+            .create_run_metered(&metered("ann", Some("acme"), 1), None)
+            .await
+            .unwrap(),
+        CreateOutcome::OverBudget(BudgetScope::User)
+    );
+    assert_eq!(
+        store.create_run_metered(&first, None).await.unwrap(),
+        CreateOutcome::Existing(Box::new(first.clone())),
+        "a retried request finds its run, whatever the counters say"
+    );
+    assert_eq!(
+        store
+            .create_run_metered(&metered("bob", Some("acme"), 2), None)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    store.charge_usage(bob, &metering, 30, 30).await.unwrap();
+    assert_eq!(
+        store
+            .create_run_metered(&metered("bob", Some("acme"), 3), None)
+            .await
+            .unwrap(),
+        CreateOutcome::OverBudget(BudgetScope::Tenant)
+    );
+    let globex = Owner::new("ann", Some("globex"));
+    assert_eq!(
+        store
+            .create_run_metered(&metered("ann", Some("globex"), 4), None)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store
+            .usage_on(globex, day)
+            .await
+            .unwrap()
+            .tenant
+            .map(|t| t.runs),
+        Some(1)
+    );
+    let ann_today = store.usage_on(ann, day).await.unwrap();
+    assert_eq!(
+        (
+            ann_today.user.runs,
+            ann_today.tenant.map(|t| (t.runs, t.tokens()))
+        ),
+        (1, Some((2, 160)))
+    );
+    assert_eq!(
+        store.usage_on(ann, "2026-12-07").await.unwrap().user,
+        Default::default()
+    );
+    let listed = store.list_runs(ann, None, 50, None).await.unwrap();
+    assert_eq!(listed.items.len(), 1, "a refused create leaves no run");
+    assert_eq!(
+        store.limit_overrides(ann).await.unwrap(),
+        Default::default()
+    );
 }
 
 /// Generates one `#[tokio::test]` per contract case; `$make` is an async expression giving a

@@ -405,10 +405,11 @@ impl wsexec::llm::AgentEvents for Recorder {
     async fn discard_round(&self, round: u32, _reason: wsexec::protocol::DiscardReason) {
         self.events.lock().unwrap().push(Event::Discarded(round));
     }
-    async fn usage(&self, input_tokens: u64, output_tokens: u64) {
+    async fn usage(&self, input_tokens: u64, output_tokens: u64) -> bool {
         self.usage
             .lock()
             .unwrap()
             .push((input_tokens, output_tokens));
+        true
     }
 }

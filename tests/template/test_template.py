@@ -58,6 +58,8 @@ EXPECTED_ENV = {
     "RUN_TIME_LIMIT_MS": {"Ref": "RunTimeLimitMs"},
     "HEARTBEAT_DEADLINE_MS": {"Ref": "HeartbeatDeadlineMs"},
     "MAX_ACTIVE_RUNS_PER_USER": {"Ref": "MaxActiveRunsPerUser"},
+    "DAILY_TOKEN_BUDGET_PER_USER": {"Ref": "DailyTokenBudgetPerUser"},
+    "DAILY_TOKEN_BUDGET_PER_TENANT": {"Ref": "DailyTokenBudgetPerTenant"},
     "STREAM_FLUSH_MS": {"Ref": "StreamFlushMs"},
     "DEFAULT_AGENT": {"Ref": "DefaultAgent"},
     "RUN_DISPATCH": "async",
@@ -248,7 +250,11 @@ def check_deployment_and_stage(cfn: Template) -> None:
     assert sp["DeploymentId"] == {"Ref": dep_id}
     assert refers_to(sp["ApiId"], "WebSocketApi")
     settings = sp["DefaultRouteSettings"]
-    burst, rate = settings["ThrottlingBurstLimit"], settings["ThrottlingRateLimit"]
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "StageThrottlingBurstLimit"}
+    assert settings["ThrottlingRateLimit"] == {"Ref": "StageThrottlingRateLimit"}
+    params = cfn["Parameters"]
+    burst = params["StageThrottlingBurstLimit"]["Default"]
+    rate = params["StageThrottlingRateLimit"]["Default"]
     assert isinstance(burst, int) and isinstance(rate, (int, float))
     assert 0 < rate <= 10_000 and 0 < burst <= 5_000, "within API Gateway's account limits"
     assert burst >= rate
@@ -404,6 +410,9 @@ def check_parameters(cfn: Template) -> None:
     assert params["HeartbeatDeadlineMs"]["Type"] == "Number"
     assert int(params["HeartbeatDeadlineMs"]["Default"]) == 10000
     assert params["LogLevel"]["Default"] == "info"
+    # Usage limits are off unless the deployer sets them (a start stays one write).
+    for name in ("MaxActiveRunsPerUser", "DailyTokenBudgetPerUser", "DailyTokenBudgetPerTenant"):
+        assert params[name]["Type"] == "Number" and int(params[name]["Default"]) == 0, name
     assert params["LogRetentionDays"]["Type"] == "Number"
     assert int(params["LogRetentionDays"]["Default"]) == 14
     assert [int(v) for v in params["LogRetentionDays"]["AllowedValues"]] == CLOUDWATCH_RETENTION_DAYS

@@ -6,7 +6,7 @@
 import { type ConnectOptions, type ConnectionState, Connection } from "./connection.js";
 import { WsexecError, checkFrame, checkId, checkText, encodeFrame, requireId } from "./errors.js";
 import { MAX_CURSOR_BYTES, REQUEST_TIMEOUT_MS } from "./limits.js";
-import type { Envelope, Execution, ExecutionPage, Frame } from "./protocol.js";
+import type { Envelope, Execution, ExecutionPage, Frame, Usage } from "./protocol.js";
 import { Run, type RunHost } from "./run.js";
 
 /** What `start` takes besides the text. */
@@ -185,6 +185,14 @@ export class WsexecClient {
     };
     if (reason !== undefined) frame.reason = checkText("reason", reason);
     await this.request(frame, runId, ["*"]);
+  }
+
+  /** The caller's usage on the current UTC day and the limits that apply to them
+   * (`get_usage`): their own counters only; a tenant's total only as the use of a tenant
+   * budget that applies to them. */
+  async getUsage(): Promise<Usage> {
+    const reply = await this.request({ type: "get_usage" });
+    return reply.payload as Usage;
   }
 
   /** A round trip that touches no storage. */

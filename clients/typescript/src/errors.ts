@@ -29,6 +29,7 @@ export type ServerErrorCode =
   | "llm_unavailable"
   | "llm_invalid"
   | "llm_protocol"
+  | "quota_exceeded"
   | "internal"
   | "conflict"
   | "transaction_cancelled"
@@ -69,6 +70,10 @@ export class WsexecError extends Error {
   readonly retryable: boolean;
   /** True when the client refused the request itself and sent nothing. */
   readonly local: boolean;
+  /** `quota_exceeded`: the limit that refused (`MAX_ACTIVE_RUNS_PER_USER`, ...). */
+  limit?: string;
+  /** `quota_exceeded` by a daily budget: milliseconds until it renews. */
+  retryAfterMs?: number;
 
   constructor(code: ErrorCode, message: string, retryable = false, local = false) {
     super(message);
@@ -80,10 +85,13 @@ export class WsexecError extends Error {
 
   /** The error an `error` or `agent_error` payload describes. */
   static fromPayload(payload: unknown): WsexecError {
-    const p = (payload ?? {}) as { code?: unknown; message?: unknown; retryable?: unknown };
+    const p = (payload ?? {}) as { code?: unknown; message?: unknown; retryable?: unknown; limit?: unknown; retry_after_ms?: unknown };
     const code = typeof p.code === "string" ? p.code : "internal";
     const message = typeof p.message === "string" ? p.message : code;
-    return new WsexecError(code, message, p.retryable === true);
+    const err = new WsexecError(code, message, p.retryable === true);
+    if (typeof p.limit === "string") err.limit = p.limit;
+    if (typeof p.retry_after_ms === "number") err.retryAfterMs = p.retry_after_ms;
+    return err;
   }
 }
 

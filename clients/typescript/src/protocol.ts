@@ -149,6 +149,8 @@ export interface Execution {
   streamed?: string;
   result?: unknown;
   error?: { code: string; message: string };
+  /** What the run consumed (absent while nothing was). */
+  usage?: { input_tokens: number; output_tokens: number; tool_calls: number; duration_ms: number };
   /** True when this answers a retried start that found the existing run. */
   deduplicated?: boolean;
 }
@@ -157,6 +159,29 @@ export interface Execution {
 export interface ExecutionPage {
   items: Execution[];
   cursor?: string;
+}
+
+/** One limit that applies to the caller: its value and how much of it is in use. */
+export interface UsageLimit {
+  limit: number;
+  /** Alive runs (`MAX_ACTIVE_RUNS_PER_USER`), or today's tokens (the daily budgets). */
+  used: number;
+  /** A budget's tokens left today. */
+  remaining?: number;
+}
+
+/** `get_usage`'s reply: the caller's counters for the current UTC day and their limits. */
+export interface Usage {
+  /** The UTC day, `YYYY-MM-DD`. */
+  day: string;
+  /** When the day's counters start again (RFC 3339). */
+  resets_at: string;
+  /** False when the server sets no usage limit: nothing is counted then. */
+  metered: boolean;
+  usage: { runs: number; input_tokens: number; output_tokens: number; tokens: number };
+  /** By limit name: `MAX_ACTIVE_RUNS_PER_USER`, `DAILY_TOKEN_BUDGET_PER_USER`,
+   * `DAILY_TOKEN_BUDGET_PER_TENANT`; only those that apply. */
+  limits: Partial<Record<"MAX_ACTIVE_RUNS_PER_USER" | "DAILY_TOKEN_BUDGET_PER_USER" | "DAILY_TOKEN_BUDGET_PER_TENANT", UsageLimit>>;
 }
 
 /** A frame this client sends: a JSON object with its `type`. */

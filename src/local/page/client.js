@@ -47,6 +47,10 @@ class WsexecError extends Error {
     retryable;
     /** True when the client refused the request itself and sent nothing. */
     local;
+    /** `quota_exceeded`: the limit that refused (`MAX_ACTIVE_RUNS_PER_USER`, ...). */
+    limit;
+    /** `quota_exceeded` by a daily budget: milliseconds until it renews. */
+    retryAfterMs;
     constructor(code, message, retryable = false, local = false) {
         super(message);
         this.name = "WsexecError";
@@ -59,7 +63,12 @@ class WsexecError extends Error {
         const p = (payload ?? {});
         const code = typeof p.code === "string" ? p.code : "internal";
         const message = typeof p.message === "string" ? p.message : code;
-        return new WsexecError(code, message, p.retryable === true);
+        const err = new WsexecError(code, message, p.retryable === true);
+        if (typeof p.limit === "string")
+            err.limit = p.limit;
+        if (typeof p.retry_after_ms === "number")
+            err.retryAfterMs = p.retry_after_ms;
+        return err;
     }
 }
 const encoder = new TextEncoder();
@@ -808,6 +817,13 @@ class WsexecClient {
         if (reason !== undefined)
             frame.reason = checkText("reason", reason);
         await this.request(frame, runId, ["*"]);
+    }
+    /** The caller's usage on the current UTC day and the limits that apply to them
+     * (`get_usage`): their own counters only; a tenant's total only as the use of a tenant
+     * budget that applies to them. */
+    async getUsage() {
+        const reply = await this.request({ type: "get_usage" });
+        return reply.payload;
     }
     /** A round trip that touches no storage. */
     async ping() {

@@ -147,6 +147,8 @@ const OPTIONS: &str = "options";
 const FOLLOWERS: &str = "followers";
 const ERROR_CODE: &str = "error_code";
 const ERROR_MESSAGE: &str = "error_message";
+/// A metered run's day and budgets (JSON text), absent on runs started without limits.
+const METERING: &str = "metering";
 /// Present (`true`) only on a run that holds an active-run slot.
 pub const HOLDS_SLOT: &str = "holds_slot";
 
@@ -251,6 +253,10 @@ pub fn run_item(r: &RunRecord) -> Item {
     if r.holds_slot {
         item.insert(HOLDS_SLOT.into(), AttributeValue::Bool(true));
     }
+    if let Some(m) = &r.metering {
+        let json = serde_json::to_string(m).unwrap_or_default();
+        item.insert(METERING.into(), s(json));
+    }
     item
 }
 
@@ -274,6 +280,10 @@ pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError
         None => Vec::new(),
     };
     r.holds_slot = matches!(item.get(HOLDS_SLOT), Some(AttributeValue::Bool(true)));
+    r.metering = match opt_s(item, METERING) {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|_| bad_item(op, METERING))?),
+        None => None,
+    };
     r.error = opt_s(item, ERROR_CODE).map(|code| RunError {
         code,
         message: opt_s(item, ERROR_MESSAGE).unwrap_or_default(),

@@ -6,6 +6,9 @@
 //! - run: `pk=USER#{user}`, `sk=RUN#{run_id}`, `gsi1pk=USER#{user}`,
 //!   `gsi1sk=RUN#{created:013}#{run_id}`, `gsi2pk=USER#{user}#THREAD#{thread}`, `gsi2sk` as
 //!   `gsi1sk`, and while alive `alive_shard=ALIVE#{n}`, `alive_due={ms}` (the sparse index).
+//! - day counters: `pk={owner}` or `TENANT#{tenant}`, `sk=USAGE#{YYYY-MM-DD}`, `runs`,
+//!   `tokens_in`, `tokens_out`, `tokens` (numbers), `expires_at`.
+//! - limit overrides: `pk={owner}` or `TENANT#{tenant}`, `sk=LIMITS` (written by an operator).
 //! - journaled step: `pk` as its run's, `sk=RUN#{run_id}#STEP#{n:05}` (no index attributes).
 //!
 //! # Layout
@@ -15,6 +18,7 @@
 //! - [`codec`]: items ↔ records, driven by one attribute table per record.
 //! - [`transact`]: the create and the end of a run that move its owner's active-run counter.
 //! - [`steps`]: the step journal's conditional puts and reads.
+//! - [`usage`]: day counters' charges and reads, and the operator's limit overrides.
 
 pub mod classify;
 pub mod client;
@@ -22,6 +26,7 @@ pub mod codec;
 pub mod schema;
 pub mod steps;
 pub mod transact;
+pub mod usage;
 
 pub use classify::classify;
 pub use client::{ClientSettings, DynamoSettings, RequestCounter};
@@ -32,7 +37,9 @@ use super::{
     releases_slot,
 };
 use crate::state::ExecutionState;
-use crate::store::{ConnectionRecord, Owner, RunRecord, StepRecord};
+use crate::store::{
+    ConnectionRecord, Metering, Overrides, Owner, RunRecord, StepRecord, UsageToday,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Credentials;
@@ -253,7 +260,37 @@ impl Store for DynamoStore {
         run: &RunRecord,
         max_active: u32,
     ) -> Result<CreateOutcome, StorageError> {
+        self.create_limited(run, Some(max_active)).await
+    }
+
+    async fn create_run_metered(
+        &self,
+        run: &RunRecord,
+        max_active: Option<u32>,
+    ) -> Result<CreateOutcome, StorageError> {
+        if run.metering.is_none() && max_active.is_none() {
+            return self.create_run(run).await;
+        }
         self.create_limited(run, max_active).await
+    }
+
+    async fn charge_usage(
+        &self,
+        owner: Owner<'_>,
+        metering: &Metering,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<UsageToday, StorageError> {
+        self.charge(owner, metering, input_tokens, output_tokens)
+            .await
+    }
+
+    async fn usage_on(&self, owner: Owner<'_>, day: &str) -> Result<UsageToday, StorageError> {
+        self.day_usage(owner, day).await
+    }
+
+    async fn limit_overrides(&self, owner: Owner<'_>) -> Result<Overrides, StorageError> {
+        self.overrides(owner).await
     }
 
     async fn active_runs(&self, owner: Owner<'_>) -> Result<u64, StorageError> {

@@ -1,13 +1,15 @@
-//! The writes that move an owner's active-run counter with a run, in one `TransactWriteItems`:
-//! the create that takes a slot, and the terminal write that gives it back; their cancellation
-//! reasons classified per item.
+//! The writes that move an owner's counters with a run, in one `TransactWriteItems`: the
+//! create that takes a slot and counts the run on its day (refused by a spent budget), and the
+//! terminal write that gives the slot back; their cancellation reasons classified per item.
 
 use super::codec::{Item, n, run_from, run_item, s};
-use super::{DynamoStore, PK, SK, classify};
+use super::{DynamoStore, PK, SK, TTL_ATTRIBUTE, classify};
 use crate::state::ExecutionState;
 use crate::store::record::DISPATCH_FAILED_PREFIX;
+use crate::store::usage::attrs;
 use crate::store::{
-    CreateOutcome, Expected, Owner, RunRecord, StorageError, StorageErrorKind, keys,
+    BudgetScope, CreateOutcome, Expected, Metering, Owner, RunRecord, StorageError,
+    StorageErrorKind, keys,
 };
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -74,6 +76,44 @@ fn counter_key(owner: Owner<'_>) -> Item {
     ])
 }
 
+/// The key of a day's counters item under partition `pk`.
+pub fn day_key(pk: String, day: &str) -> Item {
+    Item::from([
+        (PK.to_owned(), s(pk)),
+        (SK.to_owned(), s(keys::usage_sk(day))),
+    ])
+}
+
+/// The key of an owner's counters of `day`.
+pub fn usage_key(owner: Owner<'_>, day: &str) -> Item {
+    day_key(keys::owner_pk(owner), day)
+}
+
+/// `ADD runs 1` on a day's counters (created if absent, with their TTL), refused while the day's
+/// `tokens` have reached `budget`.
+fn count_run(
+    table: &str,
+    key: Item,
+    m: &Metering,
+    budget: Option<u64>,
+) -> Result<Update, aws_smithy_types::error::operation::BuildError> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression("ADD #runs :one SET #ttl = :ttl")
+        .expression_attribute_names("#runs", attrs::RUNS)
+        .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":ttl", n(m.expires_at()));
+    if let Some(b) = budget {
+        update = update
+            .condition_expression("attribute_not_exists(#tokens) OR #tokens < :budget")
+            .expression_attribute_names("#tokens", attrs::TOKENS)
+            .expression_attribute_values(":budget", n(b));
+    }
+    update.build()
+}
+
 /// A pause before attempt `attempt` (1-based) of a conflicted transaction.
 fn backoff(attempt: u32) -> Duration {
     let jitter = crate::time::now_ms().wrapping_mul(2_654_435_761) % 1000;
@@ -125,12 +165,15 @@ impl DynamoStore {
         }
     }
 
-    /// The create that takes a slot: the run's conditional put (as `create_run`'s) and the
-    /// owner's counter `ADD active 1` while below `max_active`, in one transaction.
+    /// The create that takes a slot and counts the run on its day (any of them, as `run`
+    /// asks): the run's conditional put (as `create_run`'s), the owner's counter `ADD active 1`
+    /// while below `max_active`, and `ADD runs 1` on the owner's and the tenant's day items,
+    /// each while its day's `tokens` are below the budget `run.metering` carries, in one
+    /// transaction.
     pub(super) async fn create_limited(
         &self,
         run: &RunRecord,
-        max_active: u32,
+        max_active: Option<u32>,
     ) -> Result<CreateOutcome, StorageError> {
         const OP: &str = "create_run";
         let now_secs = crate::time::now_ms() / 1000;
@@ -148,23 +191,42 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| built(OP, e))?;
-        let take = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(counter_key(run.owner())))
-            .update_expression("ADD #active :one")
-            .condition_expression("attribute_not_exists(#active) OR #active < :max")
-            .expression_attribute_names("#active", ACTIVE)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(u64::from(max_active)))
-            .build()
-            .map_err(|e| built(OP, e))?;
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(take).build(),
-        ];
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        // What a failed condition of each item after the put means.
+        let mut refusals = Vec::new();
+        if let Some(max) = max_active {
+            let take = Update::builder()
+                .table_name(self.table())
+                .set_key(Some(counter_key(run.owner())))
+                .update_expression("ADD #active :one")
+                .condition_expression("attribute_not_exists(#active) OR #active < :max")
+                .expression_attribute_names("#active", ACTIVE)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":max", n(u64::from(max)))
+                .build()
+                .map_err(|e| built(OP, e))?;
+            items.push(TransactWriteItem::builder().update(take).build());
+            refusals.push(CreateOutcome::AtLimit);
+        }
+        if let Some(m) = &run.metering {
+            let user = (
+                usage_key(run.owner(), &m.day),
+                m.user_budget,
+                BudgetScope::User,
+            );
+            let tenant = run.tenant_id.as_deref().map(|t| {
+                let key = day_key(keys::tenant_pk(t), &m.day);
+                (key, m.tenant_budget, BudgetScope::Tenant)
+            });
+            for (key, budget, scope) in std::iter::once(user).chain(tenant) {
+                let count = count_run(self.table(), key, m, budget).map_err(|e| built(OP, e))?;
+                items.push(TransactWriteItem::builder().update(count).build());
+                refusals.push(CreateOutcome::OverBudget(scope));
+            }
+        }
         match self.transact(OP, items).await {
             Ok(()) => Ok(CreateOutcome::Created),
-            // The run exists (a retried request), whatever the counter says.
+            // The run exists (a retried request), whatever the counters say.
             Err(Ok(Cancelled::Condition(0, Some(item)))) => {
                 Ok(CreateOutcome::Existing(Box::new(run_from(OP, &item)?)))
             }
@@ -174,7 +236,10 @@ impl DynamoStore {
                     None => Err(StorageError::conflict(OP)),
                 }
             }
-            Err(Ok(Cancelled::Condition(_, _))) => Ok(CreateOutcome::AtLimit),
+            Err(Ok(Cancelled::Condition(i, _))) => Ok(refusals
+                .get(i - 1)
+                .cloned()
+                .unwrap_or(CreateOutcome::AtLimit)),
             Err(Ok(Cancelled::Other(e))) | Err(Err(e)) => Err(e),
             Err(Ok(Cancelled::Conflict)) => Err(StorageError::new(
                 StorageErrorKind::Contention,
