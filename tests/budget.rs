@@ -306,11 +306,8 @@ impl wsexec::time::Clock for TestClock {
     }
 }
 
-/// With the budget spent today, the next UTC day (an injected clock) starts fresh: the start
-/// is counted on the new day's counters and runs, while today's still say spent.
-#[tokio::test]
-async fn the_next_utc_day_starts_fresh() {
-    let server = ChatServer::start(vec![answer(300, 300), answer(20, 10)]).await;
+/// The `llm` agent on the scripted model `server`, with no tools.
+fn agent(server: &ChatServer) -> LlmAgent {
     let env: HashMap<&str, String> = [
         ("LLM_PROVIDER", "openai".to_owned()),
         ("LLM_MODEL", "test-model".to_owned()),
@@ -319,9 +316,17 @@ async fn the_next_utc_day_starts_fresh() {
     ]
     .into_iter()
     .collect();
-    let agent = LlmAgent::from_lookup(|k| env.get(k).cloned())
+    LlmAgent::from_lookup(|k| env.get(k).cloned())
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+/// With the budget spent today, the next UTC day (an injected clock) starts fresh: the start
+/// is counted on the new day's counters and runs, while today's still say spent.
+#[tokio::test]
+async fn the_next_utc_day_starts_fresh() {
+    let server = ChatServer::start(vec![answer(300, 300), answer(20, 10)]).await;
+    let agent = agent(&server);
     let store = Arc::new(fresh_store("budget-day").await);
     let mut config = test_config();
     config.daily_token_budget_per_user = Some(500);
@@ -378,19 +383,7 @@ type Setting = fn(&mut wsexec::Config);
 #[tokio::test]
 async fn requests_per_run_with_limits_on_and_off_are_counted() {
     let server = ChatServer::start((0..8).map(|_| answer(20, 10)).collect()).await;
-    let env: HashMap<&str, String> = [
-        ("LLM_PROVIDER", "openai".to_owned()),
-        ("LLM_MODEL", "test-model".to_owned()),
-        ("LLM_BASE_URL", server.url.clone()),
-        ("LLM_TOOLS", "none".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let agent = Arc::new(
-        LlmAgent::from_lookup(|k| env.get(k).cloned())
-            .unwrap()
-            .unwrap(),
-    );
+    let agent = Arc::new(agent(&server));
     let store = Arc::new(fresh_store("budget-count").await);
     let counter = store.requests();
     let settings: [(&str, Setting); 4] = [
@@ -440,17 +433,7 @@ async fn requests_per_run_with_limits_on_and_off_are_counted() {
 async fn limit_overrides_in_the_table_beat_the_environment() {
     use aws_sdk_dynamodb::types::AttributeValue::{N, S};
     let server = ChatServer::start((0..4).map(|_| answer(20, 10)).collect()).await;
-    let env: HashMap<&str, String> = [
-        ("LLM_PROVIDER", "openai".to_owned()),
-        ("LLM_MODEL", "test-model".to_owned()),
-        ("LLM_BASE_URL", server.url.clone()),
-        ("LLM_TOOLS", "none".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let agent = LlmAgent::from_lookup(|k| env.get(k).cloned())
-        .unwrap()
-        .unwrap();
+    let agent = agent(&server);
     let store = Arc::new(fresh_store("budget-override").await);
     store
         .client()
