@@ -4,14 +4,14 @@ use crate::auth::{JwtError, JwtVerifier};
 use crate::context::Mode;
 use crate::dispatch::Dispatch;
 use crate::limits::{
-    API_GATEWAY_ROUTE_LIMIT, DEFAULT_HANDOFF_MARGIN, DEFAULT_HEARTBEAT_DEADLINE,
+    API_GATEWAY_ROUTE_LIMIT, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_HANDOFF_MARGIN, DEFAULT_HEARTBEAT_DEADLINE,
     DEFAULT_RUN_TIME_LIMIT, DEFAULT_STREAM_FLUSH, MIN_ROUTE_TIME_LIMIT,
 };
 use crate::run::RunLimits;
 use std::time::Duration;
 
 /// Every environment variable wsexec reads (the SDK's own `AWS_*` variables aside).
-pub const ENV_VARS: [&str; 19] = [
+pub const ENV_VARS: [&str; 20] = [
     "TABLE_NAME",
     "CONNECTIONS_ENDPOINT",
     "JWT_SECRET",
@@ -31,6 +31,7 @@ pub const ENV_VARS: [&str; 19] = [
     "ROUTE_TIME_LIMIT_MS",
     "DAILY_TOKEN_BUDGET_PER_USER",
     "DAILY_TOKEN_BUDGET_PER_TENANT",
+    "APPROVAL_TIMEOUT_MS",
 ];
 
 /// The longest run one worker invocation can drive: Lambda's 15 minutes, less 30 s kept to
@@ -97,6 +98,9 @@ pub struct Config {
     /// Tokens all of one tenant's users together may use per UTC day
     /// (`DAILY_TOKEN_BUDGET_PER_TENANT`); `None`: no budget.
     pub daily_token_budget_per_tenant: Option<u64>,
+    /// How long a run waits for the user's answer to a tool approval before it ends `timeout`
+    /// (`APPROVAL_TIMEOUT_MS`; never past the run's own time limit).
+    pub approval_timeout: Duration,
 }
 
 impl Default for Config {
@@ -118,6 +122,7 @@ impl Default for Config {
             route_limit: API_GATEWAY_ROUTE_LIMIT,
             daily_token_budget_per_user: None,
             daily_token_budget_per_tenant: None,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -200,6 +205,16 @@ impl Config {
                 ),
             });
         }
+        let approval_timeout = ms("APPROVAL_TIMEOUT_MS", DEFAULT_APPROVAL_TIMEOUT)?;
+        if approval_timeout > MAX_RUN_TIME_LIMIT {
+            return Err(ConfigError::Invalid {
+                var: "APPROVAL_TIMEOUT_MS",
+                reason: format!(
+                    "must be at most {} (a run's longest time limit)",
+                    MAX_RUN_TIME_LIMIT.as_millis()
+                ),
+            });
+        }
         let jwt = JwtVerifier::from_settings(
             get("JWT_SECRET").as_deref(),
             get("JWT_PUBLIC_KEY").as_deref(),
@@ -225,6 +240,7 @@ impl Config {
             daily_token_budget_per_tenant: limit("DAILY_TOKEN_BUDGET_PER_TENANT")?,
             handoff_margin: ms("HANDOFF_MARGIN_MS", DEFAULT_HANDOFF_MARGIN)?,
             route_limit,
+            approval_timeout,
         })
     }
 
@@ -261,6 +277,7 @@ impl Config {
             heartbeat_deadline: self.heartbeat_deadline,
             stream_flush: self.stream_flush,
             handoff_margin: self.handoff_margin,
+            approval_timeout: self.approval_timeout,
         }
     }
 

@@ -91,6 +91,12 @@ pub const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 /// 15 minutes for it; an inline start hands off at 23 s of the route's 28.
 pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_millis(5000);
 
+/// How long a run waits for the user's answer to a tool approval when `APPROVAL_TIMEOUT_MS` is
+/// unset: ten minutes is API Gateway's idle timeout, so a user who has not answered by then
+/// has most likely left (their connection would have been dropped without traffic), and a
+/// waiting run holds an active-run slot.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_millis(600_000);
+
 /// A connection record outlives API Gateway's 2 h maximum connection time by this margin, then
 /// TTL removes it even if `$disconnect` was never delivered (AWS does not guarantee it).
 pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 3600 + 600);

@@ -155,7 +155,7 @@ async fn end_if_overdue(
     let Some(mut next) = next_version(run, &[event], now_ms) else {
         return Ok(Reaped::NotDue(run.clone()));
     };
-    let error = ended_error(event);
+    let error = ended_error(run, event);
     next.error = Some(RunError {
         code: error.code.as_str().to_owned(),
         message: error.message.into_owned(),
@@ -171,15 +171,27 @@ async fn end_if_overdue(
     }
 }
 
-/// What the owner is told, and the run records, when `event` ends a run.
-fn ended_error(event: RunEvent) -> ClientError {
+/// What the owner is told, and the run records, when `event` ends `run`: a run that waited for
+/// an approval nobody gave ends `approval_timeout`.
+fn ended_error(run: &RunRecord, event: RunEvent) -> ClientError {
     match event {
+        RunEvent::TimeOut if unanswered(run) => ClientError::new(
+            ErrorCode::ApprovalTimeout,
+            "nobody answered the tool approval in time (APPROVAL_TIMEOUT_MS, or the run's time limit)",
+        ),
         RunEvent::TimeOut => ClientError::run_timeout(),
         _ => ClientError::new(
             ErrorCode::RunDead,
             "the run's process stopped sending heartbeats",
         ),
     }
+}
+
+/// Whether `run` still waited for the answer to one of its tool approvals.
+fn unanswered(run: &RunRecord) -> bool {
+    run.awaiting
+        .as_ref()
+        .is_some_and(crate::store::Awaiting::waiting)
 }
 
 /// Tells the live connections of the owner of `runs` (all one owner's) that they died
@@ -193,10 +205,10 @@ async fn tell_owner(deps: &RunDeps<'_>, runs: &[RunRecord]) {
         Ok(c) => c,
         Err(e) => return log_storage(&e),
     };
-    let timeout = ClientError::run_timeout();
     let frames: Vec<String> = runs
         .iter()
         .map(|run| {
+            let timeout = ended_error(run, RunEvent::TimeOut);
             let event = if run.state == ExecutionState::Dead {
                 Event::AgentDeath {
                     cause: DEATH_HEARTBEAT_MISSED,

@@ -74,6 +74,22 @@ pub async fn work(
     claim: &str,
     deadline_ms: Option<u64>,
 ) -> Result<WorkerOutcome, WorkerError> {
+    let leave = deadline_ms.map(|by_ms| Leave {
+        by_ms,
+        without_progress: false,
+    });
+    claim_and_drive(mgr, ev, claim, deadline_ms, leave).await
+}
+
+/// [`work`] with the deadline the run is handed off by (`None`: none; an answer to an approval
+/// driven in its route under `RUN_DISPATCH=auto` leaves by the route's end).
+pub async fn claim_and_drive(
+    mgr: &Manager,
+    ev: &WorkerRun,
+    claim: &str,
+    deadline_ms: Option<u64>,
+    leave: Option<Leave>,
+) -> Result<WorkerOutcome, WorkerError> {
     let mode = mgr.config().mode;
     let tenant_ok = ev
         .tenant_id
@@ -154,10 +170,7 @@ pub async fn work(
         connection_id: &connection_id,
         endpoint: &endpoint,
         deadline_ms,
-        leave: deadline_ms.map(|by_ms| Leave {
-            by_ms,
-            without_progress: false,
-        }),
+        leave,
     };
     crate::run::drive(deps, origin, &ctx, claimed, agent.as_ref()).await;
     Ok(WorkerOutcome::Drove)

@@ -45,7 +45,9 @@ impl<'a> Cancel<'a> {
         // A heartbeat may bump the version between the read and the write: cancel again on
         // what is stored then.
         let cancel = |run: &RunRecord| {
-            last_beat = (run.state == ExecutionState::Running).then_some(run.updated_at);
+            // A run that waits for an approval has no driver to wait for.
+            last_beat = (run.state == ExecutionState::Running && !run.waiting_approval())
+                .then_some(run.updated_at);
             let mut next = next_version(run, &[RunEvent::Cancel], now_ms()).ok_or_else(|| {
                 ClientError::new(ErrorCode::RunFinished, format!("run already {}", run.state))
             })?;

@@ -8,9 +8,12 @@
 //! - [`get`]: reads one run (`get_execution`).
 //! - [`list`]: reads a page of runs (`list_executions`).
 //! - [`resume`]: a run's snapshot, and its events from then on to this connection (`resume`).
+//! - [`approve`]: answers a run's tool approval (`approve_tool`), and continues the run once
+//!   every call it waits on is answered.
 //! - [`usage`]: the caller's usage today and the limits that apply (`get_usage`).
 //! - [`error`]: [`CmdError`], the one error path.
 
+pub mod approve;
 pub mod cancel;
 pub mod error;
 pub mod get;
@@ -65,6 +68,7 @@ pub enum Command<'a> {
     Cancel(cancel::Cancel<'a>),
     Resume(resume::Resume<'a>),
     Usage(usage::GetUsage),
+    Approve(approve::Approve<'a>),
     Unknown(Cow<'a, str>),
 }
 
@@ -106,6 +110,7 @@ impl<'a> Command<'a> {
             "cancel_agent" => Command::Cancel(cancel::Cancel::parse(fields)?),
             "resume" => Command::Resume(resume::Resume::parse(fields)?),
             "get_usage" => Command::Usage(usage::GetUsage),
+            "approve_tool" => Command::Approve(approve::Approve::parse(fields)?),
             _ => Command::Unknown(kind),
         })
     }
@@ -122,6 +127,7 @@ pub async fn apply(mgr: &Manager, caller: &Caller<'_>, command: Command<'_>) -> 
         Command::Cancel(c) => c.apply(mgr, caller).await.map(Some),
         Command::Resume(c) => c.apply(mgr, caller).await.map(Some),
         Command::Usage(c) => c.apply(mgr, caller).await.map(Some),
+        Command::Approve(c) => c.apply(mgr, caller).await,
         Command::Ping | Command::Heartbeat | Command::Unknown(_) => return None,
     };
     done.unwrap_or_else(|e| Some(e.into_reply(caller.request_id)))

@@ -11,12 +11,14 @@ use super::{Caller, CmdError};
 use crate::limits::{MAX_ID_FIELD_BYTES, RESUME_ATTEMPTS};
 use crate::manager::Manager;
 use crate::protocol::inbound::{Fields, required};
-use crate::protocol::{ClientError, ErrorCode, Event, ExecutionView, Reply};
+use crate::notify::PushTarget;
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, ExecutionView, Reply, RunRef};
+use crate::run::RunDeps;
 use crate::run::follow::{AttachError, attach};
 use crate::run::{Settled, next_version, write_settled};
 use crate::state::RunEvent;
 use crate::store::{RunRecord, StorageError};
-use crate::time::now_ms;
+use crate::time::{now_ms, rfc3339_ms};
 use std::borrow::Cow;
 
 /// `resume {run_id, after_seq?}`: follow a run again after a reconnect, every event after
@@ -67,11 +69,46 @@ impl<'a> Resume<'a> {
         match write_settled(deps.store, run, RESUME_ATTEMPTS, attached, |_| true).await {
             Settled::Written(r) => {
                 deps.attached.add(origin.connection_id, &r.run_id);
+                replay_approvals(&deps, caller, &r).await;
                 Ok(snapshot(&r))
             }
             Settled::Declined(answer) => answer.map_err(CmdError::Refused),
             Settled::Conflict(_) => Err(StorageError::conflict("resume_run").into()),
             Settled::Failed(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A suspended run has no driver to replay its events: its `tool_approval_required` events
+/// still unanswered (with their own `seq`) are pushed to the caller here, those after the
+/// `seq` its attachment starts from.
+async fn replay_approvals(deps: &RunDeps<'_>, caller: &Caller<'_>, run: &RunRecord) {
+    let Some(awaiting) = run.awaiting.as_ref().filter(|_| run.waiting_approval()) else {
+        return;
+    };
+    let origin = caller.origin;
+    let has = run
+        .followers
+        .iter()
+        .find(|f| f.connection_id == origin.connection_id)
+        .map_or(0, |f| f.after_seq);
+    let expires_at = rfc3339_ms(awaiting.expires_at);
+    for c in awaiting.calls.iter().filter(|c| c.answer.is_none() && c.seq > has) {
+        let event = Event::ToolApprovalRequired {
+            call_id: &c.call_id,
+            tool_name: &c.tool_name,
+            parameters: &c.parameters,
+            expires_at: &expires_at,
+        };
+        let frame = Envelope::new(event, RunRef::of(run), now_ms())
+            .with_seq(c.seq)
+            .to_json();
+        let target = PushTarget {
+            endpoint: origin.endpoint,
+            connection_id: origin.connection_id,
+        };
+        if let Err(e) = deps.notifier.push(target, &frame).await {
+            tracing::warn!(error = ?e, "approval replay not delivered");
         }
     }
 }

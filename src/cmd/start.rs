@@ -196,7 +196,7 @@ fn prepare(
 /// When an inline start under `RUN_DISPATCH=auto` must have left its route: the route's limit
 /// from now (or Lambda's deadline, if sooner). It leaves whether or not it made progress: the
 /// route's end is not its to move.
-fn route_leave(mgr: &Manager, deadline_ms: Option<u64>) -> Leave {
+pub(crate) fn route_leave(mgr: &Manager, deadline_ms: Option<u64>) -> Leave {
     let by_route = now_ms() + mgr.config().route_limit.as_millis() as u64;
     Leave {
         by_ms: deadline_ms.map_or(by_route, |d| d.min(by_route)),

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use once_cell::sync::OnceCell;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,31 @@ impl LlmAgent {
             tools.push(t);
         }
         (tools, specs)
+    }
+
+    /// Whether a run may wait for an approval: `LLM_TOOLS_APPROVAL` names an offered built-in,
+    /// an MCP server's entry does not say `never`, or an added tool asks for it.
+    pub fn may_suspend(&self) -> bool {
+        use crate::mcp::config::RequireApproval;
+        self.tools.iter().any(|t| {
+            t.hints().require_approval || self.settings.tools_approval.contains(&t.name())
+        }) || self
+            .settings
+            .mcp
+            .iter()
+            .any(|m| m.require_approval != RequireApproval::Never)
+    }
+
+    /// Whether a call to `name` (among a run's `tools`) waits for the user's approval: an MCP
+    /// tool by its server entry's `require_approval` and its annotations, a built-in by
+    /// `LLM_TOOLS_APPROVAL`. An unknown tool runs nothing, so it needs none.
+    fn needs_approval(&self, tools: &[Arc<dyn Tool>], name: &str) -> bool {
+        let Some(tool) = tools.iter().find(|t| t.name() == name) else {
+            return false;
+        };
+        let builtin = self.tools.iter().any(|b| b.name() == name);
+        tool.hints().require_approval
+            || (builtin && self.settings.tools_approval.contains(&name))
     }
 
     /// Ends the MCP servers' sessions (graceful shutdown).
@@ -255,9 +281,17 @@ impl LlmAgent {
         if let Some(text) = resumed.answer {
             return Ok(self.result(text, model, usage));
         }
+        let needs_approval = |name: &str| self.needs_approval(&tools, name);
         if !resumed.open.is_empty() {
-            let results = finish_open_calls(resumed.open, first - 1, &tools, events).await;
-            messages.extend(results);
+            let how = RoundCalls {
+                round: first - 1,
+                tools: &tools,
+                needs_approval: &needs_approval,
+                answers: &resumed.answers,
+                fresh: false,
+                redo: from.redo,
+            };
+            messages.extend(answer_calls(resumed.open, &how, events).await?);
         }
         if from.redo {
             // The round the last worker may have been streaming is requested again: the text
@@ -328,15 +362,17 @@ impl LlmAgent {
                 tool_calls: output.tool_calls.clone(),
             });
             // Concurrently, each with its own events; the results go back in the model's order.
-            let mut pending = Vec::with_capacity(output.tool_calls.len());
-            for c in &output.tool_calls {
-                pending.push(call_tool(c, round, &tools, events));
-            }
-            let results: Vec<Message> = futures_util::stream::iter(pending)
-                .buffered(MAX_CONCURRENT_TOOL_CALLS)
-                .collect()
-                .await;
-            messages.extend(results);
+            // Calls that need approval suspend the run once the others are done.
+            let how = RoundCalls {
+                round,
+                tools: &tools,
+                needs_approval: &needs_approval,
+                answers: &resumed.answers,
+                fresh: true,
+                redo: false,
+            };
+            let open = output.tool_calls.into_iter().map(|c| (c, None)).collect();
+            messages.extend(answer_calls(open, &how, events).await?);
             // The round and its calls are journaled: the next round may as well be another
             // invocation's (a hand-off before this one's deadline).
             events.safe_point().await;
@@ -364,43 +400,128 @@ impl LlmAgent {
     }
 }
 
-/// The results of the last journaled round's calls, in the model's order: a journaled one as
-/// it was; one in flight when the last worker stopped is called again (with its events, and
-/// journaled) only when its tool says that is safe, else the model is told it was interrupted.
-async fn finish_open_calls(
-    open: Vec<(ToolCall, Option<Message>)>,
+/// How the calls of one round are answered: a fresh round's, or the last journaled round's
+/// on a continuation.
+struct RoundCalls<'a> {
     round: u32,
-    tools: &[Arc<dyn Tool>],
+    tools: &'a [Arc<dyn Tool>],
+    /// Whether a call waits for the user's approval before it runs.
+    needs_approval: &'a (dyn Fn(&str) -> bool + Sync),
+    /// The user's answers, by call id (from the run's last suspension).
+    answers: &'a HashMap<String, replay::Answer>,
+    /// The calls were just asked for: none of them can have begun.
+    fresh: bool,
+    /// The last invocation may have stopped in the middle of a call (see `RunInput::redo`).
+    redo: bool,
+}
+
+/// The results of a round's calls, in the model's order. A journaled result is kept as it
+/// was. A call that needs approval runs once approved, and its result says the user declined
+/// when denied; calls still unanswered suspend the run (after the others ran and were
+/// journaled). On a continuation a call that may have been in flight when the last worker
+/// stopped is called again only when its tool says that is safe, else the model is told it
+/// was interrupted. The calls that run, run concurrently (bounded).
+async fn answer_calls(
+    open: Vec<(ToolCall, Option<Message>)>,
+    how: &RoundCalls<'_>,
     events: &dyn AgentEvents,
-) -> Vec<Message> {
-    let mut out = Vec::with_capacity(open.len());
+) -> Result<Vec<Message>, ProviderError> {
+    let mut out: Vec<Option<Message>> = Vec::with_capacity(open.len());
+    let mut run_now = Vec::new();
+    let mut ask = Vec::new();
     for (call, kept) in open {
-        if let Some(m) = kept {
-            out.push(m);
+        if kept.is_some() {
+            out.push(kept);
             continue;
         }
-        let tool = tools.iter().find(|t| t.name() == call.name);
+        let tool = how.tools.iter().find(|t| t.name() == call.name);
         // An unknown tool is an error result either way: nothing runs.
-        if tool.is_none_or(|t| t.hints().redo_safe()) {
-            out.push(call_tool(&call, round, tools, events).await);
-            continue;
+        let redo_safe = tool.is_none_or(|t| t.hints().redo_safe());
+        let call_it = if (how.needs_approval)(&call.name) {
+            match how.answers.get(&call.id) {
+                None => {
+                    ask.push(crate::run::PendingApproval {
+                        call_id: call.id.clone(),
+                        tool_name: call.name.chars().take(MAX_TOOL_NAME_CHARS).collect(),
+                        parameters: shown_arguments(&call.arguments),
+                    });
+                    out.push(None);
+                    continue;
+                }
+                Some(answer) if !answer.approved => {
+                    let content = json!({ "error": replay::declined(answer.reason.as_deref()) });
+                    out.push(Some(unrun(&call, how.round, content, events, false).await));
+                    continue;
+                }
+                // Approved: it can have begun only in an invocation that stopped mid-step.
+                Some(_) => !how.redo || redo_safe,
+            }
+        } else {
+            how.fresh || redo_safe
+        };
+        if call_it {
+            run_now.push((out.len(), call));
+            out.push(None);
+        } else {
+            let content = json!({ "error": replay::INTERRUPTED });
+            out.push(Some(unrun(&call, how.round, content, events, true).await));
         }
-        let content = json!({ "error": replay::INTERRUPTED });
-        let shown: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
-        events.tool_completed(&shown, content.clone(), 0).await;
-        events
-            .save_step(replay::tool_step(
-                round, &call.id, &call.name, &content, true,
-            ))
-            .await;
-        out.push(Message::ToolResult {
-            call_id: call.id,
-            name: call.name,
-            content,
-            is_error: true,
-        });
     }
-    out
+    let mut calls = Vec::with_capacity(run_now.len());
+    for (_, c) in &run_now {
+        calls.push(call_tool(c, how.round, how.tools, events));
+    }
+    let results: Vec<Message> = futures_util::stream::iter(calls)
+        .buffered(MAX_CONCURRENT_TOOL_CALLS)
+        .collect()
+        .await;
+    for ((i, _), m) in run_now.iter().zip(results) {
+        out[*i] = Some(m);
+    }
+    if !ask.is_empty() {
+        // Every other call of the round is journaled: the run waits here for the answers,
+        // and a continuation goes on from the journal once they are all in.
+        events.await_approval(ask).await;
+        return Err(ProviderError::new(
+            LlmErrorKind::Invalid,
+            "a tool call needs the user's approval, and this run cannot wait for it",
+        ));
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The result of a call that does not run (declined, or interrupted), journaled; an
+/// interrupted call's outcome is shown to the client as `tool_completed`.
+async fn unrun(
+    call: &ToolCall,
+    round: u32,
+    content: Value,
+    events: &dyn AgentEvents,
+    shown: bool,
+) -> Message {
+    if shown {
+        let name: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
+        events.tool_completed(&name, content.clone(), 0).await;
+    }
+    events
+        .save_step(replay::tool_step(
+            round, &call.id, &call.name, &content, true,
+        ))
+        .await;
+    Message::ToolResult {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        content,
+        is_error: true,
+    }
+}
+
+/// A call's arguments as events show them: the JSON, or the text when it is not JSON.
+fn shown_arguments(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| Value::String(arguments.into()))
 }
 
 /// Runs one call with its two events; every failure becomes an error result for the model.
@@ -416,10 +537,7 @@ async fn call_tool(
     } else {
         serde_json::from_str::<Value>(&call.arguments)
     };
-    let parameters = match &arguments {
-        Ok(v) => v.clone(),
-        Err(_) => Value::String(call.arguments.clone()),
-    };
+    let parameters = shown_arguments(&call.arguments);
     events.tool_executing(&shown, parameters).await;
     let started = Instant::now();
     let tool = tools.iter().find(|t| t.name() == call.name);

@@ -13,6 +13,7 @@ pub const ENV_VARS: &[&str] = &[
     "LLM_MAX_TOKENS",
     "LLM_TEMPERATURE",
     "LLM_TOOLS",
+    "LLM_TOOLS_APPROVAL",
     "MCP_SERVERS",
 ];
 
@@ -90,6 +91,8 @@ pub struct LlmSettings {
     pub temperature: Option<f32>,
     /// The names of the tools offered, in `LLM_TOOLS` order.
     pub tools: Vec<&'static str>,
+    /// The built-in tools whose calls wait for the user's approval (`LLM_TOOLS_APPROVAL`).
+    pub tools_approval: Vec<&'static str>,
     /// Present when the provider is Bedrock.
     pub aws: Option<AwsSettings>,
     /// The MCP servers whose tools are offered too (`MCP_SERVERS`).
@@ -177,6 +180,7 @@ impl LlmSettings {
             return Err(invalid("LLM_SYSTEM_PROMPT", "longer than 32768 characters"));
         }
         let tools = parse_tools(get("LLM_TOOLS").as_deref())?;
+        let tools_approval = parse_approval(get("LLM_TOOLS_APPROVAL").as_deref())?;
         let mcp = crate::mcp::config::parse(get("MCP_SERVERS").as_deref())?;
         let aws = match provider {
             Provider::OpenAi => None,
@@ -191,6 +195,7 @@ impl LlmSettings {
             max_tokens,
             temperature,
             tools,
+            tools_approval,
             aws,
             mcp,
         }))
@@ -246,6 +251,32 @@ fn parse_tools(list: Option<&str>) -> Result<Vec<&'static str>, LlmConfigError> 
         }
     }
     Ok(tools)
+}
+
+/// `LLM_TOOLS_APPROVAL`: `none` (the default: built-ins are pure functions of their
+/// arguments and the clock), `all`, or a comma-separated list of built-in tool names.
+fn parse_approval(list: Option<&str>) -> Result<Vec<&'static str>, LlmConfigError> {
+    match list.map(str::trim) {
+        None => Ok(Vec::new()),
+        Some(l) if l.is_empty() || l.eq_ignore_ascii_case("none") => Ok(Vec::new()),
+        Some(l) if l.eq_ignore_ascii_case("all") => Ok(crate::tools::BUILTIN_NAMES.to_vec()),
+        Some(l) => {
+            let mut names = Vec::new();
+            for name in l.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let known = crate::tools::BUILTIN_NAMES
+                    .iter()
+                    .find(|b| **b == name)
+                    .ok_or(invalid(
+                        "LLM_TOOLS_APPROVAL",
+                        "names a tool that does not exist (expected none, all, or built-in tool names)",
+                    ))?;
+                if !names.contains(known) {
+                    names.push(*known);
+                }
+            }
+            Ok(names)
+        }
+    }
 }
 
 fn aws_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AwsSettings, LlmConfigError> {

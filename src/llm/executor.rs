@@ -52,6 +52,9 @@ impl AgentEvents for RunSink {
     async fn safe_point(&self) {
         RunSink::safe_point(self).await;
     }
+    async fn await_approval(&self, calls: Vec<crate::run::PendingApproval>) {
+        RunSink::await_approval(self, calls).await;
+    }
 }
 
 /// The client's code for a provider failure.
@@ -75,6 +78,9 @@ impl Executor for LlmAgent {
 
     fn wants_history(&self) -> bool {
         true
+    }
+    fn may_suspend(&self) -> bool {
+        LlmAgent::may_suspend(self)
     }
 
     async fn shutdown(&self) {

@@ -56,6 +56,10 @@ pub trait AgentEvents: Send + Sync {
     /// Between rounds, with every step journaled and nothing in flight: the run may be handed
     /// to a continuation here, and then this never returns.
     async fn safe_point(&self) {}
+    /// Calls of the last journaled round wait for the user's approval: a driven run is
+    /// suspended here and this never returns. Without a run to suspend it returns, and the
+    /// agent fails the run (nothing can answer).
+    async fn await_approval(&self, _calls: Vec<crate::run::PendingApproval>) {}
 }
 
 /// One earlier turn of the thread: the user's text and the agent's final answer.

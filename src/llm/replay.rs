@@ -14,6 +14,27 @@ pub const INTERRUPTED: &str = "this call was interrupted when the run's worker s
 /// was (its journal write failed): it ran, and its result is gone.
 pub const RESULT_LOST: &str = "the result of this call was not kept";
 
+/// What the model is told of a call the user declined.
+pub fn declined(reason: Option<&str>) -> String {
+    match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => format!("the user declined this call; their reason: {r}"),
+        None => "the user declined this call".to_owned(),
+    }
+}
+
+/// The user's answer to a call that waited for approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub approved: bool,
+    pub reason: Option<String>,
+}
+
+/// The step that carries the user's answer to the approval of call `call_id` (the driver adds
+/// these to a continuation's journal from the run's stored answers).
+pub fn approval_step(call_id: &str, approved: bool, reason: Option<&str>) -> Value {
+    json!({"kind": "approval", "call_id": call_id, "approved": approved, "reason": reason})
+}
+
 /// The journal step of model round `round`: what it said (the answer, for a round that called
 /// no tool), its tool calls, usage and model.
 pub fn round_step(round: u32, said: &str, output: &RoundOutput) -> Value {
@@ -63,6 +84,8 @@ pub struct Resumed {
     pub model: Option<String>,
     /// Bytes of text the journaled rounds said (they count against the run's limit).
     pub said_bytes: usize,
+    /// The user's answers to calls that waited for approval, by call id.
+    pub answers: std::collections::HashMap<String, Answer>,
 }
 
 fn call_of(v: &Value) -> Option<ToolCall> {
@@ -77,6 +100,14 @@ fn call_of(v: &Value) -> Option<ToolCall> {
 /// to the item budget that called no tool is not taken as the answer: it is requested again.
 pub fn resume(journal: &[Value]) -> Resumed {
     let mut r = Resumed::default();
+    for step in journal.iter().filter(|s| s["kind"] == "approval") {
+        if let (Some(id), Some(approved)) = (step["call_id"].as_str(), step["approved"].as_bool())
+        {
+            let reason = step["reason"].as_str().map(str::to_owned);
+            r.answers
+                .insert(id.to_owned(), Answer { approved, reason });
+        }
+    }
     for step in journal {
         match step["kind"].as_str() {
             Some("round") => {

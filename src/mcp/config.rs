@@ -54,8 +54,35 @@ pub struct ServerConfig {
     pub tools: Option<Vec<String>>,
     /// One `tools/call`'s time limit.
     pub timeout: Duration,
-    /// Every call to this server's tools waits for the user's approval (tool approval reads it).
-    pub require_approval: bool,
+    /// Which of this server's tools wait for the user's approval before each call.
+    pub require_approval: RequireApproval,
+}
+
+/// An entry's `require_approval`: which of its tools' calls wait for the user's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RequireApproval {
+    /// Unset: the tools the server annotates `destructiveHint: true` (and not read-only).
+    #[default]
+    Destructive,
+    /// `"always"`: every call.
+    Always,
+    /// `"never"`: none, whatever the server's annotations say.
+    Never,
+    /// A list of the server's own tool names: those, and no other.
+    Tools(Vec<String>),
+}
+
+impl RequireApproval {
+    /// Whether a call to the server's tool `remote_name`, annotated as `destructive` (only an
+    /// explicit `destructiveHint: true` counts) and `read_only`, waits for approval.
+    pub fn covers(&self, remote_name: &str, destructive: Option<bool>, read_only: bool) -> bool {
+        match self {
+            RequireApproval::Destructive => destructive == Some(true) && !read_only,
+            RequireApproval::Always => true,
+            RequireApproval::Never => false,
+            RequireApproval::Tools(names) => names.iter().any(|n| n == remote_name),
+        }
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -109,7 +136,7 @@ struct RawEntry {
     #[serde(default)]
     timeout_ms: Option<serde_json::Value>,
     #[serde(default)]
-    require_approval: Option<bool>,
+    require_approval: Option<serde_json::Value>,
 }
 
 /// Parses `MCP_SERVERS`. Unset or blank is no servers.
@@ -175,6 +202,31 @@ pub fn parse(value: Option<&str>) -> Result<Vec<ServerConfig>, McpConfigError> {
                 .map(Duration::from_millis)
                 .ok_or_else(|| fail("timeout_ms must be a whole number from 1 to 60000"))?,
         };
+        let require_approval = match raw.require_approval {
+            None => RequireApproval::Destructive,
+            Some(serde_json::Value::String(s)) if s == "always" => RequireApproval::Always,
+            Some(serde_json::Value::String(s)) if s == "never" => RequireApproval::Never,
+            Some(serde_json::Value::Array(list)) if list.len() <= MAX_ALLOWED_TOOLS => {
+                RequireApproval::Tools(
+                    list.into_iter()
+                        .map(|t| match t {
+                            serde_json::Value::String(s) if !s.is_empty() && s.len() <= 128 => {
+                                Ok(s)
+                            }
+                            _ => Err(()),
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|()| {
+                            fail("require_approval must be \"always\", \"never\" or an array of tool names")
+                        })?,
+                )
+            }
+            Some(_) => {
+                return Err(fail(
+                    "require_approval must be \"always\", \"never\" or an array of tool names",
+                ));
+            }
+        };
         let _ = raw.name;
         servers.push(ServerConfig {
             name,
@@ -182,7 +234,7 @@ pub fn parse(value: Option<&str>) -> Result<Vec<ServerConfig>, McpConfigError> {
             headers,
             tools,
             timeout,
-            require_approval: raw.require_approval.unwrap_or(false),
+            require_approval,
         });
     }
     Ok(servers)

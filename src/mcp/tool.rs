@@ -95,7 +95,11 @@ impl McpTool {
             destructive: a.destructive_hint.unwrap_or(true),
             idempotent: a.idempotent_hint.unwrap_or(false),
             open_world: a.open_world_hint.unwrap_or(true),
-            require_approval: cfg.require_approval,
+            require_approval: cfg.require_approval.covers(
+                &remote.name,
+                a.destructive_hint,
+                a.read_only_hint.unwrap_or(false),
+            ),
         };
         Ok(McpTool {
             name: offered_name(&cfg.name, &remote.name),

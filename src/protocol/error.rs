@@ -34,12 +34,16 @@ pub enum ErrorCode {
     UnknownAgent,
     /// The run already has as many followers as it may (`MAX_RUN_FOLLOWERS`).
     TooManyFollowers,
+    /// The tool call named by `approve_tool` was already answered; nothing changed.
+    AlreadyAnswered,
     /// The connection has no identity (unknown or expired connection).
     Unauthorized,
     /// The agent itself failed.
     AgentFailed,
     /// The run exceeded its time limit.
     RunTimeout,
+    /// Nobody answered a tool approval within `APPROVAL_TIMEOUT_MS` (the run is `timeout`).
+    ApprovalTimeout,
     /// The run streamed more answer text than one run may (`MAX_RUN_TEXT_BYTES`).
     AnswerTooLarge,
     /// The process's runs together hold all the answer text they may
@@ -85,9 +89,11 @@ impl ErrorCode {
             ErrorCode::RunFinished => "run_finished",
             ErrorCode::UnknownAgent => "unknown_agent",
             ErrorCode::TooManyFollowers => "too_many_followers",
+            ErrorCode::AlreadyAnswered => "already_answered",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::AgentFailed => "agent_failed",
             ErrorCode::RunTimeout => "run_timeout",
+            ErrorCode::ApprovalTimeout => "approval_timeout",
             ErrorCode::AnswerTooLarge => "answer_too_large",
             ErrorCode::TextBudgetExceeded => "text_budget_exceeded",
             ErrorCode::Shutdown => "instance_shutdown",

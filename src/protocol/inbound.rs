@@ -30,6 +30,11 @@ struct RawFrame<'a> {
     limit: Option<u64>,
     after_seq: Option<u64>,
     #[serde(borrow)]
+    call_id: Option<Cow<'a, str>>,
+    approved: Option<bool>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     payload: Option<Payload<'a>>,
 }
 
@@ -43,6 +48,9 @@ pub struct Fields<'a> {
     pub cursor: Option<Cow<'a, str>>,
     pub limit: Option<u64>,
     pub after_seq: Option<u64>,
+    pub call_id: Option<Cow<'a, str>>,
+    pub approved: Option<bool>,
+    pub reason: Option<Cow<'a, str>>,
     pub payload: Option<Payload<'a>>,
 }
 
@@ -178,6 +186,9 @@ pub fn parse_frame(body: &str) -> Result<Frame<'_>, FrameError> {
             cursor: raw.cursor,
             limit: raw.limit,
             after_seq: raw.after_seq,
+            call_id: raw.call_id,
+            approved: raw.approved,
+            reason: raw.reason,
             payload: raw.payload,
         },
     })

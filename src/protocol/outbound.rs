@@ -23,6 +23,8 @@ pub enum EventType {
     ToolCompleted,
     AgentDelta,
     AgentTextDiscarded,
+    ToolApprovalRequired,
+    ApprovalAccepted,
     AgentCompleted,
     AgentError,
     AgentCancelled,
@@ -45,6 +47,8 @@ impl EventType {
             EventType::ToolCompleted => "tool_completed",
             EventType::AgentDelta => "agent_delta",
             EventType::AgentTextDiscarded => "agent_text_discarded",
+            EventType::ToolApprovalRequired => "tool_approval_required",
+            EventType::ApprovalAccepted => "approval_accepted",
             EventType::AgentCompleted => "agent_completed",
             EventType::AgentError => "agent_error",
             EventType::AgentCancelled => "agent_cancelled",
@@ -124,6 +128,21 @@ pub enum Event<'a> {
         round: u32,
         reason: DiscardReason,
     },
+    /// The run waits for its owner's answer (`approve_tool`) before it calls this tool.
+    ToolApprovalRequired {
+        call_id: &'a str,
+        tool_name: &'a str,
+        parameters: &'a Value,
+        /// RFC 3339: unanswered by then, the run ends `timeout`.
+        expires_at: &'a str,
+    },
+    /// `approve_tool`'s reply: the answer is recorded; `continued` when it was the last one
+    /// the run waited for and the run goes on.
+    ApprovalAccepted {
+        call_id: &'a str,
+        approved: bool,
+        continued: bool,
+    },
     AgentCompleted {
         agent_name: &'a str,
         result: &'a Value,
@@ -155,6 +174,8 @@ impl Event<'_> {
             Event::ToolCompleted { .. } => EventType::ToolCompleted,
             Event::AgentDelta { .. } => EventType::AgentDelta,
             Event::AgentTextDiscarded { .. } => EventType::AgentTextDiscarded,
+            Event::ToolApprovalRequired { .. } => EventType::ToolApprovalRequired,
+            Event::ApprovalAccepted { .. } => EventType::ApprovalAccepted,
             Event::AgentCompleted { .. } => EventType::AgentCompleted,
             Event::AgentError(_) => EventType::AgentError,
             Event::AgentCancelled { .. } => EventType::AgentCancelled,

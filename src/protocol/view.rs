@@ -42,9 +42,32 @@ pub struct ExecutionView<'a> {
     /// When the last continuation was dispatched (RFC 3339; absent: never).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continued_at: Option<String>,
+    /// While the run waits for its owner's approval of tool calls: those calls and when the
+    /// wait ends (the run is `running`, with no invocation driving it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<AwaitingView<'a>>,
     /// True when this reply answers a retried request that found the existing run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
+}
+
+/// What a suspended run waits for (`execution.awaiting`).
+#[derive(Debug, Serialize)]
+pub struct AwaitingView<'a> {
+    /// The calls still unanswered, each as its `tool_approval_required` showed it.
+    pub calls: Vec<AwaitedCallView<'a>>,
+    /// RFC 3339: still unanswered then, the run ends `timeout` (`approval_timeout`).
+    pub expires_at: String,
+}
+
+/// One call that waits for approval.
+#[derive(Debug, Serialize)]
+pub struct AwaitedCallView<'a> {
+    pub call_id: &'a str,
+    pub tool_name: &'a str,
+    pub parameters: &'a Value,
+    /// The `seq` of its `tool_approval_required` event.
+    pub seq: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -72,6 +95,24 @@ impl<'a> ExecutionView<'a> {
             usage: (!run.usage.is_zero()).then_some(&run.usage),
             continuations: run.continuations,
             continued_at: (run.continued_at > 0).then(|| rfc3339_ms(run.continued_at)),
+            awaiting: run
+                .awaiting
+                .as_ref()
+                .filter(|_| run.waiting_approval())
+                .map(|a| AwaitingView {
+                    calls: a
+                        .calls
+                        .iter()
+                        .filter(|c| c.answer.is_none())
+                        .map(|c| AwaitedCallView {
+                            call_id: &c.call_id,
+                            tool_name: &c.tool_name,
+                            parameters: &c.parameters,
+                            seq: c.seq,
+                        })
+                        .collect(),
+                    expires_at: rfc3339_ms(a.expires_at),
+                }),
             deduplicated,
         }
     }

@@ -23,7 +23,7 @@
 use super::budget::TextHold;
 use super::channel::Channel;
 use super::checkpoint::{Streamed, storable};
-use super::executor::{Executor, Progress, RunInput, RunSink};
+use super::executor::{Executor, PendingApproval, Progress, RunInput, RunSink};
 use super::history::thread_turns;
 use super::journal;
 use super::recover::MAX_CONTINUATIONS;
@@ -36,9 +36,12 @@ use crate::limits::{
 };
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
-use crate::store::{BudgetScope, RunError, RunRecord, RunUsage, StorageError};
+use crate::llm::replay::approval_step;
+use crate::store::{
+    AwaitedCall, Awaiting, BudgetScope, RunError, RunRecord, RunUsage, StorageError,
+};
 use crate::telemetry::{log_storage, metrics};
-use crate::time::now_ms;
+use crate::time::{now_ms, rfc3339_ms};
 use serde_json::Value;
 use std::cell::Cell;
 use std::time::Duration;
@@ -61,6 +64,8 @@ enum End {
     Shutdown,
     /// The run goes on in a new invocation; `clean` when the agent stopped at a safe point.
     HandOff { clean: bool },
+    /// The agent waits for the user's approval of these calls: the run is suspended.
+    Awaiting(Vec<PendingApproval>),
 }
 
 /// Drives `run` (already created and persisted as `running`) with `agent` to its end, pushing
@@ -92,6 +97,17 @@ pub async fn drive(
     };
     d.steps = journal.len() as u32;
     d.journaled_before = d.steps;
+    d.may_suspend = agent.may_suspend();
+    // The user's answers of the run's last suspension, for the agent to go on with.
+    let mut journal = journal;
+    if let Some(a) = &d.run.awaiting {
+        for c in &a.calls {
+            if let Some(answer) = &c.answer {
+                let reason = answer.reason.as_deref();
+                journal.push(approval_step(&c.call_id, answer.approved, reason));
+            }
+        }
+    }
     let history = if agent.wants_history() {
         match thread_turns(deps.store, &d.run).await {
             Ok(turns) => turns,
@@ -162,6 +178,8 @@ pub async fn drive(
                         break End::HandOff { clean: true };
                     }
                     let _ = go_on.send(());
+                } else if let Progress::Awaiting(calls) = p {
+                    break End::Awaiting(calls);
                 } else if let Err(e) = d.progress(p).await {
                     break End::TextLimit(e);
                 }
@@ -203,6 +221,10 @@ pub async fn drive(
         End::HandOff { clean } => {
             d.hand_off(clean, false).await;
         }
+        End::Awaiting(calls) => match drained {
+            Ok(()) => d.suspend(calls).await,
+            Err(e) => d.finish(&[RunEvent::Fail], None, Some(e)).await,
+        },
         End::Elsewhere(current) => d.tell_ended(&current).await,
         End::CancelledHere => match deps.store.get_run(d.run.owner(), &d.run.run_id).await {
             Ok(Some(current)) => d.tell_ended(&current).await,
@@ -268,6 +290,24 @@ impl Checkpoint {
         next.followers
             .retain(|f| f.expires_at > now_secs && !self.gone.contains(&f.connection_id));
     }
+}
+
+/// The most a call's parameters may take in its run's item while it waits for approval; larger
+/// ones are kept as a marked prefix of their JSON text (the item holds the answer too).
+pub const MAX_APPROVAL_PARAMETERS_BYTES: usize = 16 * 1024;
+
+/// `parameters` as stored and shown while a call waits for approval: whole when they fit
+/// [`MAX_APPROVAL_PARAMETERS_BYTES`], else a prefix of their JSON text with the full size.
+fn bounded_parameters(parameters: Value) -> Value {
+    let text = parameters.to_string();
+    if text.len() <= MAX_APPROVAL_PARAMETERS_BYTES {
+        return parameters;
+    }
+    let mut cut = MAX_APPROVAL_PARAMETERS_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    serde_json::json!({"truncated": true, "bytes": text.len(), "prefix": &text[..cut]})
 }
 
 /// The one log line of a run's consumption, with whose run it was (CloudWatch Logs Insights
@@ -341,6 +381,11 @@ struct Driver<'d> {
     last_flush: Option<Instant>,
     /// Tokens and tool calls the agent reported so far.
     usage: RunUsage,
+    /// Whether the agent may suspend the run for an approval ([`Executor::may_suspend`]).
+    may_suspend: bool,
+    /// Steps of a run that journals nothing as it goes (inline), kept in case the agent
+    /// suspends: then they are journaled before the suspension is written.
+    unsaved: Vec<Value>,
 }
 
 impl<'d> Driver<'d> {
@@ -377,6 +422,8 @@ impl<'d> Driver<'d> {
             flush_at: None,
             last_flush: None,
             usage,
+            may_suspend: false,
+            unsaved: Vec::new(),
         }
     }
 
@@ -459,6 +506,8 @@ impl<'d> Driver<'d> {
             if self.deps.relay.is_some() {
                 self.steps += 1;
                 journal::save(self.deps.store, &self.run, self.steps, body).await;
+            } else if self.may_suspend {
+                self.unsaved.push(body);
             }
             let _ = saved.send(());
             return Ok(());
@@ -555,6 +604,79 @@ impl<'d> Driver<'d> {
         }
         self.flush().await;
         outcome
+    }
+
+    /// Suspends the run until its owner answers `calls`: the steps an inline run kept are
+    /// journaled, then one conditional write checkpoints the stream (the approval events'
+    /// `seq`s included, so a continuation numbers after them), records what the run awaits,
+    /// releases the claim and makes the run due at the wait's end (no heartbeat is expected
+    /// meanwhile); then each call is pushed as `tool_approval_required`, and the invocation
+    /// returns. A write that fails leaves the run claimed here: the sweep continues it once its
+    /// heartbeat deadline passes, and the continuation asks again.
+    async fn suspend(&mut self, calls: Vec<PendingApproval>) {
+        for body in std::mem::take(&mut self.unsaved) {
+            self.steps += 1;
+            journal::save(self.deps.store, &self.run, self.steps, body).await;
+        }
+        let now = now_ms();
+        let wait = self.deps.limits.approval_timeout.as_millis() as u64;
+        let expires_at = now.saturating_add(wait).min(self.run.deadline_at);
+        let shown = rfc3339_ms(expires_at);
+        let mut awaited = Vec::with_capacity(calls.len());
+        let mut frames = Vec::with_capacity(calls.len());
+        for c in calls {
+            let parameters = bounded_parameters(c.parameters);
+            let frame = self.frame(Event::ToolApprovalRequired {
+                call_id: &c.call_id,
+                tool_name: &c.tool_name,
+                parameters: &parameters,
+                expires_at: &shown,
+            });
+            awaited.push(AwaitedCall {
+                call_id: c.call_id,
+                tool_name: c.tool_name,
+                parameters,
+                seq: frame.0,
+                answer: None,
+            });
+            frames.push(frame);
+        }
+        let awaiting = Awaiting {
+            calls: awaited,
+            expires_at,
+        };
+        let fill = move |next: &mut RunRecord, _now: u64| {
+            next.claimed_by = None;
+            next.awaiting = Some(awaiting.clone());
+            next.stale_at = expires_at;
+        };
+        self.leaving = true;
+        let seq = self.seq.get();
+        let settled = self
+            .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
+            .await;
+        match settled {
+            Settled::Written(r) => {
+                self.reserved = r.seq_reserved;
+                self.run = r;
+            }
+            Settled::Conflict(current) if current.state.is_terminal() => {
+                return self.tell_ended(&current).await;
+            }
+            Settled::Declined(()) | Settled::Conflict(_) => return,
+            Settled::Failed(e) => return log_storage(&e),
+        }
+        metrics::run_suspended();
+        tracing::info!(
+            run_id = %self.run.run_id,
+            calls = frames.len(),
+            expires_at,
+            "run suspended awaiting approval"
+        );
+        self.adopt();
+        for frame in frames {
+            self.send(frame).await;
+        }
     }
 
     /// Hands the run to continuation `n + 1`: one conditional write checkpoints the stream

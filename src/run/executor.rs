@@ -120,6 +120,20 @@ pub enum Progress {
     /// driver may hand the run to a continuation here, dropping the agent while it waits;
     /// `go_on` is answered when it goes on instead.
     SafePoint { go_on: oneshot::Sender<()> },
+    /// Tool calls that wait for the user's approval; every step so far is journaled. The
+    /// driver suspends the run (its invocation returns) and drops the agent.
+    Awaiting(Vec<PendingApproval>),
+}
+
+/// One tool call that waits for the user's approval before it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingApproval {
+    /// The model's id of the call (what `approve_tool` names).
+    pub call_id: String,
+    /// The tool's name as the events show it.
+    pub tool_name: String,
+    /// The call's arguments (a string when they are not JSON).
+    pub parameters: Value,
 }
 
 impl Progress {
@@ -154,7 +168,8 @@ impl Progress {
             Progress::Delta { .. }
             | Progress::Usage { .. }
             | Progress::Step { .. }
-            | Progress::SafePoint { .. } => return None,
+            | Progress::SafePoint { .. }
+            | Progress::Awaiting(_) => return None,
         })
     }
 }
@@ -270,6 +285,18 @@ impl RunSink {
     }
 }
 
+impl RunSink {
+    /// Suspends the run until the user answers `calls` (each pushed as
+    /// `tool_approval_required`): every step so far must be journaled. Never returns while a
+    /// driver reads the reports (the agent is dropped; a continuation goes on from the journal
+    /// with the answers); returns at once when nothing does (the run is over).
+    pub async fn await_approval(&self, calls: Vec<PendingApproval>) {
+        if self.tx.send(Progress::Awaiting(calls)).await.is_ok() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Refuses the first option in `options` that `agent` does not take (`known`), naming it, so a
 /// misspelt option is an `invalid_field` error rather than silently ignored.
 pub fn refuse_unknown_options(
@@ -318,6 +345,12 @@ pub trait Executor: Send + Sync + 'static {
     /// to that text.
     async fn execute(&self, input: RunInput<'_>, sink: RunSink) -> Result<Value, AgentFailure>;
 
+    /// Whether a run of this agent may suspend for the user's approval of a tool call
+    /// ([`RunSink::await_approval`]): then an inline run keeps its steps, to journal them if it
+    /// does.
+    fn may_suspend(&self) -> bool {
+        false
+    }
     /// Releases what the agent holds outside the process (the `llm` agent ends its MCP
     /// sessions), on a graceful shutdown.
     async fn shutdown(&self) {}

@@ -40,7 +40,8 @@ pub mod write;
 pub use agents::{Agents, DEFAULT_AGENT};
 pub use driver::{drive, log_usage};
 pub use executor::{
-    AgentFailure, Executor, Progress, RunInput, RunSink, Turn, refuse_unknown_options,
+    AgentFailure, Executor, PendingApproval, Progress, RunInput, RunSink, Turn,
+    refuse_unknown_options,
 };
 pub use ids::derive_run_id;
 pub use write::{Settled, WriteOutcome, next_version, write_run, write_settled};
@@ -62,6 +63,9 @@ pub struct RunLimits {
     /// Time kept back from an invocation's deadline to hand the run to a continuation
     /// (`HANDOFF_MARGIN_MS`).
     pub handoff_margin: Duration,
+    /// How long a run waits for a tool approval before it ends `timeout`
+    /// (`APPROVAL_TIMEOUT_MS`), never past its own deadline.
+    pub approval_timeout: Duration,
 }
 
 /// What a run needs from its instance: storage, pushes, agents and limits.

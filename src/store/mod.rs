@@ -15,7 +15,10 @@ pub mod usage;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use owner::Owner;
-pub use record::{ConnectionRecord, Follower, RunError, RunRecord, RunUsage};
+pub use record::{
+    ApprovalAnswer, AwaitedCall, Awaiting, ConnectionRecord, Follower, RunError, RunRecord,
+    RunUsage,
+};
 pub use step::StepRecord;
 pub use usage::{BudgetScope, DayUsage, Metering, Overrides, UsageToday};
 

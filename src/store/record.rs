@@ -121,8 +121,51 @@ pub struct RunRecord {
     /// budgets that applied (the driver adds each model round's tokens to the day's counters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metering: Option<super::Metering>,
+    /// The tool calls of the run's last suspension for approval and their answers: while one
+    /// is unanswered the run waits (`running`, unclaimed, due at its `expires_at`); once all
+    /// are answered the continuation reads them from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<Awaiting>,
     /// Epoch seconds (DynamoDB TTL).
     pub expires_at: u64,
+}
+
+/// Tool calls a suspended run waits on the user's answers to (see `RunRecord::awaiting`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub calls: Vec<AwaitedCall>,
+    /// Epoch milliseconds: a call still unanswered then ends the run `timeout`
+    /// (`APPROVAL_TIMEOUT_MS` after the suspension, never past the run's deadline).
+    pub expires_at: u64,
+}
+
+impl Awaiting {
+    /// Whether a call still waits for its answer.
+    pub fn waiting(&self) -> bool {
+        self.calls.iter().any(|c| c.answer.is_none())
+    }
+}
+
+/// One tool call that waits for approval, as its `tool_approval_required` event showed it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AwaitedCall {
+    pub call_id: String,
+    pub tool_name: String,
+    pub parameters: Value,
+    /// The `seq` of its `tool_approval_required` event (replayed by `resume` with it).
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<ApprovalAnswer>,
+}
+
+/// The user's answer to one approval.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalAnswer {
+    pub approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Epoch milliseconds.
+    pub at: u64,
 }
 
 /// What a run consumed: model tokens (as the provider reported them), tool calls, and how long
@@ -200,12 +243,20 @@ impl RunRecord {
         (h % ALIVE_SHARDS as u32) as u8
     }
 
-    /// What ends an alive run at `now_ms`, if it is overdue: its time limit, else its missed
-    /// heartbeat deadline.
+    /// Whether the run is suspended until its owner answers a tool approval: no driver holds
+    /// it, and no heartbeat is due.
+    pub fn waiting_approval(&self) -> bool {
+        self.state.is_alive() && self.awaiting.as_ref().is_some_and(Awaiting::waiting)
+    }
+
+    /// What ends an alive run at `now_ms`, if it is overdue: its time limit (or, while it
+    /// waits for an approval, that wait's end), else its missed heartbeat deadline.
     pub fn overdue(&self, now_ms: u64) -> Option<RunEvent> {
         if !self.state.is_alive() {
             None
-        } else if now_ms >= self.deadline_at {
+        } else if now_ms >= self.deadline_at
+            || (self.waiting_approval() && now_ms >= self.stale_at)
+        {
             Some(RunEvent::TimeOut)
         } else if now_ms >= self.stale_at {
             Some(RunEvent::Die)

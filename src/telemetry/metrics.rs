@@ -188,6 +188,12 @@ pub fn run_continued(cause: &'static str) {
     );
 }
 
+/// A run was suspended to wait for its owner's approval of a tool call (its invocation
+/// returned; the answer continues it, counted as `RunsContinued` with cause `approval`).
+pub fn run_suspended() {
+    add("RunsSuspended", Unit::Count, None, 1.0);
+}
+
 /// A classified storage failure.
 pub fn storage_error(kind: StorageErrorKind) {
     add(

@@ -43,7 +43,8 @@ pub struct ToolHints {
     pub idempotent: bool,
     /// The tool reaches outside its own system (MCP `openWorldHint`).
     pub open_world: bool,
-    /// The deployer asked for every call to be approved (`require_approval` of its server).
+    /// Every call waits for the user's approval (the server entry's `require_approval`, or
+    /// an explicit `destructiveHint: true` when the entry says nothing).
     pub require_approval: bool,
 }
 

@@ -60,6 +60,30 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         recoveries: 1,
         continued_at: created + 5,
         clean_continuation: 2,
+        // What a suspended run waits for round-trips too (answered and not).
+        awaiting: Some(wsexec::store::Awaiting {
+            calls: vec![
+                wsexec::store::AwaitedCall {
+                    call_id: "call-1".into(),
+                    tool_name: "orders__refund".into(),
+                    parameters: serde_json::json!({"order": 42}),
+                    seq: 6,
+                    answer: Some(wsexec::store::ApprovalAnswer {
+                        approved: false,
+                        reason: Some("too much".into()),
+                        at: created + 6,
+                    }),
+                },
+                wsexec::store::AwaitedCall {
+                    call_id: "call-2".into(),
+                    tool_name: "orders__mail".into(),
+                    parameters: serde_json::json!("not json"),
+                    seq: 7,
+                    answer: None,
+                },
+            ],
+            expires_at: created + 9_000,
+        }),
         streamed: Some("so far".into()),
         followers: vec![wsexec::store::Follower {
             connection_id: "F0000000000001=".into(),

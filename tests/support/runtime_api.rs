@@ -62,6 +62,8 @@ struct State {
     invoked: u64,
     /// Outcomes of asynchronous invocations, in the order they ended.
     async_outcomes: Vec<Outcome>,
+    /// When each asynchronous invocation ended, in the same order.
+    async_ended_at: Vec<Instant>,
     /// While set, `Invoke` answers with this (status, error type) instead of accepting.
     invoke_fault: Option<(u16, &'static str)>,
     /// While set, accepted asynchronous invocations wait here instead of the queue.
@@ -221,6 +223,11 @@ impl Runtime {
     /// Outcomes of asynchronous invocations that have ended, in order.
     pub fn async_outcomes(&self) -> Vec<Outcome> {
         self.state.lock().unwrap().async_outcomes.clone()
+    }
+
+    /// When each asynchronous invocation that has ended ended, in order.
+    pub fn async_ended_at(&self) -> Vec<Instant> {
+        self.state.lock().unwrap().async_ended_at.clone()
     }
 
     /// Holds accepted asynchronous invocations back (`true`), or queues the held ones and
@@ -564,7 +571,10 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
                     Some(tx) => {
                         let _ = tx.send(outcome);
                     }
-                    None => s.async_outcomes.push(outcome),
+                    None => {
+                        s.async_outcomes.push(outcome);
+                        s.async_ended_at.push(Instant::now());
+                    }
                 }
             }
             notify.notify_waiters();

@@ -149,6 +149,8 @@ const ERROR_CODE: &str = "error_code";
 const ERROR_MESSAGE: &str = "error_message";
 /// A metered run's day and budgets (JSON text), absent on runs started without limits.
 const METERING: &str = "metering";
+/// The approvals a run waits for or was last given (JSON text), absent on runs never suspended.
+const AWAITING: &str = "awaiting";
 /// Present (`true`) only on a run that holds an active-run slot.
 pub const HOLDS_SLOT: &str = "holds_slot";
 
@@ -257,6 +259,10 @@ pub fn run_item(r: &RunRecord) -> Item {
         let json = serde_json::to_string(m).unwrap_or_default();
         item.insert(METERING.into(), s(json));
     }
+    if let Some(a) = &r.awaiting {
+        let json = serde_json::to_string(a).unwrap_or_default();
+        item.insert(AWAITING.into(), s(json));
+    }
     item
 }
 
@@ -282,6 +288,10 @@ pub fn run_from(op: &'static str, item: &Item) -> Result<RunRecord, StorageError
     r.holds_slot = matches!(item.get(HOLDS_SLOT), Some(AttributeValue::Bool(true)));
     r.metering = match opt_s(item, METERING) {
         Some(j) => Some(serde_json::from_str(&j).map_err(|_| bad_item(op, METERING))?),
+        None => None,
+    };
+    r.awaiting = match opt_s(item, AWAITING) {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|_| bad_item(op, AWAITING))?),
         None => None,
     };
     r.error = opt_s(item, ERROR_CODE).map(|code| RunError {
