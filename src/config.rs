@@ -386,6 +386,18 @@ mod tests {
         assert_eq!(auto.run_time_limit_for(Some(min(61))), min(61));
     }
 
+    /// `APPROVAL_TIMEOUT_MS` defaults to ten minutes (API Gateway's idle timeout), may be
+    /// lowered, and may not exceed a run's longest time limit.
+    #[test]
+    fn approval_timeout_is_bounded() {
+        assert_eq!(cfg(&[]).unwrap().approval_timeout, Duration::from_secs(600));
+        let lowered = cfg(&[("APPROVAL_TIMEOUT_MS", "1500")]).unwrap();
+        assert_eq!(lowered.approval_timeout, Duration::from_millis(1500));
+        let err = cfg(&[("APPROVAL_TIMEOUT_MS", "7200001")]).unwrap_err();
+        assert!(err.to_string().contains("APPROVAL_TIMEOUT_MS"), "{err}");
+        assert!(cfg(&[("APPROVAL_TIMEOUT_MS", "soon")]).is_err());
+    }
+
     /// `RUN_DISPATCH=auto` parses; `ROUTE_TIME_LIMIT_MS` may lower the route's 28 s, never
     /// raise it; `HANDOFF_MARGIN_MS` defaults to 5 s.
     #[test]

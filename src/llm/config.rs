@@ -402,6 +402,27 @@ mod tests {
         );
     }
 
+    /// `LLM_TOOLS_APPROVAL`: unset and `none` ask for nothing, `all` for every built-in, a
+    /// list for those named; a name that is no built-in is a start-up error naming the
+    /// variable.
+    #[test]
+    fn tools_approval_list() {
+        let with = |t: Option<&str>| {
+            let mut env = vec![("LLM_PROVIDER", "openai"), ("LLM_MODEL", "m")];
+            if let Some(t) = t {
+                env.push(("LLM_TOOLS_APPROVAL", t));
+            }
+            read(&env).map(|s| s.unwrap().tools_approval)
+        };
+        assert_eq!(with(None), Ok(Vec::new()));
+        assert_eq!(with(Some("none")), Ok(Vec::new()));
+        assert_eq!(with(Some("all")), Ok(crate::tools::BUILTIN_NAMES.to_vec()));
+        assert_eq!(with(Some(" calculator ,calculator")), Ok(vec!["calculator"]));
+        let err = with(Some("calculator,rm")).unwrap_err();
+        assert_eq!(err.variable(), "LLM_TOOLS_APPROVAL");
+        assert!(err.to_string().contains("none, all"), "{err}");
+    }
+
     /// `LLM_TOOLS` selects, orders and de-duplicates; `none` offers nothing.
     #[test]
     fn tools_list() {

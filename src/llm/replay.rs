@@ -251,4 +251,27 @@ mod tests {
         let r = resume(&[step]);
         assert_eq!((r.rounds, r.answer), (0, None));
     }
+
+    /// The user's answers travel as approval steps (added by the driver from the run's item):
+    /// read wherever they are, by call id, and the round they answer stays open for them.
+    #[test]
+    fn approval_answers_are_read_by_call_id() {
+        let journal = vec![
+            round_step(1, "", &output(vec![call("a"), call("b")])),
+            tool_step(1, "b", "calculator", &json!(2), false),
+            approval_step("a", false, Some("too risky")),
+        ];
+        let r = resume(&journal);
+        assert_eq!(r.rounds, 1);
+        assert_eq!(
+            r.answers.get("a"),
+            Some(&Answer {
+                approved: false,
+                reason: Some("too risky".into())
+            })
+        );
+        assert!(r.open[0].1.is_none() && r.open[1].1.is_some());
+        assert_eq!(declined(Some("  ")), "the user declined this call");
+        assert!(declined(Some("too risky")).ends_with("too risky"));
+    }
 }

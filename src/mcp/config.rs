@@ -422,6 +422,24 @@ mod tests {
                 "tools must be",
             ),
             (
+                r#"[{"name":"b","url":"https://h","require_approval":true}]"#,
+                1,
+                Some("b"),
+                "require_approval must be",
+            ),
+            (
+                r#"[{"name":"b","url":"https://h","require_approval":"sometimes"}]"#,
+                1,
+                Some("b"),
+                "require_approval must be",
+            ),
+            (
+                r#"[{"name":"b","url":"https://h","require_approval":[""]}]"#,
+                1,
+                Some("b"),
+                "require_approval must be",
+            ),
+            (
                 r#"[{"name":"b","url":"https://h","headers":{"Host":"x"}}]"#,
                 1,
                 Some("b"),
@@ -460,5 +478,29 @@ mod tests {
         ] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    /// `require_approval`: unset asks only for tools the server explicitly annotates
+    /// destructive (not read-only); `always`, `never` and a list of the server's own tool names
+    /// say exactly which.
+    #[test]
+    fn require_approval_says_which_calls_wait() {
+        let entry = |v: &str| {
+            let json = format!(r#"[{{"name":"b","url":"https://h"{v}}}]"#);
+            parse(Some(&json)).unwrap().remove(0).require_approval
+        };
+        let unset = entry("");
+        assert_eq!(unset, RequireApproval::Destructive);
+        assert!(unset.covers("drop", Some(true), false));
+        assert!(!unset.covers("drop", Some(true), true), "read-only wins");
+        assert!(!unset.covers("plain", None, false), "unannotated: no");
+        assert!(!unset.covers("safe", Some(false), false));
+        let always = entry(r#","require_approval":"always""#);
+        assert!(always.covers("lookup", Some(false), true));
+        let never = entry(r#","require_approval":"never""#);
+        assert!(!never.covers("drop", Some(true), false));
+        let list = entry(r#","require_approval":["refund","mail"]"#);
+        assert!(list.covers("mail", None, true));
+        assert!(!list.covers("drop", Some(true), false), "the list is exact");
     }
 }

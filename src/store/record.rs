@@ -265,3 +265,33 @@ impl RunRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run waiting for an approval is due at the wait's end and then times out, not dies;
+    /// once answered it is an ordinary running run again (past its heartbeat deadline: dead).
+    #[test]
+    fn a_waiting_run_times_out_instead_of_dying() {
+        let mut run = RunRecord {
+            state: ExecutionState::Running,
+            stale_at: 1_000,
+            deadline_at: 5_000,
+            awaiting: Some(Awaiting {
+                calls: vec![AwaitedCall::default()],
+                expires_at: 1_000,
+            }),
+            ..Default::default()
+        };
+        assert!(run.waiting_approval());
+        assert_eq!(run.due_at(), Some(1_000));
+        assert_eq!(run.overdue(999), None);
+        assert_eq!(run.overdue(1_000), Some(RunEvent::TimeOut));
+        if let Some(a) = run.awaiting.as_mut() {
+            a.calls[0].answer = Some(ApprovalAnswer::default());
+        }
+        assert!(!run.waiting_approval());
+        assert_eq!(run.overdue(1_000), Some(RunEvent::Die));
+    }
+}

@@ -431,7 +431,7 @@ function terminalState(ev) {
         case "agent_completed":
             return "completed";
         case "agent_error":
-            return ev.payload.code === "run_timeout" ? "timeout" : "failed";
+            return ev.payload.code === "run_timeout" || ev.payload.code === "approval_timeout" ? "timeout" : "failed";
         case "agent_death":
             return "dead";
         default:
@@ -460,6 +460,7 @@ class Run {
     finished = deferred();
     named = deferred();
     over = false;
+    answers = new Map();
     constructor(host, init) {
         this.host = host;
         this.requestId = init.requestId;
@@ -514,10 +515,38 @@ class Run {
             throw e;
         }
     }
-    /** Answers a `tool_approval_required` of this run. */
+    /** Answers a `tool_approval_required` of this run (`approve_tool`); resolves with the
+     * server's `approval_accepted` payload (`continued`: it was the last unanswered call and the
+     * run goes on). Rejects with `already_answered` when the call was answered before (another
+     * tab, an earlier click), `not_found` or `run_finished`. */
     async approve(callId, approved, reason) {
         const runId = await this.named.promise;
-        await this.host.approve(runId, callId, approved, reason);
+        const accepted = await this.host.approve(runId, callId, approved, reason);
+        this.answers.set(callId, accepted);
+        return accepted;
+    }
+    /** The approvals this run asked for that this handle has not answered, in `seq` order, while
+     * the run is alive (one per `call_id`: a replayed request is not repeated). Another tab's
+     * answer is not known here: answering again rejects with `already_answered`. */
+    get pendingApprovals() {
+        if (this.over)
+            return [];
+        const seen = new Set();
+        const out = [];
+        for (const ev of this.log) {
+            if (ev.type !== "tool_approval_required")
+                continue;
+            const id = ev.payload.call_id;
+            if (seen.has(id) || this.answers.has(id))
+                continue;
+            seen.add(id);
+            out.push(ev.payload);
+        }
+        return out;
+    }
+    /** The answer this handle gave to `callId`, once the server accepted it. */
+    answerOf(callId) {
+        return this.answers.get(callId);
     }
     /** Events from the first, then live, until the run ends; each iteration sees them all. */
     async *[Symbol.asyncIterator]() {
@@ -576,6 +605,7 @@ class Run {
         if (isAlive(x.state)) {
             if (this.state === "pending")
                 this.state = x.state;
+            this.awaited(x);
             if (fromStart)
                 this.host.resume(this);
             return;
@@ -604,6 +634,29 @@ class Run {
         }
         this.lastSeq = ev.seq;
         this.accept(ev);
+    }
+    /** A waiting run's snapshot lists its unanswered approvals with the `seq` of each
+     * `tool_approval_required`: those this client has not seen become those events (the server
+     * also pushes them after a `resume`; whichever comes first is kept, the other is a duplicate). */
+    awaited(x) {
+        const calls = x.awaiting?.calls ?? [];
+        for (const c of [...calls].sort((a, b) => a.seq - b.seq)) {
+            if (c.seq <= this.lastSeq)
+                continue;
+            this.lastSeq = c.seq;
+            const payload = { call_id: c.call_id, tool_name: c.tool_name, parameters: c.parameters };
+            if (x.awaiting?.expires_at)
+                payload.expires_at = x.awaiting.expires_at;
+            this.accept({
+                type: "tool_approval_required",
+                run_id: x.run_id,
+                thread_id: x.thread_id,
+                request_id: x.request_id,
+                seq: c.seq,
+                timestamp: x.updated_at,
+                payload,
+            });
+        }
     }
     /** Ends the run for this client without an event from the server (the client closed). */
     abandon(error) {
@@ -806,7 +859,10 @@ class WsexecClient {
         const reply = await this.request({ type: "cancel_agent", run_id: requireId("run_id", runId) }, runId, ["agent_cancelled"]);
         this.route(reply);
     }
-    /** Answers a run's `tool_approval_required` (`approve_tool`). */
+    /** Answers a run's `tool_approval_required` (`approve_tool`); resolves with the
+     * `approval_accepted` payload (`continued` when it was the run's last unanswered call). This
+     * connection then also receives the run's further events. Rejects with `already_answered`
+     * (answered before, from any connection; nothing changed), `not_found` or `run_finished`. */
     async approve(runId, callId, approved, reason) {
         const frame = {
             type: "approve_tool",
@@ -816,7 +872,8 @@ class WsexecClient {
         };
         if (reason !== undefined)
             frame.reason = checkText("reason", reason);
-        await this.request(frame, runId, ["*"]);
+        const reply = await this.request(frame, runId, ["approval_accepted"], callId);
+        return reply.payload;
     }
     /** The caller's usage on the current UTC day and the limits that apply to them
      * (`get_usage`): their own counters only; a tenant's total only as the use of a tenant
@@ -855,7 +912,7 @@ class WsexecClient {
         void run.outcome().then(() => this.runs.delete(run));
     }
     /** Sends a request and waits for its direct reply: an `error` rejects. */
-    request(frame, runId, answers = []) {
+    request(frame, runId, answers = [], callId) {
         this.assertOpen();
         const requestId = randomId("q-");
         frame.request_id = requestId;
@@ -865,7 +922,7 @@ class WsexecClient {
                 this.pending.delete(requestId);
                 reject(new WsexecError("timeout", `no reply to ${frame.type} within ${this.timeoutMs} ms`, true));
             }, this.timeoutMs);
-            this.pending.set(requestId, { frame, text, runId, answers, resolve, reject, timer });
+            this.pending.set(requestId, { frame, text, runId, answers, callId, resolve, reject, timer });
             // Sent now if the socket is open, else on the next open.
             this.conn.send(text);
         });
@@ -932,17 +989,17 @@ class WsexecClient {
             return;
         }
         if (frame.seq === undefined && frame.run_id && frame.type !== "error") {
-            // Exact reply types first: an approval accepts any reply about its run, so it must not
-            // take a `resume`'s snapshot.
-            const answers = (p, any) => p.runId === frame.run_id && p.answers.includes(any ? "*" : frame.type);
-            for (const any of [false, true]) {
-                for (const [id, p] of this.pending) {
-                    if (!answers(p, any))
-                        continue;
-                    // The cancel's reply also ends the run: `cancel` routes it on once it resolves.
-                    this.settle(id, p, frame);
-                    return;
-                }
+            // A reply about a run carries the run's ids, not the request's: the pending request for
+            // that run and reply type takes it (an approval, only the reply about its own call).
+            const callOf = frame.payload?.call_id;
+            for (const [id, p] of this.pending) {
+                if (p.runId !== frame.run_id || !p.answers.includes(frame.type))
+                    continue;
+                if (p.callId !== undefined && callOf !== p.callId)
+                    continue;
+                // The cancel's reply also ends the run: `cancel` routes it on once it resolves.
+                this.settle(id, p, frame);
+                return;
             }
         }
         for (const run of this.runs) {

@@ -7,6 +7,8 @@ const PAGE_LIMIT = 50;
 const REMEMBERED_MESSAGES = 200;
 const STORE_USER = "wsexec.user";
 const STORE_MESSAGES = "wsexec.messages";
+/** The events that end a run. */
+const TERMINAL = new Set(["agent_completed", "agent_error", "agent_cancelled", "agent_death"]);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -74,7 +76,10 @@ function newView(requestId, text) {
   error.hidden = true;
   if (text === null) user.hidden = true;
   root.append(user, head, steps, answer, error);
-  const view = { root, agent, badge, steps, answer, error, runId: null, run: null, state: "pending", openSteps: [] };
+  const view = {
+    root, agent, badge, steps, answer, error, runId: null, run: null, state: "pending", openSteps: [],
+    approvals: new Map(), // call_id -> {box, yes, no, outcome, answered}
+  };
   setState(view, "pending");
   return view;
 }
@@ -137,9 +142,77 @@ function stepDone(view, p) {
   s.row.append(el("div", "label", "result"), el("pre", "result", show(p.result)));
 }
 
+/** Asks the user about one tool call the run waits on: the tool, its parameters (as text) and
+ * Approve / Deny, which answer through the library. One box per call: a replayed request (after
+ * a reconnect or a reload) finds its box. */
+function approval(view, run, p) {
+  const callId = String(p.call_id ?? "");
+  if (!callId || view.approvals.has(callId)) return;
+  const box = el("div", "approval");
+  box.dataset.callId = callId;
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", "Approve " + (p.tool_name || "tool") + "?");
+  const head = el("p", "approval-head");
+  head.append(el("span", "", "The agent wants to run "), el("span", "tool", p.tool_name || "tool"));
+  const buttons = el("div", "approval-actions");
+  const yes = el("button", "approve", "Approve");
+  const no = el("button", "deny", "Deny");
+  yes.type = no.type = "button";
+  buttons.append(yes, no);
+  const outcome = el("output", "outcome");
+  outcome.setAttribute("aria-live", "polite");
+  if (p.expires_at) outcome.textContent = "Answer by " + new Date(p.expires_at).toLocaleTimeString() + ".";
+  box.append(head, el("div", "label", "parameters"), el("pre", "params", show(p.parameters ?? {})), buttons, outcome);
+  view.steps.append(box);
+  const entry = { box, yes, no, outcome, answered: false };
+  view.approvals.set(callId, entry);
+  const answer = (approved) => {
+    if (entry.answered) return;
+    entry.answered = true;
+    yes.disabled = no.disabled = true;
+    box.dataset.answer = approved ? "approved" : "denied";
+    outcome.textContent = approved ? "Approving…" : "Denying…";
+    run.approve(callId, approved).then(
+      (r) => {
+        box.dataset.outcome = "accepted";
+        outcome.textContent = (approved ? "Approved" : "Denied") +
+          (r && r.continued ? "; the run continues." : "; waiting for the other answers.");
+      },
+      (e) => {
+        box.dataset.outcome = e.code || "error";
+        if (e.code === "already_answered") outcome.textContent = "Already answered (in another tab?).";
+        else outcome.textContent = "Not answered: " + (e.code || "error") + ": " + (e.message || "");
+        // A hiccup (storage, no reply in time) may pass: the user may answer again.
+        if (e.retryable && view.run && !view.run.done) {
+          entry.answered = false;
+          yes.disabled = no.disabled = false;
+        }
+      },
+    );
+  };
+  yes.addEventListener("click", () => answer(true));
+  no.addEventListener("click", () => answer(false));
+}
+
+/** Unanswered boxes take no more answers, saying `why`. */
+function closeApprovals(view, outcome, why) {
+  for (const a of view.approvals.values()) {
+    if (a.answered) continue;
+    a.answered = true;
+    a.yes.disabled = a.no.disabled = true;
+    a.box.dataset.outcome = outcome;
+    a.outcome.textContent = why;
+  }
+}
+
 /** Shows one event of a run; the library has already dropped duplicates and kept the text. */
 function apply(view, run, ev) {
   const p = ev.payload || {};
+  // A run goes on past its approvals only once all of them are answered: a step or text after
+  // them means another tab answered those still open here (an end is `finish`'s to tell).
+  if (ev.type !== "tool_approval_required" && !TERMINAL.has(ev.type)) {
+    closeApprovals(view, "elsewhere", "Answered in another tab.");
+  }
   switch (ev.type) {
     case "agent_started":
       if (p.agent_name) view.agent.textContent = p.agent_name;
@@ -150,6 +223,7 @@ function apply(view, run, ev) {
       break;
     case "tool_executing": step(view, p); break;
     case "tool_completed": stepDone(view, p); break;
+    case "tool_approval_required": approval(view, run, p); break;
     case "agent_delta":
     case "agent_text_discarded":
       view.answer.textContent = run.streamedText;
@@ -172,6 +246,7 @@ function finish(view, outcome) {
     else showError(view, e.code, e.message);
   }
   setState(view, outcome.state);
+  closeApprovals(view, "closed", "Not answered: the run ended " + outcome.state + ".");
   scroll();
 }
 
