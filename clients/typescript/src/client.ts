@@ -6,7 +6,7 @@
 import { type ConnectOptions, type ConnectionState, Connection } from "./connection.js";
 import { WsexecError, checkFrame, checkId, checkText, encodeFrame, requireId } from "./errors.js";
 import { MAX_CURSOR_BYTES, REQUEST_TIMEOUT_MS } from "./limits.js";
-import type { Envelope, Execution, ExecutionPage, Frame, Usage } from "./protocol.js";
+import type { ApprovalAccepted, Envelope, Execution, ExecutionPage, Frame, Usage } from "./protocol.js";
 import { Run, type RunHost } from "./run.js";
 
 /** What `start` takes besides the text. */
@@ -48,6 +48,8 @@ interface Pending {
   runId?: string;
   /** Reply types that answer it when they come about `runId`. */
   answers: readonly string[];
+  /** An approval's call: only a reply about that call answers it. */
+  callId?: string;
   resolve: (frame: Envelope) => void;
   reject: (e: WsexecError) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -175,8 +177,11 @@ export class WsexecClient {
     this.route(reply);
   }
 
-  /** Answers a run's `tool_approval_required` (`approve_tool`). */
-  async approve(runId: string, callId: string, approved: boolean, reason?: string): Promise<void> {
+  /** Answers a run's `tool_approval_required` (`approve_tool`); resolves with the
+   * `approval_accepted` payload (`continued` when it was the run's last unanswered call). This
+   * connection then also receives the run's further events. Rejects with `already_answered`
+   * (answered before, from any connection; nothing changed), `not_found` or `run_finished`. */
+  async approve(runId: string, callId: string, approved: boolean, reason?: string): Promise<ApprovalAccepted["payload"]> {
     const frame: Frame = {
       type: "approve_tool",
       run_id: requireId("run_id", runId),
@@ -184,7 +189,8 @@ export class WsexecClient {
       approved,
     };
     if (reason !== undefined) frame.reason = checkText("reason", reason);
-    await this.request(frame, runId, ["*"]);
+    const reply = await this.request(frame, runId, ["approval_accepted"], callId);
+    return reply.payload as ApprovalAccepted["payload"];
   }
 
   /** The caller's usage on the current UTC day and the limits that apply to them
@@ -228,7 +234,7 @@ export class WsexecClient {
   }
 
   /** Sends a request and waits for its direct reply: an `error` rejects. */
-  private request(frame: Frame, runId?: string, answers: readonly string[] = []): Promise<Envelope> {
+  private request(frame: Frame, runId?: string, answers: readonly string[] = [], callId?: string): Promise<Envelope> {
     this.assertOpen();
     const requestId = randomId("q-");
     frame.request_id = requestId;
@@ -238,7 +244,7 @@ export class WsexecClient {
         this.pending.delete(requestId);
         reject(new WsexecError("timeout", `no reply to ${frame.type} within ${this.timeoutMs} ms`, true));
       }, this.timeoutMs);
-      this.pending.set(requestId, { frame, text, runId, answers, resolve, reject, timer });
+      this.pending.set(requestId, { frame, text, runId, answers, callId, resolve, reject, timer });
       // Sent now if the socket is open, else on the next open.
       this.conn.send(text);
     });
@@ -301,17 +307,15 @@ export class WsexecClient {
       return;
     }
     if (frame.seq === undefined && frame.run_id && frame.type !== "error") {
-      // Exact reply types first: an approval accepts any reply about its run, so it must not
-      // take a `resume`'s snapshot.
-      const answers = (p: Pending, any: boolean) =>
-        p.runId === frame.run_id && p.answers.includes(any ? "*" : frame.type);
-      for (const any of [false, true]) {
-        for (const [id, p] of this.pending) {
-          if (!answers(p, any)) continue;
-          // The cancel's reply also ends the run: `cancel` routes it on once it resolves.
-          this.settle(id, p, frame);
-          return;
-        }
+      // A reply about a run carries the run's ids, not the request's: the pending request for
+      // that run and reply type takes it (an approval, only the reply about its own call).
+      const callOf = (frame.payload as { call_id?: unknown } | undefined)?.call_id;
+      for (const [id, p] of this.pending) {
+        if (p.runId !== frame.run_id || !p.answers.includes(frame.type)) continue;
+        if (p.callId !== undefined && callOf !== p.callId) continue;
+        // The cancel's reply also ends the run: `cancel` routes it on once it resolves.
+        this.settle(id, p, frame);
+        return;
       }
     }
     for (const run of this.runs) {

@@ -20,9 +20,13 @@ export type ServerErrorCode =
   | "run_finished"
   | "unknown_agent"
   | "too_many_followers"
+  /** `approve_tool` for a call already answered (from any connection): nothing changed. */
+  | "already_answered"
   | "unauthorized"
   | "agent_failed"
   | "run_timeout"
+  /** A tool approval was not answered by its `expires_at`: the run ended `timeout`. */
+  | "approval_timeout"
   | "run_dead"
   | "llm_permission"
   | "llm_throttled"

@@ -93,6 +93,13 @@ export type AgentError = Pushed<"agent_error", ErrorPayload>;
 export type AgentCancelled = Pushed<"agent_cancelled", { state: string }>;
 export type AgentDeath = Pushed<"agent_death", { cause: string }>;
 
+/** `approve_tool`'s reply: the answer was recorded; `continued` when it was the run's last
+ * unanswered call and the run goes on (its events follow on this connection). */
+export type ApprovalAccepted = Envelope<
+  "approval_accepted",
+  { call_id: string; approved: boolean; continued: boolean }
+>;
+
 /** Every event a run streams. */
 export type RunEvent =
   | AgentStarted
@@ -151,8 +158,18 @@ export interface Execution {
   error?: { code: string; message: string };
   /** What the run consumed (absent while nothing was). */
   usage?: { input_tokens: number; output_tokens: number; tool_calls: number; duration_ms: number };
+  /** While the run waits for its owner's `approve_tool`: the calls still unanswered, each
+   * with the `seq` of its `tool_approval_required`, and when the wait ends (`approval_timeout`). */
+  awaiting?: Awaiting;
   /** True when this answers a retried start that found the existing run. */
   deduplicated?: boolean;
+}
+
+/** What a suspended run waits for (`execution.awaiting`). */
+export interface Awaiting {
+  calls: { call_id: string; tool_name: string; parameters: unknown; seq: number }[];
+  /** RFC 3339: unanswered then, the run ends `timeout` (`agent_error` `approval_timeout`). */
+  expires_at: string;
 }
 
 /** A page of runs, newest first; `cursor` fetches the next page. */

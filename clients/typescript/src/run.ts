@@ -6,11 +6,13 @@
 import { WsexecError } from "./errors.js";
 import {
   type AgentCompleted,
+  type ApprovalAccepted,
   type Envelope,
   type ErrorPayload,
   type Execution,
   type RunEvent,
   type RunState,
+  type ToolApprovalRequired,
   RUN_EVENT_TYPES,
   TERMINAL_EVENT_TYPES,
   isAlive,
@@ -32,7 +34,7 @@ export interface RunOutcome {
 /** What a run asks of its client. */
 export interface RunHost {
   cancel(runId: string): Promise<void>;
-  approve(runId: string, callId: string, approved: boolean, reason?: string): Promise<void>;
+  approve(runId: string, callId: string, approved: boolean, reason?: string): Promise<ApprovalAccepted["payload"]>;
   /** Follow the run again from `afterSeq` (a retried start that found the run). */
   resume(run: Run): void;
 }
@@ -56,7 +58,7 @@ function terminalState(ev: RunEvent): RunState {
     case "agent_completed":
       return "completed";
     case "agent_error":
-      return ev.payload.code === "run_timeout" ? "timeout" : "failed";
+      return ev.payload.code === "run_timeout" || ev.payload.code === "approval_timeout" ? "timeout" : "failed";
     case "agent_death":
       return "dead";
     default:
@@ -86,6 +88,7 @@ export class Run implements AsyncIterable<RunEvent> {
   private readonly finished = deferred<RunOutcome>();
   private readonly named = deferred<string>();
   private over = false;
+  private readonly answers = new Map<string, ApprovalAccepted["payload"]>();
 
   constructor(
     private readonly host: RunHost,
@@ -145,10 +148,37 @@ export class Run implements AsyncIterable<RunEvent> {
     }
   }
 
-  /** Answers a `tool_approval_required` of this run. */
-  async approve(callId: string, approved: boolean, reason?: string): Promise<void> {
+  /** Answers a `tool_approval_required` of this run (`approve_tool`); resolves with the
+   * server's `approval_accepted` payload (`continued`: it was the last unanswered call and the
+   * run goes on). Rejects with `already_answered` when the call was answered before (another
+   * tab, an earlier click), `not_found` or `run_finished`. */
+  async approve(callId: string, approved: boolean, reason?: string): Promise<ApprovalAccepted["payload"]> {
     const runId = await this.named.promise;
-    await this.host.approve(runId, callId, approved, reason);
+    const accepted = await this.host.approve(runId, callId, approved, reason);
+    this.answers.set(callId, accepted);
+    return accepted;
+  }
+
+  /** The approvals this run asked for that this handle has not answered, in `seq` order, while
+   * the run is alive (one per `call_id`: a replayed request is not repeated). Another tab's
+   * answer is not known here: answering again rejects with `already_answered`. */
+  get pendingApprovals(): ToolApprovalRequired["payload"][] {
+    if (this.over) return [];
+    const seen = new Set<string>();
+    const out: ToolApprovalRequired["payload"][] = [];
+    for (const ev of this.log) {
+      if (ev.type !== "tool_approval_required") continue;
+      const id = ev.payload.call_id;
+      if (seen.has(id) || this.answers.has(id)) continue;
+      seen.add(id);
+      out.push(ev.payload);
+    }
+    return out;
+  }
+
+  /** The answer this handle gave to `callId`, once the server accepted it. */
+  answerOf(callId: string): ApprovalAccepted["payload"] | undefined {
+    return this.answers.get(callId);
   }
 
   /** Events from the first, then live, until the run ends; each iteration sees them all. */
@@ -200,6 +230,7 @@ export class Run implements AsyncIterable<RunEvent> {
     this.threadId = x.thread_id ?? this.threadId;
     if (isAlive(x.state)) {
       if (this.state === "pending") this.state = x.state;
+      this.awaited(x);
       if (fromStart) this.host.resume(this);
       return;
     }
@@ -224,6 +255,28 @@ export class Run implements AsyncIterable<RunEvent> {
     }
     this.lastSeq = ev.seq;
     this.accept(ev);
+  }
+
+  /** A waiting run's snapshot lists its unanswered approvals with the `seq` of each
+   * `tool_approval_required`: those this client has not seen become those events (the server
+   * also pushes them after a `resume`; whichever comes first is kept, the other is a duplicate). */
+  private awaited(x: Execution): void {
+    const calls = x.awaiting?.calls ?? [];
+    for (const c of [...calls].sort((a, b) => a.seq - b.seq)) {
+      if (c.seq <= this.lastSeq) continue;
+      this.lastSeq = c.seq;
+      const payload: ToolApprovalRequired["payload"] = { call_id: c.call_id, tool_name: c.tool_name, parameters: c.parameters };
+      if (x.awaiting?.expires_at) payload.expires_at = x.awaiting.expires_at;
+      this.accept({
+        type: "tool_approval_required",
+        run_id: x.run_id,
+        thread_id: x.thread_id,
+        request_id: x.request_id,
+        seq: c.seq,
+        timestamp: x.updated_at,
+        payload,
+      });
+    }
   }
 
   /** Ends the run for this client without an event from the server (the client closed). */
