@@ -97,9 +97,12 @@ function loadThread(id, cursor) {
       const view = newView(x.request_id, known[x.request_id] ?? null);
       ui.transcript.insertBefore(view.root, first);
       if (wsexec.isAlive(x.state) && client) {
-        // Still running: the library replays its events and streams the rest.
+        // Still running: the library replays its events and streams the rest (a run waiting
+        // for an approval replays its requests only, so its state and agent come from here).
         bind(view, x.run_id);
         bindThread(view, x.thread_id);
+        if (x.agent) view.agent.textContent = x.agent;
+        setState(view, x.state);
         follow(view, client.follow(x.run_id));
       } else {
         snapshot(view, x);
