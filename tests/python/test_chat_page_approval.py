@@ -25,6 +25,9 @@ from chat_page import (
 from scripted_model import ScriptedModel, finish, text, tool_call
 
 ANSWER = "It is 42."
+# The local gateway runs the sweep every 60 s (template.yaml's schedule): an expired approval is
+# noticed within one interval.
+SWEEP_WAIT = 90
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 
@@ -173,6 +176,30 @@ def test_a_reload_while_waiting_shows_the_request_again_and_approving_completes(
         assert box.get_attribute("data-answer") == "approved"
         assert len(run.find_elements(By.CSS_SELECTOR, "details.step")) == 1
         assert model.requests == 2
+    finally:
+        server.stop()
+        model.stop()
+
+
+def test_an_unanswered_request_ends_the_run_timeout_and_closes_the_buttons(tmp_path, browser):
+    """`APPROVAL_TIMEOUT_MS=1000`: nobody answers; the sweep (every 60 s under wsexec-local, as
+    the template's schedule) ends the run `timeout` with `approval_timeout`, which the page shows,
+    and the request's buttons are disabled, saying it was not answered. The model is not asked
+    again."""
+    model = model_asking({"expression": "6*7"})
+    server = serve(tmp_path, model, APPROVAL_TIMEOUT_MS="1000", RUN_DISPATCH="auto")
+    try:
+        open_page(browser, server)
+        connect(browser, "ruth-01")
+        run = send(browser, "What is 6*7?")
+        box = approval_box(browser, run)
+        assert wait_state(browser, run, {"timeout", "completed", "failed", "dead"}, SWEEP_WAIT) == "timeout"
+        assert run.find_element(By.CSS_SELECTOR, ".error code").text == "approval_timeout"
+        yes, no = buttons(box)
+        assert not yes.is_enabled() and not no.is_enabled()
+        assert box.get_attribute("data-outcome") == "closed"
+        assert "not answered" in box.find_element(By.CSS_SELECTOR, ".outcome").text.lower()
+        assert model.requests == 1
     finally:
         server.stop()
         model.stop()
