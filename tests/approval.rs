@@ -108,7 +108,10 @@ async fn several_calls_of_a_round_wait_together_and_go_on_when_all_are_answered(
         .map(|f| f["payload"]["call_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["a", "c"]);
-    assert_eq!(asked[1]["seq"].as_u64(), asked[0]["seq"].as_u64().map(|s| s + 1));
+    assert_eq!(
+        asked[1]["seq"].as_u64(),
+        asked[0]["seq"].as_u64().map(|s| s + 1)
+    );
     // The call that needs no approval already ran.
     let executed: Vec<&Value> = pushed
         .iter()
@@ -119,19 +122,33 @@ async fn several_calls_of_a_round_wait_together_and_go_on_when_all_are_answered(
     let run = h.alice_run(&run_id).await;
     assert!(run.waiting_approval() && run.state == ExecutionState::Running);
 
-    let first = h.send_json(&conn, approve_frame(&run_id, "a", true)).await.unwrap();
+    let first = h
+        .send_json(&conn, approve_frame(&run_id, "a", true))
+        .await
+        .unwrap();
     assert_eq!(first["type"], "approval_accepted", "{first}");
     assert_eq!(first["payload"]["continued"], false);
     assert!(h.alice_run(&run_id).await.waiting_approval());
     assert_eq!(server.received().len(), 1, "nothing asked of the model yet");
 
     // The continuation is driven in this invocation: its events are pushed, the reply first.
-    assert_eq!(h.send_json(&conn, approve_frame(&run_id, "c", false)).await, None);
+    assert_eq!(
+        h.send_json(&conn, approve_frame(&run_id, "c", false)).await,
+        None
+    );
     let after = h.pushed(&conn);
     let tail = &after[pushed.len()..];
     assert_eq!(tail[0]["type"], "approval_accepted", "{:?}", types(tail));
-    assert_eq!(tail[0]["payload"], json!({"call_id": "c", "approved": false, "continued": true}));
-    assert_eq!(tail.last().unwrap()["type"], "agent_completed", "{:?}", types(tail));
+    assert_eq!(
+        tail[0]["payload"],
+        json!({"call_id": "c", "approved": false, "continued": true})
+    );
+    assert_eq!(
+        tail.last().unwrap()["type"],
+        "agent_completed",
+        "{:?}",
+        types(tail)
+    );
     let requests = server.received();
     assert_eq!(requests.len(), 2);
     let results: Vec<(String, String)> = requests[1].body["messages"]
@@ -163,22 +180,35 @@ async fn several_calls_of_a_round_wait_together_and_go_on_when_all_are_answered(
 /// ends it at once (no driver to wait for) and a later answer finds it finished.
 #[tokio::test]
 async fn malformed_answers_are_refused_and_a_waiting_run_cancels_at_once() {
-    let server = ChatServer::start(vec![asks(&[("a", "calculator", r#"{"expression":"1"}"#)])])
-        .await;
+    let server =
+        ChatServer::start(vec![asks(&[("a", "calculator", r#"{"expression":"1"}"#)])]).await;
     let store = Arc::new(fresh_store("approval-bad").await);
     let h = Harness::on(test_config(), store).with_agent("llm", Arc::new(agent(&server)));
     let conn = h.connect("alice-01").await;
     let run_id = start_until_waiting(&h, &conn, "bad-1").await;
     let before = h.alice_run(&run_id).await;
     let cases = [
-        (json!({"type": "approve_tool", "run_id": run_id, "call_id": "a"}), "missing_field"),
-        (json!({"type": "approve_tool", "run_id": run_id, "call_id": "a", "approved": "yes"}),
-         "invalid_field"),
-        (json!({"type": "approve_tool", "run_id": run_id, "approved": true}), "missing_field"),
-        (json!({"type": "approve_tool", "run_id": run_id, "call_id": "a", "approved": true,
-                "reason": "x".repeat(3000)}), "field_too_large"),
-        (json!({"type": "approve_tool", "run_id": "../etc", "call_id": "a", "approved": true}),
-         "invalid_id"),
+        (
+            json!({"type": "approve_tool", "run_id": run_id, "call_id": "a"}),
+            "missing_field",
+        ),
+        (
+            json!({"type": "approve_tool", "run_id": run_id, "call_id": "a", "approved": "yes"}),
+            "invalid_field",
+        ),
+        (
+            json!({"type": "approve_tool", "run_id": run_id, "approved": true}),
+            "missing_field",
+        ),
+        (
+            json!({"type": "approve_tool", "run_id": run_id, "call_id": "a", "approved": true,
+                "reason": "x".repeat(3000)}),
+            "field_too_large",
+        ),
+        (
+            json!({"type": "approve_tool", "run_id": "../etc", "call_id": "a", "approved": true}),
+            "invalid_id",
+        ),
     ];
     for (frame, code) in cases {
         let reply = h.send_json(&conn, frame.clone()).await.unwrap();
@@ -194,8 +224,15 @@ async fn malformed_answers_are_refused_and_a_waiting_run_cancels_at_once() {
     let cancel = json!({"type": "cancel_agent", "run_id": run_id});
     let reply = h.send_json(&conn, cancel).await.unwrap();
     assert_eq!(reply["type"], "agent_cancelled", "{reply}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
-    let late = h.send_json(&conn, approve_frame(&run_id, "a", true)).await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let late = h
+        .send_json(&conn, approve_frame(&run_id, "a", true))
+        .await
+        .unwrap();
     assert_eq!(late["payload"]["code"], "run_finished", "{late}");
     assert_eq!(server.received().len(), 1);
 }
@@ -218,7 +255,10 @@ async fn requests_of_a_suspended_and_resumed_run_are_counted() {
     let run_id = start_until_waiting(&h, &conn, "count-1").await;
     let suspended = counter.get() - before;
     let before = counter.get();
-    assert_eq!(h.send_json(&conn, approve_frame(&run_id, "a", true)).await, None);
+    assert_eq!(
+        h.send_json(&conn, approve_frame(&run_id, "a", true)).await,
+        None
+    );
     let resumed = counter.get() - before;
     assert_eq!(h.alice_run(&run_id).await.state, ExecutionState::Completed);
     eprintln!("requests: start to suspension {suspended}, answer to the end {resumed}");

@@ -8,11 +8,9 @@
 #[path = "support/sse.rs"]
 mod sse;
 mod support;
-#[path = "support/jwt.rs"]
-mod jwt;
 
 // `sse.rs` reads requests with `crate::http`: the same reader the other loopback servers use.
-use support::http;
+use support::{http, jwt};
 
 use serde_json::{Value, json};
 use sse::{ChatServer, Reply, Step, call, done, finish, text, usage};
@@ -28,7 +26,12 @@ const APPROVAL: (&str, &str) = ("LLM_TOOLS_APPROVAL", "calculator");
 /// A round that asks for the calculator (`6*7`), call id `c1`.
 fn asks_calculator() -> Reply {
     Reply::Stream(vec![
-        Step::Send(call(0, Some("c1"), Some("calculator"), r#"{"expression":"6*7"}"#)),
+        Step::Send(call(
+            0,
+            Some("c1"),
+            Some("calculator"),
+            r#"{"expression":"6*7"}"#,
+        )),
         Step::Send(finish("tool_calls")),
         Step::Send(usage(11, 3)),
         Step::Send(done()),
@@ -46,8 +49,13 @@ fn answers(said: &str) -> Reply {
 }
 
 /// `approve_tool` sent on `conn`; the route's reply frame.
-async fn approve(rt: &support::runtime_api::Runtime, conn: &str, run_id: &str, approved: bool,
-                 reason: Option<&str>) -> Value {
+async fn approve(
+    rt: &support::runtime_api::Runtime,
+    conn: &str,
+    run_id: &str,
+    approved: bool,
+    reason: Option<&str>,
+) -> Value {
     let mut frame = json!({"type": "approve_tool", "request_id": aws_id(), "run_id": run_id,
                            "call_id": "c1", "approved": approved});
     if let Some(r) = reason {
@@ -83,7 +91,14 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     let model = ChatServer::start(vec![asks_calculator(), answers("It is 42.")]).await;
     let mut rt = spawn_with(store.table(), &ep, &model.url, 1, &[APPROVAL]).await;
     let conn = connect(&rt).await;
-    start(&rt, &conn, "approve-1", "llm", json!({"user_request": "What is 6*7?"})).await;
+    start(
+        &rt,
+        &conn,
+        "approve-1",
+        "llm",
+        json!({"user_request": "What is 6*7?"}),
+    )
+    .await;
     let frames = until(&ep, &conn, "tool_approval_required", 1).await;
     let asked = frames.last().unwrap();
     assert_eq!(asked["payload"]["call_id"], "c1", "{asked}");
@@ -108,7 +123,10 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     assert_eq!(rt.async_outcomes()[0].json()["outcome"], "drove");
     let run = the_run(&store, &frames).await;
     assert_eq!(run.state, wsexec::ExecutionState::Running);
-    assert!(run.waiting_approval() && run.claimed_by.is_none(), "{run:?}");
+    assert!(
+        run.waiting_approval() && run.claimed_by.is_none(),
+        "{run:?}"
+    );
     // The user thinks; the environment is reclaimed; nothing runs meanwhile.
     rt.kill_all();
     drop(rt);
@@ -122,21 +140,37 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     let got = call_json(&rt, &message_event(&conn2, &get.to_string())).await;
     let view: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
     assert_eq!(view["payload"]["state"], "running", "{view}");
-    assert_eq!(view["payload"]["awaiting"]["calls"][0]["call_id"], "c1", "{view}");
+    assert_eq!(
+        view["payload"]["awaiting"]["calls"][0]["call_id"], "c1",
+        "{view}"
+    );
     let reply = approve(&rt, &conn2, &run.run_id, true, None).await;
     assert_eq!(reply["type"], "approval_accepted", "{reply}");
-    assert_eq!(reply["payload"], json!({"call_id": "c1", "approved": true, "continued": true}));
+    assert_eq!(
+        reply["payload"],
+        json!({"call_id": "c1", "approved": true, "continued": true})
+    );
     let later = until(&ep, &conn2, "agent_completed", 1).await;
     let all = until(&ep, &conn, "agent_completed", 1).await;
 
     let requests = model.received();
     assert_eq!(requests.len(), 2, "the first round was asked once");
     let second = requests[1].body["messages"].as_array().unwrap().clone();
-    let result = second.iter().find(|m| m["role"] == "tool").expect("a tool result");
-    assert!(result["content"].as_str().unwrap().contains("42"), "{result}");
+    let result = second
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("a tool result");
+    assert!(
+        result["content"].as_str().unwrap().contains("42"),
+        "{result}"
+    );
     let kinds = types(&all);
     let count = |k: &str| kinds.iter().filter(|t| *t == k).count();
-    assert_eq!((count("tool_executing"), count("tool_completed")), (1, 1), "{kinds:?}");
+    assert_eq!(
+        (count("tool_executing"), count("tool_completed")),
+        (1, 1),
+        "{kinds:?}"
+    );
     assert_eq!(count("agent_started"), 1);
     let usage = json!({"input_tokens": 31, "output_tokens": 7});
     let done = completed_run(&store, &all, "It is 42.", usage).await;
@@ -146,7 +180,11 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     let tools = steps.iter().filter(|s| s.body["kind"] == "tool").count();
     assert_eq!(tools, 1, "the tool ran once");
     // The approving connection heard the rest of the run, the tool's result included.
-    assert!(types(&later).contains(&"tool_completed".to_owned()), "{:?}", types(&later));
+    assert!(
+        types(&later).contains(&"tool_completed".to_owned()),
+        "{:?}",
+        types(&later)
+    );
 }
 
 /// A denial: the model's next request carries a result saying the user declined (with the
@@ -158,7 +196,14 @@ async fn a_denied_call_tells_the_model_and_the_run_completes() {
     let model = ChatServer::start(vec![asks_calculator(), answers("Fine, no maths.")]).await;
     let rt = spawn_with(store.table(), &ep, &model.url, 1, &[APPROVAL]).await;
     let conn = connect(&rt).await;
-    start(&rt, &conn, "deny-1", "llm", json!({"user_request": "What is 6*7?"})).await;
+    start(
+        &rt,
+        &conn,
+        "deny-1",
+        "llm",
+        json!({"user_request": "What is 6*7?"}),
+    )
+    .await;
     let frames = until(&ep, &conn, "tool_approval_required", 1).await;
     let run = the_run(&store, &frames).await;
     let reply = approve(&rt, &conn, &run.run_id, false, Some("not now")).await;
@@ -167,9 +212,15 @@ async fn a_denied_call_tells_the_model_and_the_run_completes() {
     let requests = model.received();
     assert_eq!(requests.len(), 2);
     let second = requests[1].body["messages"].as_array().unwrap().clone();
-    let result = second.iter().find(|m| m["role"] == "tool").expect("a tool result");
+    let result = second
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("a tool result");
     let content = result["content"].as_str().unwrap();
-    assert!(content.contains("declined") && content.contains("not now"), "{content}");
+    assert!(
+        content.contains("declined") && content.contains("not now"),
+        "{content}"
+    );
     let kinds = types(&all);
     assert!(!kinds.contains(&"tool_executing".to_owned()), "{kinds:?}");
     completed_with(&all, "Fine, no maths.");
@@ -208,7 +259,10 @@ async fn concurrent_approvals_continue_once_and_strangers_are_not_found() {
         approve(&rt, &tab2, &run.run_id, true, None)
     );
     let replies = [a, b];
-    let accepted = replies.iter().filter(|r| r["type"] == "approval_accepted").count();
+    let accepted = replies
+        .iter()
+        .filter(|r| r["type"] == "approval_accepted")
+        .count();
     let answered = replies
         .iter()
         .filter(|r| r["payload"]["code"] == "already_answered")
@@ -234,16 +288,29 @@ async fn an_unanswered_approval_ends_the_run_at_its_deadline_once() {
     let extra = [APPROVAL, ("APPROVAL_TIMEOUT_MS", "1500")];
     let rt = spawn_with(store.table(), &ep, &model.url, 1, &extra).await;
     let conn = connect(&rt).await;
-    start(&rt, &conn, "timeout-1", "llm", json!({"user_request": "6*7?"})).await;
+    start(
+        &rt,
+        &conn,
+        "timeout-1",
+        "llm",
+        json!({"user_request": "6*7?"}),
+    )
+    .await;
     let frames = until(&ep, &conn, "tool_approval_required", 1).await;
     let run = the_run(&store, &frames).await;
     // Before the deadline the sweep leaves it waiting (no heartbeat is expected).
     let early = call_json(&rt, &sample("scheduled-sweep.json")).await;
-    assert_eq!((&early["timed_out"], &early["dead"], &early["continued"]),
-               (&json!(0), &json!(0), &json!(0)), "{early}");
+    assert_eq!(
+        (&early["timed_out"], &early["dead"], &early["continued"]),
+        (&json!(0), &json!(0), &json!(0)),
+        "{early}"
+    );
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let report = sweep_until(&rt, "timed_out").await;
-    assert_eq!((&report["dead"], &report["continued"]), (&json!(0), &json!(0)));
+    assert_eq!(
+        (&report["dead"], &report["continued"]),
+        (&json!(0), &json!(0))
+    );
     let again = call_json(&rt, &sample("scheduled-sweep.json")).await;
     assert_eq!(again["timed_out"], 0, "{again}");
     let all = until(&ep, &conn, "agent_error", 1).await;

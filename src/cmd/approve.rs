@@ -102,8 +102,13 @@ impl<'a> Approve<'a> {
             }
             // The caller hears the rest of the run (from the events it answered on).
             if origin.connection_id != run.connection_id
-                && let Ok(followers) =
-                    attach(run, origin.connection_id, origin.endpoint, run.seq, now / 1000)
+                && let Ok(followers) = attach(
+                    run,
+                    origin.connection_id,
+                    origin.endpoint,
+                    run.seq,
+                    now / 1000,
+                )
             {
                 next.followers = followers;
             }
@@ -147,7 +152,9 @@ impl<'a> Approve<'a> {
         let n = written.continuations;
         if mgr.config().dispatch == Dispatch::Async {
             if let Some(relay) = deps.relay
-                && let Err(e) = relay.continue_run(written.owner(), &written.run_id, n).await
+                && let Err(e) = relay
+                    .continue_run(written.owner(), &written.run_id, n)
+                    .await
             {
                 // The run is unclaimed with a renewed heartbeat deadline: the sweep continues
                 // it when that passes.

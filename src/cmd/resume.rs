@@ -10,8 +10,8 @@ use super::get::owned_run;
 use super::{Caller, CmdError};
 use crate::limits::{MAX_ID_FIELD_BYTES, RESUME_ATTEMPTS};
 use crate::manager::Manager;
-use crate::protocol::inbound::{Fields, required};
 use crate::notify::PushTarget;
+use crate::protocol::inbound::{Fields, required};
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, ExecutionView, Reply, RunRef};
 use crate::run::RunDeps;
 use crate::run::follow::{AttachError, attach};
@@ -93,7 +93,11 @@ async fn replay_approvals(deps: &RunDeps<'_>, caller: &Caller<'_>, run: &RunReco
         .find(|f| f.connection_id == origin.connection_id)
         .map_or(0, |f| f.after_seq);
     let expires_at = rfc3339_ms(awaiting.expires_at);
-    for c in awaiting.calls.iter().filter(|c| c.answer.is_none() && c.seq > has) {
+    for c in awaiting
+        .calls
+        .iter()
+        .filter(|c| c.answer.is_none() && c.seq > has)
+    {
         let event = Event::ToolApprovalRequired {
             call_id: &c.call_id,
             tool_name: &c.tool_name,

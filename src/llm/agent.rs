@@ -137,13 +137,14 @@ impl LlmAgent {
     /// an MCP server's entry does not say `never`, or an added tool asks for it.
     pub fn may_suspend(&self) -> bool {
         use crate::mcp::config::RequireApproval;
-        self.tools.iter().any(|t| {
-            t.hints().require_approval || self.settings.tools_approval.contains(&t.name())
-        }) || self
-            .settings
-            .mcp
+        self.tools
             .iter()
-            .any(|m| m.require_approval != RequireApproval::Never)
+            .any(|t| t.hints().require_approval || self.settings.tools_approval.contains(&t.name()))
+            || self
+                .settings
+                .mcp
+                .iter()
+                .any(|m| m.require_approval != RequireApproval::Never)
     }
 
     /// Whether a call to `name` (among a run's `tools`) waits for the user's approval: an MCP
@@ -154,8 +155,7 @@ impl LlmAgent {
             return false;
         };
         let builtin = self.tools.iter().any(|b| b.name() == name);
-        tool.hints().require_approval
-            || (builtin && self.settings.tools_approval.contains(&name))
+        tool.hints().require_approval || (builtin && self.settings.tools_approval.contains(&name))
     }
 
     /// Ends the MCP servers' sessions (graceful shutdown).

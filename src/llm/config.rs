@@ -417,7 +417,10 @@ mod tests {
         assert_eq!(with(None), Ok(Vec::new()));
         assert_eq!(with(Some("none")), Ok(Vec::new()));
         assert_eq!(with(Some("all")), Ok(crate::tools::BUILTIN_NAMES.to_vec()));
-        assert_eq!(with(Some(" calculator ,calculator")), Ok(vec!["calculator"]));
+        assert_eq!(
+            with(Some(" calculator ,calculator")),
+            Ok(vec!["calculator"])
+        );
         let err = with(Some("calculator,rm")).unwrap_err();
         assert_eq!(err.variable(), "LLM_TOOLS_APPROVAL");
         assert!(err.to_string().contains("none, all"), "{err}");

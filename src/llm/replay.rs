@@ -101,11 +101,9 @@ fn call_of(v: &Value) -> Option<ToolCall> {
 pub fn resume(journal: &[Value]) -> Resumed {
     let mut r = Resumed::default();
     for step in journal.iter().filter(|s| s["kind"] == "approval") {
-        if let (Some(id), Some(approved)) = (step["call_id"].as_str(), step["approved"].as_bool())
-        {
+        if let (Some(id), Some(approved)) = (step["call_id"].as_str(), step["approved"].as_bool()) {
             let reason = step["reason"].as_str().map(str::to_owned);
-            r.answers
-                .insert(id.to_owned(), Answer { approved, reason });
+            r.answers.insert(id.to_owned(), Answer { approved, reason });
         }
     }
     for step in journal {

@@ -45,7 +45,7 @@ pub struct ExecutionView<'a> {
     /// While the run waits for its owner's approval of tool calls: those calls and when the
     /// wait ends (the run is `running`, with no invocation driving it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub awaiting: Option<AwaitingView<'a>>,
+    pub awaiting: Option<Box<AwaitingView<'a>>>,
     /// True when this reply answers a retried request that found the existing run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
@@ -99,19 +99,21 @@ impl<'a> ExecutionView<'a> {
                 .awaiting
                 .as_ref()
                 .filter(|_| run.waiting_approval())
-                .map(|a| AwaitingView {
-                    calls: a
-                        .calls
-                        .iter()
-                        .filter(|c| c.answer.is_none())
-                        .map(|c| AwaitedCallView {
-                            call_id: &c.call_id,
-                            tool_name: &c.tool_name,
-                            parameters: &c.parameters,
-                            seq: c.seq,
-                        })
-                        .collect(),
-                    expires_at: rfc3339_ms(a.expires_at),
+                .map(|a| {
+                    Box::new(AwaitingView {
+                        calls: a
+                            .calls
+                            .iter()
+                            .filter(|c| c.answer.is_none())
+                            .map(|c| AwaitedCallView {
+                                call_id: &c.call_id,
+                                tool_name: &c.tool_name,
+                                parameters: &c.parameters,
+                                seq: c.seq,
+                            })
+                            .collect(),
+                        expires_at: rfc3339_ms(a.expires_at),
+                    })
                 }),
             deduplicated,
         }

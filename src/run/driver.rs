@@ -34,9 +34,9 @@ use crate::limits::{
     CATCH_UP_BUDGET, CATCH_UP_SETTLE_MARGIN, HEARTBEAT_DIVISOR, HEARTBEAT_WRITE_ATTEMPTS,
     MAX_DELTA_BYTES, SHUTDOWN_HANDOFF_BUDGET, TERMINAL_WRITE_ATTEMPTS,
 };
+use crate::llm::replay::approval_step;
 use crate::protocol::{ClientError, Envelope, ErrorCode, Event, RunRef};
 use crate::state::{COMPLETE, ExecutionState, RunEvent};
-use crate::llm::replay::approval_step;
 use crate::store::{
     AwaitedCall, Awaiting, BudgetScope, RunError, RunRecord, RunUsage, StorageError,
 };

@@ -254,8 +254,7 @@ impl RunRecord {
     pub fn overdue(&self, now_ms: u64) -> Option<RunEvent> {
         if !self.state.is_alive() {
             None
-        } else if now_ms >= self.deadline_at
-            || (self.waiting_approval() && now_ms >= self.stale_at)
+        } else if now_ms >= self.deadline_at || (self.waiting_approval() && now_ms >= self.stale_at)
         {
             Some(RunEvent::TimeOut)
         } else if now_ms >= self.stale_at {

@@ -60,7 +60,7 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         recoveries: 1,
         continued_at: created + 5,
         clean_continuation: 2,
-        // What a suspended run waits for round-trips too (answered and not).
+        // What a suspended run was last given round-trips too.
         awaiting: Some(wsexec::store::Awaiting {
             calls: vec![
                 wsexec::store::AwaitedCall {
@@ -79,7 +79,13 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
                     tool_name: "orders__mail".into(),
                     parameters: serde_json::json!("not json"),
                     seq: 7,
-                    answer: None,
+                    // Answered: the run is an ordinary running run again, as the contract's
+                    // callers expect.
+                    answer: Some(wsexec::store::ApprovalAnswer {
+                        approved: true,
+                        reason: None,
+                        at: created + 7,
+                    }),
                 },
             ],
             expires_at: created + 9_000,
