@@ -212,3 +212,41 @@ def test_a_denied_mcp_call_sends_nothing_and_the_model_hears_it_with_auto_dispat
     finally:
         server.stop()
         model.stop()
+
+
+def test_a_resume_of_the_waiting_run_shows_and_re_pushes_the_request(tmp_path, mcp_server):
+    """A new connection's `resume` (after_seq 0) gets the snapshot with `awaiting`, then the
+    unanswered `tool_approval_required` again with its original `seq` and payload, once; answering
+    on that connection completes the run there."""
+    model = scripted()
+    server = serve(tmp_path, model, mcp_server)
+    user = "uma-01"
+
+    async def scenario():
+        first, _, asked = await ask(server.url, user)
+        async with websockets.connect(f"{server.url}/?user_id={user}") as ws:
+            await ws.send(json.dumps({"type": "resume", "request_id": "s-1",
+                                      "run_id": asked["run_id"], "after_seq": 0}))
+            # The pushed event and the direct reply: the push goes out during the invocation,
+            # the reply at its end, so the event comes first here (clients keep either order).
+            got = {f["type"]: f for f in [await recv(ws), await recv(ws)]}
+            assert set(got) == {"execution", "tool_approval_required"}, got
+            calls = got["execution"]["payload"]["awaiting"]["calls"]
+            assert [(c["call_id"], c["seq"]) for c in calls] == [(asked["payload"]["call_id"], asked["seq"])]
+            again = got["tool_approval_required"]
+            assert again["seq"] == asked["seq"] and again["payload"] == asked["payload"]
+            await ws.send(json.dumps({"type": "approve_tool", "request_id": "a-1",
+                                      "run_id": asked["run_id"],
+                                      "call_id": asked["payload"]["call_id"], "approved": True}))
+            frames = await until(ws, TERMINAL)
+            assert frames[-1]["type"] == "agent_completed", frames
+            assert [f["type"] for f in frames].count("tool_approval_required") == 0, frames
+            assert frames[0]["type"] == "approval_accepted", frames
+        await first.close()
+
+    try:
+        asyncio.run(scenario())
+        assert place_orders(mcp_server) == [ARGS]
+    finally:
+        server.stop()
+        model.stop()
