@@ -127,6 +127,10 @@ async fn several_calls_of_a_round_wait_together_and_go_on_when_all_are_answered(
         .await
         .unwrap();
     assert_eq!(first["type"], "approval_accepted", "{first}");
+    assert_eq!(
+        first["request_id"], "a-a",
+        "the reply echoes the answer's request_id"
+    );
     assert_eq!(first["payload"]["continued"], false);
     assert!(h.alice_run(&run_id).await.waiting_approval());
     assert_eq!(server.received().len(), 1, "nothing asked of the model yet");

@@ -16,7 +16,7 @@ use crate::limits::{MAX_ID_FIELD_BYTES, RESUME_ATTEMPTS};
 use crate::manager::Manager;
 use crate::notify::PushTarget;
 use crate::protocol::inbound::{Fields, required, text_field};
-use crate::protocol::{ClientError, ErrorCode, Event, Reply};
+use crate::protocol::{ClientError, Envelope, ErrorCode, Event, Reply, RunRef};
 use crate::run::follow::attach;
 use crate::run::{Settled, next_version, write_settled};
 use crate::state::RunEvent;
@@ -137,14 +137,18 @@ impl<'a> Approve<'a> {
             continued,
             "tool approval answered"
         );
-        let reply = Reply::about(
-            &written,
-            Event::ApprovalAccepted {
-                call_id,
-                approved: self.approved,
-                continued,
-            },
-        );
+        // The reply echoes the answer's own `request_id` (as errors do), so a client matches it
+        // to the frame it sent.
+        let about = RunRef {
+            request_id: caller.request_id.or(Some(&written.request_id)),
+            ..RunRef::of(&written)
+        };
+        let event = Event::ApprovalAccepted {
+            call_id,
+            approved: self.approved,
+            continued,
+        };
+        let reply = Envelope::new(event, about, now_ms()).reply();
         if !continued {
             return Ok(Some(reply));
         }
