@@ -72,6 +72,8 @@ EXPECTED_ENV = {
     "LLM_MAX_TOKENS": {"Ref": "LlmMaxTokens"},
     "LLM_TEMPERATURE": {"Ref": "LlmTemperature"},
     "LLM_TOOLS": {"Ref": "LlmTools"},
+    "LLM_TOOLS_APPROVAL": {"Ref": "LlmToolsApproval"},
+    "APPROVAL_TIMEOUT_MS": {"Ref": "ApprovalTimeoutMs"},
     "MCP_SERVERS": {"Ref": "McpServers"},
     "RUST_LOG": {"Ref": "LogLevel"},
 }
