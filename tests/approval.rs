@@ -12,7 +12,7 @@ mod support;
 use support::http;
 
 use serde_json::{Value, json};
-use sse::{ChatServer, Reply, Step, call, done, finish, text, usage};
+use sse::{ChatServer, Reply, Step, answer, call, done, finish, usage};
 use std::collections::HashMap;
 use std::sync::Arc;
 use support::dynamodb::*;
@@ -50,15 +50,6 @@ fn asks(calls: &[(&str, &str, &str)]) -> Reply {
     Reply::Stream(steps)
 }
 
-fn answers(said: &str) -> Reply {
-    Reply::Stream(vec![
-        Step::Send(text(said)),
-        Step::Send(finish("stop")),
-        Step::Send(usage(20, 4)),
-        Step::Send(done()),
-    ])
-}
-
 fn approve_frame(run_id: &str, call_id: &str, approved: bool) -> Value {
     json!({"type": "approve_tool", "request_id": format!("a-{call_id}"), "run_id": run_id,
            "call_id": call_id, "approved": approved})
@@ -91,7 +82,7 @@ async fn several_calls_of_a_round_wait_together_and_go_on_when_all_are_answered(
             ("b", "current_time", "{}"),
             ("c", "calculator", r#"{"expression":"3*3"}"#),
         ]),
-        answers("4, and no 9."),
+        answer(&["4, and no 9."]),
     ])
     .await;
     let store = Arc::new(fresh_store("approval-several").await);
@@ -248,7 +239,7 @@ async fn malformed_answers_are_refused_and_a_waiting_run_cancels_at_once() {
 async fn requests_of_a_suspended_and_resumed_run_are_counted() {
     let server = ChatServer::start(vec![
         asks(&[("a", "calculator", r#"{"expression":"6*7"}"#)]),
-        answers("42."),
+        answer(&["42."]),
     ])
     .await;
     let store = Arc::new(fresh_store("approval-count").await);

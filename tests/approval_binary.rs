@@ -13,7 +13,7 @@ mod support;
 use support::{http, jwt};
 
 use serde_json::{Value, json};
-use sse::{ChatServer, Reply, Step, call, done, finish, text, usage};
+use sse::{ChatServer, Reply, Step, answer, call, done, finish, usage};
 use std::time::{Duration, Instant};
 use support::durable::*;
 use support::dynamodb::*;
@@ -34,16 +34,6 @@ fn asks_calculator() -> Reply {
         )),
         Step::Send(finish("tool_calls")),
         Step::Send(usage(11, 3)),
-        Step::Send(done()),
-    ])
-}
-
-/// A round that answers `said`.
-fn answers(said: &str) -> Reply {
-    Reply::Stream(vec![
-        Step::Send(text(said)),
-        Step::Send(finish("stop")),
-        Step::Send(usage(20, 4)),
         Step::Send(done()),
     ])
 }
@@ -88,7 +78,7 @@ async fn connect_other(rt: &support::runtime_api::Runtime, user: &str) -> String
 async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     let store = fresh_store("approval-approve").await;
     let ep = support::connections::start().await;
-    let model = ChatServer::start(vec![asks_calculator(), answers("It is 42.")]).await;
+    let model = ChatServer::start(vec![asks_calculator(), answer(&["It is 42."])]).await;
     let mut rt = spawn_with(store.table(), &ep, &model.url, 1, &[APPROVAL]).await;
     let conn = connect(&rt).await;
     start(
@@ -172,7 +162,7 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
         "{kinds:?}"
     );
     assert_eq!(count("agent_started"), 1);
-    let usage = json!({"input_tokens": 31, "output_tokens": 7});
+    let usage = json!({"input_tokens": 21, "output_tokens": 4});
     let done = completed_run(&store, &all, "It is 42.", usage).await;
     assert_seq_once_in_order(&all);
     assert_eq!((done.continuations, done.recoveries), (1, 0));
@@ -193,7 +183,7 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
 async fn a_denied_call_tells_the_model_and_the_run_completes() {
     let store = fresh_store("approval-deny").await;
     let ep = support::connections::start().await;
-    let model = ChatServer::start(vec![asks_calculator(), answers("Fine, no maths.")]).await;
+    let model = ChatServer::start(vec![asks_calculator(), answer(&["Fine, no maths."])]).await;
     let rt = spawn_with(store.table(), &ep, &model.url, 1, &[APPROVAL]).await;
     let conn = connect(&rt).await;
     start(
@@ -234,7 +224,7 @@ async fn a_denied_call_tells_the_model_and_the_run_completes() {
 async fn concurrent_approvals_continue_once_and_strangers_are_not_found() {
     let store = fresh_store("approval-race").await;
     let ep = support::connections::start().await;
-    let model = ChatServer::start(vec![asks_calculator(), answers("42.")]).await;
+    let model = ChatServer::start(vec![asks_calculator(), answer(&["42."])]).await;
     let rt = spawn_with(store.table(), &ep, &model.url, 3, &[APPROVAL]).await;
     let conn = connect(&rt).await;
     start(&rt, &conn, "race-1", "llm", json!({"user_request": "6*7?"})).await;
