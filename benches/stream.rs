@@ -13,6 +13,9 @@
 //!    (`benches/stream/first_token.rs`); `STREAM_BEFORE_BIN` adds another build's figures,
 //!    measured alternately in the same run. `STREAM_MODE=first_token` measures only this,
 //!    `FIRST_TOKEN_RUNS` (default 20) runs per binary and mode.
+//! 5. `STREAM_MODE=rss`: only 3, for this build and `STREAM_BEFORE_BIN` alternately (issue 27).
+//! 6. `STREAM_MODE=ttft`: time to first token, cold and warm, less the model's own
+//!    (`benches/stream/ttft.rs`, issue 27), `STREAM_ROUNDS` × 5 fresh environments per binary.
 //!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
@@ -31,6 +34,8 @@ mod http;
 mod runtime_api;
 #[path = "../tests/support/sse.rs"]
 mod sse;
+#[path = "stream/ttft.rs"]
+mod ttft;
 
 use async_trait::async_trait;
 use runtime_api::{Runtime, median, percentile};
@@ -294,6 +299,16 @@ fn spaced_latencies(n: u64, count: usize) -> Vec<f64> {
 
 /// Peak RSS (KiB) of a fresh release binary after one echo run, then after a 1 MB answer.
 async fn rss_round(table: &str, ep: &connections::ConnectionsEndpoint, n: u64) -> (u64, u64) {
+    rss_round_of(&release_bin(), table, ep, n).await
+}
+
+/// [`rss_round`] of the binary at `bin`.
+async fn rss_round_of(
+    bin: &str,
+    table: &str,
+    ep: &connections::ConnectionsEndpoint,
+    n: u64,
+) -> (u64, u64) {
     let piece = "x".repeat(1023) + " ";
     let mut steps: Vec<Step> = (0..1024).map(|_| Step::Send(sse::text(&piece))).collect();
     steps.push(Step::Send(sse::finish("stop")));
@@ -316,7 +331,7 @@ async fn rss_round(table: &str, ep: &connections::ConnectionsEndpoint, n: u64) -
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    rt.spawn(&release_bin(), &[], &env, 128);
+    rt.spawn(bin, &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let connect = event_json("connect-jwt-query.json").to_string();
     rt.invoke(&connect, LIMIT).await.0.json();
@@ -349,7 +364,43 @@ async fn rss_round(table: &str, ep: &connections::ConnectionsEndpoint, n: u64) -
         .map(|f| f["payload"]["text"].as_str().unwrap().len())
         .sum();
     assert_eq!(streamed, 1024 * 1024, "the whole answer was pushed");
+    // Ends the process as Lambda does, so a profiler wrapping the binary writes its output.
+    rt.sigterm(LIMIT).await;
     (echo, llm)
+}
+
+/// Peak RSS after one echo run and after a 1 MB answer, `rounds` fresh environments of the build
+/// under test and, alternating with it, of `STREAM_BEFORE_BIN` when set (medians).
+fn rss_report(rounds: u64) -> String {
+    let mut bins = vec![("this build", release_bin())];
+    if let Ok(before) = std::env::var("STREAM_BEFORE_BIN") {
+        bins.push(("before", before));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut figures: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); bins.len()];
+    rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-rss-only").await;
+        let ep = connections::start().await;
+        for n in 0..rounds {
+            for (i, (_, bin)) in bins.iter().enumerate() {
+                let (e, l) = rss_round_of(bin, store.table(), &ep, n * 10 + i as u64).await;
+                figures[i].0.push(e as f64);
+                figures[i].1.push(l as f64);
+            }
+        }
+    });
+    let mut out = format!(
+        "| build ({rounds} rounds, medians) | peak RSS after one echo run | after a 1 MB answer | added |\n|---|---|---|---|\n"
+    );
+    for ((label, _), (mut e, mut l)) in bins.iter().zip(figures) {
+        let (e, l) = (median(&mut e), median(&mut l));
+        out += &format!(
+            "| {label} | {e:.0} KiB | {l:.0} KiB | +{:.0} KiB ({:.2}× the answer) |\n",
+            l - e,
+            (l - e) / 1024.0
+        );
+    }
+    out
 }
 
 fn main() {
@@ -369,6 +420,33 @@ fn main() {
                 "{}/target/stream-first-token.md",
                 env!("CARGO_MANIFEST_DIR")
             ),
+            report,
+        );
+        return;
+    }
+    if std::env::var("STREAM_MODE").as_deref() == Ok("ttft") {
+        let mut bins = vec![("this build".to_owned(), release_bin())];
+        if let Ok(before) = std::env::var("STREAM_BEFORE_BIN") {
+            bins.push(("before".to_owned(), before));
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let report = rt.block_on(async {
+            let store = dynamodb::fresh_store("stream-ttft").await;
+            let ep = connections::start().await;
+            ttft::measure(&bins, rounds as usize * 5, store.table(), &ep).await
+        });
+        println!("{report}");
+        let _ = std::fs::write(
+            format!("{}/target/stream-ttft.md", env!("CARGO_MANIFEST_DIR")),
+            report,
+        );
+        return;
+    }
+    if std::env::var("STREAM_MODE").as_deref() == Ok("rss") {
+        let report = rss_report(rounds);
+        println!("{report}");
+        let _ = std::fs::write(
+            format!("{}/target/stream-rss.md", env!("CARGO_MANIFEST_DIR")),
             report,
         );
         return;

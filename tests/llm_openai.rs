@@ -299,7 +299,9 @@ async fn stream_without_done() {
     assert_eq!(result, json!({"text": "ab", "model": "scripted-model"}));
 }
 
-/// A 1 MB answer in many chunks, some events split across chunk boundaries, arrives whole.
+/// A 1 MB answer in many chunks, some events split across chunk boundaries, streams whole;
+/// the result keeps its first `MAX_KEPT_ANSWER_BYTES` (what a stored result can hold at most)
+/// and says how long the answer was, so the agent never holds a megabyte of text.
 #[tokio::test]
 async fn one_megabyte_answer() {
     let piece = "0123456789abcdef".repeat(64); // 1 KiB
@@ -312,10 +314,16 @@ async fn one_megabyte_answer() {
     let server = ChatServer::start(vec![Reply::Stream(steps)]).await;
     let rec = Recorder::default();
     let result = agent(&server, &[]).run("long", &[], &rec).await.unwrap();
-    let text = result["text"].as_str().unwrap();
-    assert_eq!(text.len(), 1024 * 1024);
-    assert_eq!(rec.text(), text);
-    assert!(text.chars().all(|c| c.is_ascii_hexdigit()));
+    let streamed = rec.text();
+    assert_eq!(streamed.len(), 1024 * 1024);
+    assert!(streamed.chars().all(|c| c.is_ascii_hexdigit()));
+    let kept = result["text"].as_str().unwrap();
+    assert_eq!(kept.len(), wsexec::llm::agent::MAX_KEPT_ANSWER_BYTES);
+    assert!(streamed.starts_with(kept));
+    assert_eq!(
+        (result["truncated"].as_bool(), result["text_bytes"].as_u64()),
+        (Some(true), Some(1024 * 1024))
+    );
 }
 
 /// With tools offered, the first token streams at once: the first delta arrives while the

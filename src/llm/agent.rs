@@ -158,6 +158,14 @@ impl LlmAgent {
         tool.hints().require_approval || (builtin && self.settings.tools_approval.contains(&name))
     }
 
+    /// Builds the provider client and opens its connection (see [`ChatProvider::prepare`]),
+    /// for the driver to overlap with the run's history read.
+    pub async fn prepare(&self) {
+        if let Ok(p) = self.provider() {
+            p.prepare().await;
+        }
+    }
+
     /// Ends the MCP servers' sessions (graceful shutdown).
     pub async fn shutdown(&self) {
         if let Some(mcp) = &self.mcp {
@@ -278,6 +286,8 @@ impl LlmAgent {
         }
         let mut model: Option<String> = resumed.model;
         let mut answer = String::new();
+        // The answer's full length when only its first `MAX_KEPT_ANSWER_BYTES` were kept.
+        let mut answer_bytes: Option<usize> = None;
         if let Some(text) = resumed.answer {
             return Ok(self.result(text, model, usage));
         }
@@ -312,7 +322,8 @@ impl LlmAgent {
             let budget = MAX_ANSWER_BYTES.saturating_sub(said_bytes);
             let (output, streamed, after_call) =
                 round_with_retries(provider, &request, events, round, budget, deadline).await?;
-            said_bytes += streamed.len() + after_call.len();
+            said_bytes += streamed.bytes + after_call.len();
+            let (streamed_bytes, streamed) = (streamed.bytes, streamed.kept);
             let mut go_on = true;
             if let Some(u) = output.usage {
                 go_on = events.usage(u.input_tokens, u.output_tokens).await;
@@ -324,9 +335,13 @@ impl LlmAgent {
                 model.clone_from(&output.model);
             }
             if output.tool_calls.is_empty() {
-                events
-                    .save_step(replay::round_step(round, &streamed, &output))
-                    .await;
+                let mut step = replay::round_step(round, &streamed, &output);
+                if streamed_bytes > streamed.len() {
+                    // Cut: a continuation asks for the round again rather than take it.
+                    step["truncated"] = json!(true);
+                    answer_bytes = Some(streamed_bytes);
+                }
+                events.save_step(step).await;
                 answer = streamed;
                 break;
             }
@@ -377,7 +392,12 @@ impl LlmAgent {
             // invocation's (a hand-off before this one's deadline).
             events.safe_point().await;
         }
-        Ok(self.result(answer, model, usage))
+        let mut result = self.result(answer, model, usage);
+        if let Some(bytes) = answer_bytes {
+            result["truncated"] = json!(true);
+            result["text_bytes"] = json!(bytes);
+        }
+        Ok(result)
     }
 
     /// The run's result: `{"text", "model", "usage"?}`.
@@ -599,14 +619,14 @@ async fn round_with_retries(
     round: u32,
     budget: usize,
     deadline: Option<Instant>,
-) -> Result<(RoundOutput, String, String), ProviderError> {
+) -> Result<(RoundOutput, Streamed, String), ProviderError> {
     let mut attempt = 0;
     loop {
         let mut sink = Collector {
             events,
             round,
             after_call: String::new(),
-            streamed: String::new(),
+            streamed: Streamed::default(),
             tool_started: false,
             budget,
         };
@@ -616,7 +636,7 @@ async fn round_with_retries(
             Err(e)
                 if e.kind == LlmErrorKind::Throttled
                     && e.retry_allowed
-                    && sink.streamed.is_empty()
+                    && sink.streamed.bytes == 0
                     && attempt < MAX_THROTTLE_RETRIES =>
             {
                 let wait = e
@@ -647,6 +667,38 @@ fn wait_fits(wait: Duration, deadline: Option<Instant>) -> bool {
         && deadline.is_none_or(|d| Instant::now() + wait + RETRY_MIN_TIME <= d)
 }
 
+/// The most of a round's streamed text the agent keeps: what a stored result can hold at most
+/// (`MAX_STORED_RESULT_BYTES`), since every copy of the answer past the stream (the stored
+/// result, the `agent_completed` event, the thread's history) is cut to that or less. A longer
+/// answer is still streamed whole; the agent then holds a prefix and the length, not the text,
+/// so a 1 MB answer does not cost a megabyte more of the process's memory.
+pub const MAX_KEPT_ANSWER_BYTES: usize = crate::limits::MAX_STORED_RESULT_BYTES;
+
+/// A round's streamed text as the agent keeps it: the first [`MAX_KEPT_ANSWER_BYTES`] (cut on a
+/// character boundary), and how many bytes were streamed in all.
+#[derive(Debug, Default)]
+struct Streamed {
+    kept: String,
+    bytes: usize,
+}
+
+impl Streamed {
+    fn push(&mut self, piece: &str) {
+        let whole = self.kept.len() == self.bytes;
+        self.bytes += piece.len();
+        if !whole {
+            return;
+        }
+        let room = MAX_KEPT_ANSWER_BYTES.saturating_sub(self.kept.len());
+        let mut cut = room.min(piece.len());
+        while !piece.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // Once cut, nothing more is added: the kept text stays a prefix.
+        self.kept.push_str(&piece[..cut]);
+    }
+}
+
 /// Receives a round's text: streams it as deltas of its round from the first token, except
 /// what comes after a tool call began.
 struct Collector<'a> {
@@ -654,7 +706,7 @@ struct Collector<'a> {
     round: u32,
     /// Text after a tool call began: not answer, never streamed.
     after_call: String,
-    streamed: String,
+    streamed: Streamed,
     tool_started: bool,
     budget: usize,
 }
@@ -662,7 +714,7 @@ struct Collector<'a> {
 #[async_trait]
 impl RoundSink for Collector<'_> {
     async fn text(&mut self, piece: &str) -> Result<(), ProviderError> {
-        if self.after_call.len() + self.streamed.len() + piece.len() > self.budget {
+        if self.after_call.len() + self.streamed.bytes + piece.len() > self.budget {
             return Err(ProviderError::protocol("answer larger than the limit"));
         }
         if self.tool_started {
@@ -670,7 +722,7 @@ impl RoundSink for Collector<'_> {
             return Ok(());
         }
         self.events.delta(self.round, piece).await;
-        self.streamed.push_str(piece);
+        self.streamed.push(piece);
         Ok(())
     }
 

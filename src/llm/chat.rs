@@ -87,4 +87,8 @@ pub trait ChatProvider: Send + Sync {
         request: &ChatRequest<'_>,
         sink: &mut dyn RoundSink,
     ) -> Result<RoundOutput, ProviderError>;
+
+    /// Gets ready for a round while the caller does something else (opens a connection the
+    /// next round can use); best effort, never an error.
+    async fn prepare(&self) {}
 }

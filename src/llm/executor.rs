@@ -82,6 +82,9 @@ impl Executor for LlmAgent {
     fn may_suspend(&self) -> bool {
         LlmAgent::may_suspend(self)
     }
+    async fn prepare(&self) {
+        LlmAgent::prepare(self).await;
+    }
 
     async fn shutdown(&self) {
         LlmAgent::shutdown(self).await;

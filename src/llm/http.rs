@@ -1,6 +1,9 @@
-//! A minimal streaming HTTPS client for model APIs on hyper 1 and rustls (ring): one HTTP/1.1
-//! connection per request, driven inside the caller's future (no spawned task), so dropping the
-//! future closes the socket and with it the provider's stream.
+//! A minimal streaming HTTPS client for model APIs on hyper 1 and rustls (ring): HTTP/1.1,
+//! each connection driven inside the caller's future (no spawned task), so dropping the future
+//! closes the socket and with it the provider's stream. A response read to its end leaves its
+//! connection in a small keep-alive pool for the next request to the same host (the next model
+//! round, the next run of a warm instance), so only the first pays for TCP and TLS; a pooled
+//! connection the server closed meanwhile is replaced once, before anything was answered.
 //!
 //! Roots come from the system store, loaded on the first HTTPS request: model hosts are not
 //! all behind Amazon's roots, and `ping` or echo runs never pay for reading ~150 certificates.
@@ -13,7 +16,7 @@ use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use once_cell::sync::OnceCell;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -28,6 +31,18 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest silence between two pieces of a streamed body: models emit tokens many times a
 /// second and servers send keep-alives, so a longer gap is a stalled stream.
 pub const IDLE_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle connection is kept for reuse: servers close idle keep-alive connections
+/// after 5 s (uvicorn) to 75 s (nginx) or more; a connection found closed is replaced once,
+/// so this only bounds how many such replacements happen.
+pub const POOL_IDLE: Duration = Duration::from_secs(30);
+/// Idle connections kept at most: a run's rounds are sequential, and an instance serves a
+/// handful of runs at once (Managed Instances: up to 64, each holding its own while it streams).
+pub const POOL_MAX_IDLE: usize = 16;
+/// How long the end of a response body may take once the model's stream said it is done
+/// (`[DONE]`): the closing chunk is already on its way; if it is slow, the connection is simply
+/// not kept.
+pub const BODY_END_WAIT: Duration = Duration::from_millis(50);
+
 /// The most of an error response's body that is read (for its error code).
 pub const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 
@@ -92,21 +107,94 @@ impl Endpoint {
     }
 }
 
-/// The client: its TLS configuration is built on first HTTPS use.
+/// The client: its TLS configuration is built on first HTTPS use; its idle connections are
+/// kept for reuse.
 #[derive(Default)]
 pub struct HttpClient {
     tls: OnceCell<Arc<rustls::ClientConfig>>,
     timeouts: Timeouts,
+    pool: Arc<Pool>,
 }
 
-/// A response whose body is still arriving; dropping it closes the connection.
+/// One HTTP/1.1 connection: the handle requests are sent through, and the connection's own
+/// future, polled only while a request of the caller is in flight.
+type Conn = Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>;
+
+/// Which connections can serve an endpoint: scheme, host and port.
+type Key = (bool, String, u16);
+
+fn key_of(e: &Endpoint) -> Key {
+    (e.https, e.host.clone(), e.port)
+}
+
+/// Idle keep-alive connections, most recent last.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<
+        Vec<(
+            Key,
+            http1::SendRequest<Full<Bytes>>,
+            Conn,
+            std::time::Instant,
+        )>,
+    >,
+}
+
+impl Pool {
+    /// The most recent idle connection to `key` still open and young enough; older ones are
+    /// dropped (closed) on the way.
+    fn take(&self, key: &Key) -> Option<(http1::SendRequest<Full<Bytes>>, Conn)> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(_, s, _, at)| at.elapsed() < POOL_IDLE && !s.is_closed());
+        let i = idle.iter().rposition(|(k, ..)| k == key)?;
+        let (_, sender, conn, _) = idle.remove(i);
+        Some((sender, conn))
+    }
+
+    fn put(&self, key: Key, sender: http1::SendRequest<Full<Bytes>>, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= POOL_MAX_IDLE {
+            drop(idle.remove(0));
+        }
+        idle.push((key, sender, conn, std::time::Instant::now()));
+    }
+
+    /// Idle connections kept now.
+    fn len(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// A response whose body is still arriving; dropping it before its end closes the connection,
+/// and one read to its end goes back to the pool.
 pub struct Streaming {
     pub status: StatusCode,
     pub headers: HeaderMap,
     body: Incoming,
-    conn: Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>,
+    conn: Option<Conn>,
     conn_done: bool,
     idle: Duration,
+    /// Whether the body was read to its end.
+    ended: bool,
+    /// Where the connection goes back to, when the server keeps it alive.
+    reuse: Option<(Arc<Pool>, Key, http1::SendRequest<Full<Bytes>>)>,
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if let (true, false, Some((pool, key, sender)), Some(conn)) = (
+            self.ended,
+            self.conn_done,
+            self.reuse.take(),
+            self.conn.take(),
+        ) && !sender.is_closed()
+        {
+            pool.put(key, sender, conn);
+        }
+    }
 }
 
 impl HttpClient {
@@ -115,7 +203,36 @@ impl HttpClient {
         HttpClient {
             tls: OnceCell::new(),
             timeouts,
+            pool: Arc::default(),
         }
+    }
+
+    /// Idle connections kept for reuse now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Opens a connection to `endpoint` (TCP, TLS, HTTP/1.1) and keeps it for the next request,
+    /// so that cost overlaps with whatever the caller does meanwhile (a run's history read). A
+    /// failure is left for the request itself to meet.
+    pub async fn preconnect(&self, endpoint: &Endpoint) {
+        if let Ok(Ok((sender, conn))) =
+            tokio::time::timeout(self.timeouts.connect, self.open(endpoint)).await
+        {
+            self.pool.put(key_of(endpoint), sender, conn);
+        }
+    }
+
+    /// A new connection to `endpoint`, its HTTP/1.1 handshake done.
+    async fn open(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<(http1::SendRequest<Full<Bytes>>, Conn), ProviderError> {
+        let stream = self.connect(endpoint).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| ProviderError::unavailable("http handshake failed"))?;
+        Ok((sender, Box::pin(conn)))
     }
 
     fn tls(&self) -> Result<Arc<rustls::ClientConfig>, ProviderError> {
@@ -154,58 +271,82 @@ impl HttpClient {
         body: Vec<u8>,
     ) -> Result<Streaming, ProviderError> {
         let t = self.timeouts;
-        let stream = tokio::time::timeout(t.connect, self.connect(endpoint))
-            .await
-            .map_err(|_| ProviderError::unavailable("connect timed out"))??;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| ProviderError::unavailable("http handshake failed"))?;
-        let mut conn = Box::pin(conn);
-        let mut request = Request::post(format!("{}{path}", endpoint.base_path))
-            .header(hyper::header::HOST, endpoint.authority())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("wsexec/", env!("CARGO_PKG_VERSION")),
-            );
-        for (name, value) in headers {
-            request = request.header(*name, value.as_str());
-        }
-        let request = request.body(Full::new(Bytes::from(body))).map_err(|_| {
-            ProviderError::new(crate::llm::LlmErrorKind::Invalid, "bad request header")
-        })?;
-        let mut conn_done = false;
-        let exchange = async {
-            let mut send = std::pin::pin!(sender.send_request(request));
-            loop {
-                tokio::select! {
-                    biased;
-                    response = &mut send => {
-                        return response.map_err(|e| ProviderError::unavailable(hyper_cause(&e)));
-                    }
-                    // The connection may finish first when the whole response is already read;
-                    // the response is then waiting in `send`.
-                    ended = conn.as_mut(), if !conn_done => {
-                        conn_done = true;
-                        if let Err(e) = ended {
-                            return Err(ProviderError::unavailable(hyper_cause(&e)));
+        let key = key_of(endpoint);
+        let body = Bytes::from(body);
+        let mut pooled = self.pool.take(&key);
+        loop {
+            let reused = pooled.is_some();
+            let (mut sender, mut conn) = match pooled.take() {
+                Some(c) => c,
+                None => tokio::time::timeout(t.connect, self.open(endpoint))
+                    .await
+                    .map_err(|_| ProviderError::unavailable("connect timed out"))??,
+            };
+            let mut request = Request::post(format!("{}{path}", endpoint.base_path))
+                .header(hyper::header::HOST, endpoint.authority())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .header(
+                    hyper::header::USER_AGENT,
+                    concat!("wsexec/", env!("CARGO_PKG_VERSION")),
+                );
+            for (name, value) in headers {
+                request = request.header(*name, value.as_str());
+            }
+            let request = request.body(Full::new(body.clone())).map_err(|_| {
+                ProviderError::new(crate::llm::LlmErrorKind::Invalid, "bad request header")
+            })?;
+            let mut conn_done = false;
+            let exchange = async {
+                let mut send = std::pin::pin!(sender.send_request(request));
+                loop {
+                    tokio::select! {
+                        biased;
+                        response = &mut send => return response,
+                        // The connection may finish first when the whole response is already
+                        // read; the response is then waiting in `send`.
+                        ended = conn.as_mut(), if !conn_done => {
+                            conn_done = true;
+                            if let Err(e) = ended {
+                                return Err(e);
+                            }
                         }
                     }
                 }
-            }
-        };
-        let response = tokio::time::timeout(t.first_byte, exchange)
-            .await
-            .map_err(|_| ProviderError::unavailable("no response head in time"))??;
-        let (parts, body) = response.into_parts();
-        Ok(Streaming {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            conn,
-            conn_done,
-            idle: t.idle,
-        })
+            };
+            let response = match tokio::time::timeout(t.first_byte, exchange).await {
+                Err(_) => return Err(ProviderError::unavailable("no response head in time")),
+                // A kept connection the server closed while it was idle: nothing was answered
+                // on it, so the request goes once more on a new one.
+                Ok(Err(e))
+                    if reused
+                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                {
+                    continue;
+                }
+                Ok(Err(e)) => return Err(ProviderError::unavailable(hyper_cause(&e))),
+                Ok(Ok(r)) => r,
+            };
+            let (parts, body) = response.into_parts();
+            let keep_alive = parts.version == hyper::Version::HTTP_11
+                && !parts
+                    .headers
+                    .get_all(hyper::header::CONNECTION)
+                    .iter()
+                    .any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+                    });
+            return Ok(Streaming {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                conn: Some(conn),
+                conn_done,
+                idle: t.idle,
+                ended: false,
+                reuse: keep_alive.then(|| (self.pool.clone(), key, sender)),
+            });
+        }
     }
 }
 
@@ -223,7 +364,10 @@ impl Streaming {
         loop {
             tokio::select! {
                 frame = self.body.frame() => match frame {
-                    None => return Ok(None),
+                    None => {
+                        self.ended = true;
+                        return Ok(None);
+                    }
                     Some(Err(e)) => return Err(ProviderError::unavailable(hyper_cause(&e))),
                     Some(Ok(frame)) => {
                         if let Ok(data) = frame.into_data()
@@ -233,7 +377,7 @@ impl Streaming {
                         }
                     }
                 },
-                ended = self.conn.as_mut(), if !self.conn_done => {
+                ended = poll_conn(&mut self.conn), if !self.conn_done => {
                     self.conn_done = true;
                     if let Err(e) = ended {
                         return Err(ProviderError::unavailable(hyper_cause(&e)));
@@ -241,6 +385,15 @@ impl Streaming {
                 }
             }
         }
+    }
+
+    /// After the model's stream said it is done: reads what is left of the body (the closing
+    /// chunk), briefly, so the connection can be kept for the next request.
+    pub async fn finish(&mut self) {
+        let _ = tokio::time::timeout(BODY_END_WAIT, async {
+            while let Ok(Some(_)) = self.next_chunk_unbounded().await {}
+        })
+        .await;
     }
 
     /// Reads at most `limit` bytes of the body (for an error response).
@@ -276,6 +429,15 @@ fn hyper_cause(e: &hyper::Error) -> &'static str {
         "http timeout"
     } else {
         "connection reset"
+    }
+}
+
+/// Polls the connection's own future, if it is still there (it always is until the response is
+/// dropped).
+async fn poll_conn(conn: &mut Option<Conn>) -> hyper::Result<()> {
+    match conn {
+        Some(c) => c.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -366,5 +528,119 @@ mod tests {
             .unwrap();
         assert_eq!(err.kind, crate::llm::LlmErrorKind::Unavailable);
         assert_eq!(err.detail, "connection refused");
+    }
+
+    /// A loopback HTTP/1.1 server answering `ok` to every request; `close_after` closes each
+    /// connection after that many responses (without saying so, as an idle timeout does).
+    /// Returns its endpoint and (connections accepted, requests answered).
+    async fn keep_alive_server(
+        close_after: usize,
+    ) -> (
+        Endpoint,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (conns, reqs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, r) = (conns.clone(), reqs.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..close_after {
+                        // One request: the head, then its content-length body.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if sock.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        (endpoint, conns, reqs)
+    }
+
+    async fn post_ok(client: &HttpClient, endpoint: &Endpoint) {
+        let mut r = client
+            .post(endpoint, "/x", &[], b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.read_prefix(16).await, b"ok");
+    }
+
+    /// A response read to its end leaves its connection for the next request: three requests,
+    /// one connection; a connection opened ahead (`preconnect`) serves the next request.
+    #[tokio::test]
+    async fn kept_connections_serve_the_next_requests() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (endpoint, conns, reqs) = keep_alive_server(usize::MAX).await;
+        let client = HttpClient::default();
+        for _ in 0..3 {
+            post_ok(&client, &endpoint).await;
+        }
+        assert_eq!((conns.load(SeqCst), reqs.load(SeqCst)), (1, 3));
+        assert_eq!(client.idle_connections(), 1);
+        let fresh = HttpClient::default();
+        fresh.preconnect(&endpoint).await;
+        assert_eq!(fresh.idle_connections(), 1);
+        post_ok(&fresh, &endpoint).await;
+        assert_eq!((conns.load(SeqCst), reqs.load(SeqCst)), (2, 4));
+    }
+
+    /// A kept connection the server closed while it was idle is replaced once, transparently:
+    /// every request is answered, each on its own connection.
+    #[tokio::test]
+    async fn a_kept_connection_closed_by_the_server_is_replaced() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (endpoint, conns, reqs) = keep_alive_server(1).await;
+        let client = HttpClient::default();
+        for _ in 0..3 {
+            post_ok(&client, &endpoint).await;
+            // Let the server's close reach the client's socket.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!((conns.load(SeqCst), reqs.load(SeqCst)), (3, 3));
+    }
+
+    /// A response dropped before its end closes its connection: nothing is kept.
+    #[tokio::test]
+    async fn a_response_dropped_early_is_not_kept() {
+        let (endpoint, _, _) = keep_alive_server(usize::MAX).await;
+        let client = HttpClient::default();
+        let r = client.post(&endpoint, "/x", &[], Vec::new()).await.unwrap();
+        drop(r);
+        assert_eq!(client.idle_connections(), 0);
     }
 }

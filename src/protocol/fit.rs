@@ -33,9 +33,21 @@ pub fn prefix_within(text: &str, budget: usize) -> &str {
     text
 }
 
-/// The compact JSON size of `v`.
-pub fn json_len(v: &Value) -> usize {
-    serde_json::to_string(v).map_or(0, |s| s.len())
+/// The compact JSON size of `v`, counted as it is written: nothing is allocated (measuring an
+/// oversized frame once cost a copy of it per measure).
+pub fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, v).map_or(0, |()| n.0)
 }
 
 /// Cuts `value`'s `text` string so that `value` serializes to at most `limit` bytes, keeping as
@@ -76,14 +88,18 @@ fn marker(field: &Value, limit: usize) -> Value {
 /// `payload` shrunk, largest field first, until `frame_len(payload)` fits `limit`: a field with
 /// a `text` string keeps its shape with the text cut ([`cut_text`]); any other is replaced by
 /// `{truncated, original_bytes, preview}`.
-fn shrink(payload: &mut Map<String, Value>, limit: usize, frame_len: impl Fn(&Value) -> usize) {
+fn shrink(
+    payload: &mut Map<String, Value>,
+    limit: usize,
+    frame_len: impl Fn(&Map<String, Value>) -> usize,
+) {
     let mut keys: Vec<(usize, String)> = payload
         .iter()
         .map(|(k, v)| (json_len(v), k.clone()))
         .collect();
     keys.sort_by(|a, b| b.cmp(a));
     for (size, key) in keys {
-        let total = frame_len(&Value::Object(payload.clone()));
+        let total = frame_len(payload);
         if total <= limit {
             return;
         }
@@ -106,12 +122,9 @@ pub fn fit_to_limit(message: &str, limit: usize) -> Cow<'_, str> {
     }
     let mut frame: Value = serde_json::from_str(message).unwrap_or_default();
     if let Some(Value::Object(mut payload)) = frame.get_mut("payload").map(Value::take) {
-        let envelope = frame.clone();
-        let frame_len = |p: &Value| {
-            let mut f = envelope.clone();
-            f["payload"] = p.clone();
-            json_len(&f)
-        };
+        // The envelope without its payload (`null`, 4 bytes), measured once.
+        let envelope_len = json_len(&frame).saturating_sub(4);
+        let frame_len = |p: &Map<String, Value>| envelope_len + json_len(p);
         shrink(&mut payload, limit, frame_len);
         frame["payload"] = Value::Object(payload);
         let s = frame.to_string();

@@ -108,17 +108,21 @@ pub async fn drive(
             }
         }
     }
-    let history = if agent.wants_history() {
-        match thread_turns(deps.store, &d.run).await {
-            Ok(turns) => turns,
-            Err(e) => {
-                log_storage(&e);
-                let err = ClientError::storage(&e);
-                return d.finish(&[RunEvent::Fail], None, Some(err)).await;
-            }
+    // The history read and the agent's own preparation (its provider's connection) overlap.
+    let history_read = async {
+        match agent.wants_history() {
+            true => thread_turns(deps.store, &d.run).await,
+            false => Ok(Vec::new()),
         }
-    } else {
-        Vec::new()
+    };
+    let (history, ()) = tokio::join!(history_read, agent.prepare());
+    let history = match history {
+        Ok(turns) => turns,
+        Err(e) => {
+            log_storage(&e);
+            let err = ClientError::storage(&e);
+            return d.finish(&[RunEvent::Fail], None, Some(err)).await;
+        }
     };
     let (request, options) = (d.run.request.clone(), d.run.options.clone());
     let input = RunInput {
@@ -485,6 +489,13 @@ impl<'d> Driver<'d> {
                 self.pending_round = round;
             }
             self.pending.push_str(&text);
+            // A full delta's worth goes out now rather than at the window's end: the pushes
+            // would be the same, and a model faster than the window would otherwise pile its
+            // whole answer up here (a 1 MB burst held as a megabyte of pending text).
+            if self.pending.len() >= MAX_DELTA_BYTES {
+                self.flush().await;
+                return Ok(());
+            }
             if self.flush_at.is_none() {
                 let now = Instant::now();
                 let window = self.deps.limits.stream_flush;

@@ -351,6 +351,9 @@ pub trait Executor: Send + Sync + 'static {
     fn may_suspend(&self) -> bool {
         false
     }
+    /// Gets ready for a run while the driver reads its history (the `llm` agent opens its
+    /// provider's connection), so the two overlap; best effort.
+    async fn prepare(&self) {}
     /// Releases what the agent holds outside the process (the `llm` agent ends its MCP
     /// sessions), on a graceful shutdown.
     async fn shutdown(&self) {}

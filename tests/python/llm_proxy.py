@@ -48,6 +48,7 @@ class Proxy(LoopbackServer):
         # The model's last event passed on (a client may close right after it), and the end of the
         # chunked body read (the model's server may keep its side open for the next request).
         complete, ended, window = False, False, b""
+        head, marked = b"", False
         try:
             while not ended:
                 chunk = asyncio.ensure_future(up_reader.read(self.pace_bytes))
@@ -59,6 +60,14 @@ class Proxy(LoopbackServer):
                 if not data:
                     complete = True
                     break
+                if not marked:
+                    # One request per connection: the response says so (`connection: close`), so
+                    # a client does not keep the connection for its next request.
+                    head += data
+                    if b"\r\n" not in head:
+                        continue
+                    data = head.replace(b"\r\n", b"\r\nconnection: close\r\n", 1)
+                    marked = True
                 writer.write(data)
                 await writer.drain()
                 window += data

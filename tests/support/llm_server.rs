@@ -186,6 +186,8 @@ async fn forward(
     // The model's last event passed on (a client may close right after it), and the end of
     // the chunked body read (the model's server may keep its side open for the next request).
     let (mut answer_complete, mut body_ended) = (false, false);
+    // The response's status line, until it is whole and marked.
+    let (mut head, mut head_marked) = (Vec::new(), false);
     let mut window: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
@@ -201,7 +203,22 @@ async fn forward(
                     let _ = to_client.shutdown().await;
                 }
                 Ok(n) => {
-                    if to_client.write_all(&chunk[..n]).await.is_err() {
+                    // The proxy answers one request per connection: its response says so
+                    // (`connection: close`), so a client does not keep the connection for the
+                    // next request.
+                    let mut out = chunk[..n].to_vec();
+                    if !head_marked {
+                        head.extend_from_slice(&out);
+                        let Some(i) = head.windows(2).position(|w| w == b"\r\n") else {
+                            continue;
+                        };
+                        out = head.split_off(i + 2);
+                        head.extend_from_slice(b"connection: close\r\n");
+                        head.extend_from_slice(&out);
+                        out = std::mem::take(&mut head);
+                        head_marked = true;
+                    }
+                    if to_client.write_all(&out).await.is_err() {
                         return Some(Closed { answer_complete });
                     }
                     window.extend_from_slice(&chunk[..n]);

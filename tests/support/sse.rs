@@ -47,6 +47,8 @@ pub struct Received {
     pub path: String,
     pub head: String,
     pub body: Value,
+    /// When the whole request had arrived.
+    pub at: Instant,
 }
 
 /// The endpoint: its base URL, what it received, and when connections closed.
@@ -133,6 +135,7 @@ async fn serve(
             path: msg.path().to_owned(),
             head: msg.head.clone(),
             body: serde_json::from_slice(msg.body()).unwrap_or(Value::Null),
+            at: Instant::now(),
         });
         replies
             .lock()

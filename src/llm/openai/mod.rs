@@ -42,6 +42,13 @@ impl OpenAi {
 
 #[async_trait]
 impl ChatProvider for OpenAi {
+    /// Opens the connection the first round will use, when none is kept.
+    async fn prepare(&self) {
+        if self.http.idle_connections() == 0 {
+            self.http.preconnect(&self.endpoint).await;
+        }
+    }
+
     async fn round(
         &self,
         request: &ChatRequest<'_>,
@@ -65,7 +72,10 @@ impl ChatProvider for OpenAi {
         if !response.status.is_success() {
             return Err(ProviderError::protocol("unexpected status").with_status(status));
         }
-        read_stream(&mut response, sink).await
+        let round = read_stream(&mut response, sink).await?;
+        // The closing chunk, so the connection is kept for the next round.
+        response.finish().await;
+        Ok(round)
     }
 }
 

@@ -1,0 +1,153 @@
+//! Time to first token, cold and warm (`STREAM_MODE=ttft`, issue 27): through a release binary
+//! under the Runtime API harness on DynamoDB Local, from handing the `start_agent` invocation to
+//! the function until the loopback `@connections` endpoint reads the first `agent_delta`,
+//! less the model's own time to first token (from the loopback Chat Completions endpoint
+//! having read the request to it writing the first text). Each round spawns a fresh
+//! environment of every binary given (this build, and `STREAM_BEFORE_BIN` when set), in turn,
+//! and runs: the first `llm` run of the instance (cold: the provider client is built, the
+//! connection opened), then warm runs, the second in the same thread as the first (its
+//! history read returns a turn). Breakdown: what happens before the request reaches the model
+//! (history read, client build, connect, request write) and after its first text (streaming
+//! to the push).
+
+use crate::connections::ConnectionsEndpoint;
+use crate::runtime_api::{Runtime, percentile};
+use crate::sse::{ChatServer, Reply, Step};
+use crate::{LIMIT, event_json, has_text};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Warm runs per environment after the cold one.
+const WARM: usize = 3;
+
+/// A short answer: a pause standing for the model's own time to first token, then text.
+fn reply() -> Reply {
+    Reply::Stream(vec![
+        Step::Sleep(Duration::from_millis(20)),
+        Step::Send(crate::sse::text("Once upon a time")),
+        Step::Send(crate::sse::text(", a dragon.")),
+        Step::Send(crate::sse::finish("stop")),
+        Step::Send(crate::sse::done()),
+    ])
+}
+
+/// One run's figures, milliseconds: overhead (total less the model's time), before the
+/// request reached the model, after the model's first text.
+#[derive(Default)]
+struct Figures {
+    overhead: Vec<f64>,
+    before_request: Vec<f64>,
+    after_text: Vec<f64>,
+}
+
+impl Figures {
+    fn row(&mut self, label: &str) -> String {
+        let p = |v: &mut Vec<f64>| (percentile(&mut v.clone(), 50.0), percentile(v, 99.0));
+        let (o50, o99) = p(&mut self.overhead);
+        let (b50, b99) = p(&mut self.before_request);
+        let (a50, a99) = p(&mut self.after_text);
+        format!(
+            "| {label} | {o50:.2} / {o99:.2} ms | {b50:.2} / {b99:.2} ms | {a50:.2} / {a99:.2} ms | {} |\n",
+            self.overhead.len()
+        )
+    }
+}
+
+/// One environment of `bin` with the `llm` agent on a fresh scripted model; runs one cold and
+/// [`WARM`] warm runs, adding their figures.
+async fn environment(
+    bin: &str,
+    n: usize,
+    table: &str,
+    ep: &ConnectionsEndpoint,
+    cold: &mut Figures,
+    warm: &mut Figures,
+) {
+    let model = ChatServer::start((0..=WARM).map(|_| reply()).collect()).await;
+    let mut rt = Runtime::start().await;
+    let dynamodb = crate::dynamodb::endpoint();
+    let env: Vec<(String, String)> = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
+        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
+        ("JWT_SECRET", "wsexec-sample-secret"),
+        ("TABLE_NAME", table),
+        ("RUST_LOG", "warn"),
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "smollm2"),
+        ("LLM_BASE_URL", model.url.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    rt.spawn(bin, &[], &env, 128);
+    rt.wait_init(LIMIT).await;
+    let conn = format!("Ttft{n:010}=");
+    let mut connect = event_json("connect-jwt-query.json");
+    connect["requestContext"]["connectionId"] = conn.clone().into();
+    rt.invoke(&connect.to_string(), LIMIT).await;
+    for i in 0..=WARM {
+        let pushed_before = ep.delivered_at(&conn).len();
+        let chunks_before = model.sent_chunks().len();
+        let mut start = event_json("message-start-agent.json");
+        start["requestContext"]["connectionId"] = conn.clone().into();
+        start["requestContext"]["messageId"] = format!("T{n:08}{i:06}=").into();
+        start["body"] = json!({"type": "start_agent", "agent": "llm",
+                               "request_id": format!("ttft-{n}-{i}"),
+                               "thread_id": format!("ttft-thread-{n}"),
+                               "payload": {"user_request": "Tell me a story."}})
+        .to_string()
+        .into();
+        let sent = Instant::now();
+        rt.invoke(&start.to_string(), LIMIT).await;
+        let request_at = model.received()[i].at;
+        let first_text = model
+            .sent_chunks()
+            .into_iter()
+            .skip(chunks_before)
+            .find(|(_, bytes)| has_text(&String::from_utf8_lossy(bytes)))
+            .map(|(at, _)| at)
+            .expect("the model wrote text");
+        let first_delta = ep
+            .delivered_at(&conn)
+            .into_iter()
+            .skip(pushed_before)
+            .find(|(_, f)| f["type"] == "agent_delta")
+            .map(|(at, _)| at)
+            .expect("an agent_delta was pushed");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let model_time = first_text.saturating_duration_since(request_at);
+        let total = first_delta.saturating_duration_since(sent);
+        let into = if i == 0 { &mut *cold } else { &mut *warm };
+        into.overhead.push(ms(total.saturating_sub(model_time)));
+        into.before_request
+            .push(ms(request_at.saturating_duration_since(sent)));
+        into.after_text
+            .push(ms(first_delta.saturating_duration_since(first_text)));
+    }
+}
+
+/// `rounds` fresh environments of each binary (label, path), alternating; the report.
+pub async fn measure(
+    bins: &[(String, String)],
+    rounds: usize,
+    table: &str,
+    ep: &ConnectionsEndpoint,
+) -> String {
+    let mut figures: Vec<(Figures, Figures)> = bins.iter().map(|_| Default::default()).collect();
+    for n in 0..rounds {
+        for (k, (_, bin)) in bins.iter().enumerate() {
+            let (cold, warm) = &mut figures[k];
+            environment(bin, n * 10 + k, table, ep, cold, warm).await;
+        }
+    }
+    let mut out = String::from(
+        "| run | added to the model's first token, p50 / p99 | invocation → request at the model | model's first text → push | runs |\n|---|---|---|---|---|\n",
+    );
+    for ((label, _), (cold, warm)) in bins.iter().zip(figures.iter_mut()) {
+        out += &cold.row(&format!("{label}: first `llm` run of a fresh instance"));
+        out += &warm.row(&format!("{label}: warm (history read returns turns)"));
+    }
+    out
+}
