@@ -433,7 +433,7 @@ fn main() {
         let report = rt.block_on(async {
             let store = dynamodb::fresh_store("stream-ttft").await;
             let ep = connections::start().await;
-            ttft::measure(&bins, rounds as usize * 5, store.table(), &ep).await
+            ttft::measure(&bins, rounds as usize * 5, &store, &ep).await
         });
         println!("{report}");
         let _ = std::fs::write(

@@ -132,9 +132,19 @@ async fn environment(
 pub async fn measure(
     bins: &[(String, String)],
     rounds: usize,
-    table: &str,
+    store: &wsexec::store::dynamo::DynamoStore,
     ep: &ConnectionsEndpoint,
 ) -> String {
+    use wsexec::store::Store;
+    let table = store.table();
+    // One DynamoDB Local round trip (a consistent GetItem) from this process, for scale.
+    let mut rtt = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let _ = store.get_run("ttft-user".into(), "no-such-run").await;
+        rtt.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let rtt = percentile(&mut rtt, 50.0);
     let mut figures: Vec<(Figures, Figures)> = bins.iter().map(|_| Default::default()).collect();
     for n in 0..rounds {
         for (k, (_, bin)) in bins.iter().enumerate() {
@@ -142,7 +152,8 @@ pub async fn measure(
             environment(bin, n * 10 + k, table, ep, cold, warm).await;
         }
     }
-    let mut out = String::from(
+    let mut out = format!("One DynamoDB Local round trip (GetItem, p50): {rtt:.2} ms\n\n");
+    out += &String::from(
         "| run | added to the model's first token, p50 / p99 | invocation → request at the model | model's first text → push | runs |\n|---|---|---|---|---|\n",
     );
     for ((label, _), (cold, warm)) in bins.iter().zip(figures.iter_mut()) {

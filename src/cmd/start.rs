@@ -65,7 +65,8 @@ impl<'a> Start<'a> {
     ) -> Result<Option<Reply>, CmdError> {
         let (mut record, ctx, agent) = prepare(mgr, caller, &self)?;
         let deps = mgr.run_deps()?;
-        let created = if mgr.config().metered() {
+        let mut max_active = None;
+        if mgr.config().metered() {
             let applied = mgr.applied_limits(caller.who.owner()).await?;
             let now = mgr.clock().now_ms();
             record.metering = Some(Metering {
@@ -75,12 +76,28 @@ impl<'a> Start<'a> {
                 tenant_budget: applied.tenant_budget,
             });
             record.holds_slot = applied.max_active_runs.is_some();
-            deps.store
-                .create_run_metered(&record, applied.max_active_runs)
-                .await?
-        } else {
-            deps.store.create_run(&record).await?
+            max_active = Some(applied.max_active_runs);
+        }
+        let create = async {
+            match max_active {
+                Some(max) => deps.store.create_run_metered(&record, max).await,
+                None => deps.store.create_run(&record).await,
+            }
         };
+        // A run driven here reads its thread's history alongside its create (the query cannot
+        // see the run it is excluded from anyway): one round trip instead of two before the
+        // model is asked.
+        let drives_here = mgr.config().dispatch != Dispatch::Async;
+        let history = async {
+            match drives_here && agent.wants_history() {
+                true => crate::run::history::thread_turns(deps.store, &record)
+                    .await
+                    .ok(),
+                false => None,
+            }
+        };
+        let (created, history) = tokio::join!(create, history);
+        let created = created?;
         let refused = match created {
             CreateOutcome::Created => None,
             CreateOutcome::Existing(existing) => {
@@ -116,7 +133,7 @@ impl<'a> Start<'a> {
             // Driven here until the route's end approaches, then handed to a worker.
             Dispatch::Auto => origin.leave = Some(route_leave(mgr, origin.deadline_ms)),
         }
-        crate::run::drive(deps, origin, &ctx, record, agent.as_ref()).await;
+        crate::run::drive_prefetched(deps, origin, &ctx, record, agent.as_ref(), history).await;
         Ok(None)
     }
 }

@@ -127,17 +127,18 @@ fn key_of(e: &Endpoint) -> Key {
     (e.https, e.host.clone(), e.port)
 }
 
+/// One kept connection: whom it serves, its handle and future, and since when it is idle.
+type Kept = (
+    Key,
+    http1::SendRequest<Full<Bytes>>,
+    Conn,
+    std::time::Instant,
+);
+
 /// Idle keep-alive connections, most recent last.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<
-        Vec<(
-            Key,
-            http1::SendRequest<Full<Bytes>>,
-            Conn,
-            std::time::Instant,
-        )>,
-    >,
+    idle: Mutex<Vec<Kept>>,
 }
 
 impl Pool {
@@ -306,9 +307,7 @@ impl HttpClient {
                         // read; the response is then waiting in `send`.
                         ended = conn.as_mut(), if !conn_done => {
                             conn_done = true;
-                            if let Err(e) = ended {
-                                return Err(e);
-                            }
+                            ended?;
                         }
                     }
                 }

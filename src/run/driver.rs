@@ -77,19 +77,51 @@ pub async fn drive(
     run: RunRecord,
     agent: &dyn Executor,
 ) {
+    drive_prefetched(deps, origin, ctx, run, agent, None).await
+}
+
+/// [`drive`] with the thread's history already read (`history`, by a start that read it
+/// alongside the run's create), so the run does not read it again.
+pub async fn drive_prefetched(
+    deps: RunDeps<'_>,
+    origin: Origin<'_>,
+    ctx: &UserExecutionContext,
+    run: RunRecord,
+    agent: &dyn Executor,
+    history: Option<Vec<super::Turn>>,
+) {
     let mut d = Driver::new(deps, origin, run);
     // A `resume` may have attached followers while the run waited for its worker.
     d.adopt();
     // A continuation goes on with the stream its predecessor began.
-    if d.continuation == 0 {
-        let started = d.frame(Event::AgentStarted {
+    let started = (d.continuation == 0).then(|| {
+        d.frame(Event::AgentStarted {
             agent_name: &d.run.agent,
-        });
-        d.send(started).await;
-    }
-    let journal = match journal::load(deps.store, &d.run).await {
-        Ok(steps) => steps,
-        Err(e) => {
+        })
+    });
+    // What the agent needs before its first step is read while `agent_started` is pushed, and
+    // the agent's own preparation (its provider's connection) overlaps both: the journal (a
+    // continuation's), the thread's history (unless the start read it already).
+    let run = d.run.clone();
+    let inputs = async {
+        let history = async {
+            match history {
+                Some(turns) => Ok(turns),
+                None if agent.wants_history() => thread_turns(deps.store, &run).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        tokio::join!(journal::load(deps.store, &run), history, agent.prepare())
+    };
+    let push = async {
+        if let Some(frame) = started {
+            d.send(frame).await;
+        }
+    };
+    let ((journal, history, ()), ()) = tokio::join!(inputs, push);
+    let (journal, history) = match (journal, history) {
+        (Ok(j), Ok(h)) => (j, h),
+        (Err(e), _) | (_, Err(e)) => {
             log_storage(&e);
             let err = ClientError::storage(&e);
             return d.finish(&[RunEvent::Fail], None, Some(err)).await;
@@ -108,22 +140,6 @@ pub async fn drive(
             }
         }
     }
-    // The history read and the agent's own preparation (its provider's connection) overlap.
-    let history_read = async {
-        match agent.wants_history() {
-            true => thread_turns(deps.store, &d.run).await,
-            false => Ok(Vec::new()),
-        }
-    };
-    let (history, ()) = tokio::join!(history_read, agent.prepare());
-    let history = match history {
-        Ok(turns) => turns,
-        Err(e) => {
-            log_storage(&e);
-            let err = ClientError::storage(&e);
-            return d.finish(&[RunEvent::Fail], None, Some(err)).await;
-        }
-    };
     let (request, options) = (d.run.request.clone(), d.run.options.clone());
     let input = RunInput {
         context: ctx,

@@ -38,7 +38,7 @@ pub mod recover;
 pub mod write;
 
 pub use agents::{Agents, DEFAULT_AGENT};
-pub use driver::{drive, log_usage};
+pub use driver::{drive, drive_prefetched, log_usage};
 pub use executor::{
     AgentFailure, Executor, PendingApproval, Progress, RunInput, RunSink, Turn,
     refuse_unknown_options,
