@@ -6,7 +6,9 @@
 //! Run with `tools/bench` (it builds the binaries and installs the baselines). Writes
 //! `target/coldstart.md` and `target/coldstart.json`. `--mcp` instead compares the `llm` agent's
 //! cold start with and without `MCP_SERVERS` (issue 22: nothing MCP is built until an `llm` run
-//! needs its tools), writing `target/coldstart-mcp.md`.
+//! needs its tools), writing `target/coldstart-mcp.md`. `--alt` compares the floor, this build
+//! and `WSEXEC_ALT_BIN` (another build of it, such as a non-PIE one: issue 27), writing
+//! `target/coldstart-alt.md`.
 
 #[path = "../tests/support/connections.rs"]
 mod connections;
@@ -196,6 +198,44 @@ async fn mcp_cold(base_env: &[(String, String)], wsexec: &str, rounds: usize) {
     );
 }
 
+/// `--alt` (issue 27): the floor, this build and another build of it (`WSEXEC_ALT_BIN`, such as
+/// a non-PIE one), a fresh process each per round in rotating order: init, first `$connect` and
+/// peak RSS, each build's RSS over the floor's taken round by round. Writes
+/// `target/coldstart-alt.md`.
+async fn alt_cold(base_env: &[(String, String)], floor: &str, wsexec: &str, rounds: usize) {
+    let alt = std::env::var("WSEXEC_ALT_BIN").expect("--alt needs WSEXEC_ALT_BIN");
+    let subjects = [("floor", floor), ("wsexec", wsexec), ("alt", alt.as_str())];
+    let mut s = Samples::default();
+    for round in 0..rounds {
+        let mut rss = BTreeMap::new();
+        for k in 0..subjects.len() {
+            let (name, bin) = subjects[(round + k) % subjects.len()];
+            let mut rt = Runtime::start().await;
+            rt.spawn(bin, &[], base_env, 128);
+            let init = rt.wait_init(LIMIT).await;
+            let conn = format!("A{round:03}{k:011}=");
+            let (out, first) = rt.invoke(&connect_event(&conn), LIMIT).await;
+            assert_eq!(out.json()["statusCode"], 200, "{name} $connect");
+            let peak = rt.peak_rss_kib() as f64;
+            s.add(&format!("{name}.init_ms"), ms(init));
+            s.add(&format!("{name}.first_connect_ms"), ms(first));
+            s.add(&format!("{name}.rss_kib"), peak);
+            rss.insert(name, peak);
+        }
+        s.add("ratio.rss_wsexec_over_floor", rss["wsexec"] / rss["floor"]);
+        s.add("ratio.rss_alt_over_floor", rss["alt"] / rss["floor"]);
+    }
+    let mut md = format!("| figure ({rounds} rounds) | median |\n|---|---|\n");
+    for k in s.0.keys().cloned().collect::<Vec<_>>() {
+        md.push_str(&format!("| {k} | {:.3} |\n", s.med(&k)));
+    }
+    println!("{md}");
+    let _ = std::fs::write(
+        format!("{}/target/coldstart-alt.md", env!("CARGO_MANIFEST_DIR")),
+        md,
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -231,6 +271,10 @@ async fn main() {
 
     if callgrind_mode {
         callgrind(&base_env).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--alt") {
+        alt_cold(&base_env, &floor, &wsexec, rounds).await;
         return;
     }
     if std::env::args().any(|a| a == "--mcp") {

@@ -36,6 +36,33 @@ fn answer_start(steps: &[Step]) -> Vec<Step> {
     out
 }
 
+/// The environment of a release binary with the `llm` agent (model `smollm2`) on `model`,
+/// DynamoDB Local's `table`, the `@connections` endpoint `ep`, and `extra`.
+pub fn llm_env(
+    table: &str,
+    ep: &ConnectionsEndpoint,
+    model: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let dynamodb = crate::dynamodb::endpoint();
+    [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
+        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
+        ("JWT_SECRET", "wsexec-sample-secret"),
+        ("TABLE_NAME", table),
+        ("RUST_LOG", "warn"),
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_MODEL", "smollm2"),
+        ("LLM_BASE_URL", model),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// What every subject shares: runs per subject, the recorded answer, the table, the endpoint.
 struct Setup<'a> {
     runs: usize,
@@ -57,26 +84,8 @@ async fn subject(k: usize, bin: &str, label: &str, tools: bool, setup: &Setup<'_
         .collect();
     let model = ChatServer::start(replies).await;
     let mut rt = Runtime::start().await;
-    let dynamodb = crate::dynamodb::endpoint();
-    let mut env = vec![
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
-        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
-        ("JWT_SECRET", "wsexec-sample-secret"),
-        ("TABLE_NAME", table),
-        ("RUST_LOG", "warn"),
-        ("LLM_PROVIDER", "openai"),
-        ("LLM_MODEL", "smollm2"),
-        ("LLM_BASE_URL", model.url.as_str()),
-    ];
-    if !tools {
-        env.push(("LLM_TOOLS", "none"));
-    }
-    let env: Vec<(String, String)> = env
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let extra: &[(&str, &str)] = if tools { &[] } else { &[("LLM_TOOLS", "none")] };
+    let env = llm_env(table, ep, &model.url, extra);
     rt.spawn(bin, &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let conn = format!("F1rstT0ken{k:04}=");

@@ -65,22 +65,7 @@ async fn environment(
 ) {
     let model = ChatServer::start((0..=WARM).map(|_| reply()).collect()).await;
     let mut rt = Runtime::start().await;
-    let dynamodb = crate::dynamodb::endpoint();
-    let env: Vec<(String, String)> = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
-        ("CONNECTIONS_ENDPOINT", ep.url.as_str()),
-        ("JWT_SECRET", "wsexec-sample-secret"),
-        ("TABLE_NAME", table),
-        ("RUST_LOG", "warn"),
-        ("LLM_PROVIDER", "openai"),
-        ("LLM_MODEL", "smollm2"),
-        ("LLM_BASE_URL", model.url.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = crate::first_token::llm_env(table, ep, &model.url, &[]);
     rt.spawn(bin, &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let conn = format!("Ttft{n:010}=");

@@ -207,7 +207,9 @@ impl LlmAgent {
 
     /// Answers `text` after the thread's `history`, streaming through `events` from the first
     /// token. Returns `{"text", "model", "usage"?: {"input_tokens", "output_tokens"}}`; `text`
-    /// is exactly the concatenation of the deltas sent and not discarded (a round that turns
+    /// is exactly the concatenation of the deltas sent and not discarded (for an answer longer
+    /// than [`MAX_KEPT_ANSWER_BYTES`], its first that many bytes, with `truncated: true` and
+    /// `text_bytes`) (a round that turns
     /// out to call a tool has its text discarded and shown as thinking). A throttle whose wait
     /// would not fit before `deadline` gives up at once.
     pub async fn run_until(
