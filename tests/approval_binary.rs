@@ -169,6 +169,11 @@ async fn an_approved_call_continues_the_suspended_run_in_a_new_environment() {
     let steps = store.steps(USER.into(), &done.run_id).await.unwrap();
     let tools = steps.iter().filter(|s| s.body["kind"] == "tool").count();
     assert_eq!(tools, 1, "the tool ran once");
+    // The tool's events name the call the approval named.
+    let executing = all.iter().find(|f| f["type"] == "tool_executing").unwrap();
+    assert_eq!(executing["payload"]["call_id"], "c1", "{executing}");
+    let completed = all.iter().find(|f| f["type"] == "tool_completed").unwrap();
+    assert_eq!(completed["payload"]["call_id"], "c1", "{completed}");
     // The approving connection heard the rest of the run, the tool's result included.
     assert!(
         types(&later).contains(&"tool_completed".to_owned()),

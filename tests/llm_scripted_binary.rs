@@ -441,7 +441,10 @@ async fn an_mcp_tool_is_offered_called_and_answered_through_the_binary() {
     let executing = payloads(&frames, "tool_executing");
     assert_eq!(
         executing,
-        vec![json!({"tool_name": "orders__lookup_order", "parameters": {"order_id": "A-17"}})]
+        vec![
+            json!({"tool_name": "orders__lookup_order", "parameters": {"order_id": "A-17"},
+                   "call_id": "c1"})
+        ]
     );
     let completed = payloads(&frames, "tool_completed");
     assert_eq!(completed.len(), 1);

@@ -523,7 +523,9 @@ async fn unrun(
 ) -> Message {
     if shown {
         let name: String = call.name.chars().take(MAX_TOOL_NAME_CHARS).collect();
-        events.tool_completed(&name, content.clone(), 0).await;
+        events
+            .tool_completed(&call.id, &name, content.clone(), 0)
+            .await;
     }
     events
         .save_step(replay::tool_step(
@@ -560,7 +562,7 @@ async fn call_tool(
         serde_json::from_str::<Value>(&call.arguments)
     };
     let parameters = shown_arguments(&call.arguments);
-    events.tool_executing(&shown, parameters).await;
+    events.tool_executing(&call.id, &shown, parameters).await;
     let started = Instant::now();
     let tool = tools.iter().find(|t| t.name() == call.name);
     let outcome = match (tool, arguments) {
@@ -580,7 +582,7 @@ async fn call_tool(
         Err(message) => (json!({"error": message}), true),
     };
     events
-        .tool_completed(&shown, content.clone(), elapsed_ms)
+        .tool_completed(&call.id, &shown, content.clone(), elapsed_ms)
         .await;
     // Journaled once it is known: a continuation never calls it again.
     let step = replay::tool_step(round, &call.id, &call.name, &content, is_error);

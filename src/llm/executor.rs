@@ -25,12 +25,19 @@ impl AgentEvents for RunSink {
         RunSink::thinking(self, thought).await;
     }
 
-    async fn tool_executing(&self, tool_name: &str, parameters: Value) {
-        RunSink::tool_executing(self, tool_name, parameters).await;
+    async fn tool_executing(&self, call_id: &str, tool_name: &str, parameters: Value) {
+        RunSink::tool_call_executing(self, Some(call_id), tool_name, parameters).await;
     }
 
-    async fn tool_completed(&self, tool_name: &str, result: Value, execution_time_ms: u64) {
-        RunSink::tool_completed(self, tool_name, result, execution_time_ms).await;
+    async fn tool_completed(
+        &self,
+        call_id: &str,
+        tool_name: &str,
+        result: Value,
+        execution_time_ms: u64,
+    ) {
+        RunSink::tool_call_completed(self, Some(call_id), tool_name, result, execution_time_ms)
+            .await;
     }
 
     async fn delta(&self, round: u32, text: &str) {

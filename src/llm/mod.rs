@@ -30,11 +30,12 @@ pub use http::Timeouts;
 pub trait AgentEvents: Send + Sync {
     /// `agent_thinking`: text the model wrote before asking for tools.
     async fn thinking(&self, thought: String);
-    /// `tool_executing`.
-    async fn tool_executing(&self, tool_name: &str, parameters: serde_json::Value);
-    /// `tool_completed`.
+    /// `tool_executing` of the model's call `call_id`.
+    async fn tool_executing(&self, call_id: &str, tool_name: &str, parameters: serde_json::Value);
+    /// `tool_completed` of the model's call `call_id`.
     async fn tool_completed(
         &self,
+        call_id: &str,
         tool_name: &str,
         result: serde_json::Value,
         execution_time_ms: u64,

@@ -112,11 +112,16 @@ pub enum Event<'a> {
     ToolExecuting {
         tool_name: &'a str,
         parameters: &'a Value,
+        /// The model's id of the call (the `llm` agent's), as `tool_approval_required` names it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<&'a str>,
     },
     ToolCompleted {
         tool_name: &'a str,
         result: &'a Value,
         execution_time_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<&'a str>,
     },
     /// Streamed answer text of model round `round` (1-based; agents without rounds use 1).
     AgentDelta {

@@ -90,12 +90,15 @@ pub enum Progress {
     ToolExecuting {
         tool_name: String,
         parameters: Value,
+        /// The model's id of the call, when the agent has one.
+        call_id: Option<String>,
     },
     /// `tool_completed`.
     ToolCompleted {
         tool_name: String,
         result: Value,
         execution_time_ms: u64,
+        call_id: Option<String>,
     },
     /// Streamed answer text of model round `round`; the driver coalesces deltas of one round
     /// into `agent_delta` pushes.
@@ -148,18 +151,22 @@ impl Progress {
             Progress::ToolExecuting {
                 tool_name,
                 parameters,
+                call_id,
             } => Event::ToolExecuting {
                 tool_name,
                 parameters,
+                call_id: call_id.as_deref(),
             },
             Progress::ToolCompleted {
                 tool_name,
                 result,
                 execution_time_ms,
+                call_id,
             } => Event::ToolCompleted {
                 tool_name,
                 result,
                 execution_time_ms: *execution_time_ms,
+                call_id: call_id.as_deref(),
             },
             Progress::Discard { round, reason } => Event::AgentTextDiscarded {
                 round: *round,
@@ -204,21 +211,43 @@ impl RunSink {
 
     /// `tool_executing`.
     pub async fn tool_executing(&self, tool_name: &str, parameters: Value) {
-        let tool_name = tool_name.to_owned();
-        self.send(Progress::ToolExecuting {
-            tool_name,
-            parameters,
-        })
-        .await;
+        self.tool_call_executing(None, tool_name, parameters).await;
     }
 
     /// `tool_completed`.
     pub async fn tool_completed(&self, tool_name: &str, result: Value, execution_time_ms: u64) {
-        let tool_name = tool_name.to_owned();
+        self.tool_call_completed(None, tool_name, result, execution_time_ms)
+            .await;
+    }
+
+    /// `tool_executing` of the model's call `call_id`.
+    pub async fn tool_call_executing(
+        &self,
+        call_id: Option<&str>,
+        tool_name: &str,
+        parameters: Value,
+    ) {
+        self.send(Progress::ToolExecuting {
+            tool_name: tool_name.to_owned(),
+            parameters,
+            call_id: call_id.map(str::to_owned),
+        })
+        .await;
+    }
+
+    /// `tool_completed` of the model's call `call_id`.
+    pub async fn tool_call_completed(
+        &self,
+        call_id: Option<&str>,
+        tool_name: &str,
+        result: Value,
+        execution_time_ms: u64,
+    ) {
         self.send(Progress::ToolCompleted {
-            tool_name,
+            tool_name: tool_name.to_owned(),
             result,
             execution_time_ms,
+            call_id: call_id.map(str::to_owned),
         })
         .await;
     }

@@ -46,7 +46,8 @@ def test_an_mcp_tool_is_offered_called_and_answered_through_serve(tmp_path, mcp_
     assert kinds[-1] == "agent_completed", frames
     assert frames[-1]["payload"]["result"]["text"] == "Order A-17 has shipped."
     executing = [f["payload"] for f in frames if f["type"] == "tool_executing"]
-    assert executing == [{"tool_name": "orders__lookup_order", "parameters": {"order_id": "A-17"}}]
+    assert executing == [{"tool_name": "orders__lookup_order", "parameters": {"order_id": "A-17"},
+                          "call_id": "c1"}]
     completed = [f["payload"] for f in frames if f["type"] == "tool_completed"]
     assert [c["tool_name"] for c in completed] == ["orders__lookup_order"]
     assert completed[0]["result"]["structured_content"] == ORDER

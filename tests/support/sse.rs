@@ -386,13 +386,13 @@ impl wsexec::llm::AgentEvents for Recorder {
     async fn thinking(&self, thought: String) {
         self.events.lock().unwrap().push(Event::Thinking(thought));
     }
-    async fn tool_executing(&self, tool_name: &str, parameters: Value) {
+    async fn tool_executing(&self, _call_id: &str, tool_name: &str, parameters: Value) {
         self.events
             .lock()
             .unwrap()
             .push(Event::Executing(tool_name.into(), parameters));
     }
-    async fn tool_completed(&self, tool_name: &str, result: Value, _ms: u64) {
+    async fn tool_completed(&self, _call_id: &str, tool_name: &str, result: Value, _ms: u64) {
         self.events
             .lock()
             .unwrap()
