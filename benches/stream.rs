@@ -369,6 +369,63 @@ async fn rss_round_of(
     (echo, llm)
 }
 
+/// Peak RSS (KiB) of a fresh environment of `bin` with `AWS_LAMBDA_MAX_CONCURRENCY` = `runs`
+/// after one echo run, then after `runs` `llm` runs at once, each streaming a 100 KiB answer
+/// over about a second (100 chunks of 1 KiB, 10 ms apart, so they overlap).
+async fn concurrent_round(
+    bin: &str,
+    table: &str,
+    ep: &connections::ConnectionsEndpoint,
+    runs: usize,
+    n: u64,
+) -> (u64, u64) {
+    let piece = "y".repeat(1023) + " ";
+    let answer = || {
+        let mut steps = Vec::new();
+        for _ in 0..100 {
+            steps.push(Step::Send(sse::text(&piece)));
+            steps.push(Step::Sleep(Duration::from_millis(10)));
+        }
+        steps.push(Step::Send(sse::finish("stop")));
+        steps.push(Step::Send(sse::done()));
+        Reply::Stream(steps)
+    };
+    let server = ChatServer::start((0..runs).map(|_| answer()).collect()).await;
+    let mut rt = Runtime::start().await;
+    let mut env = first_token::llm_env(table, ep, &server.url, &[("LLM_TOOLS", "none")]);
+    env.push(("AWS_LAMBDA_MAX_CONCURRENCY".into(), runs.to_string()));
+    rt.spawn(bin, &[], &env, 128);
+    rt.wait_init(LIMIT).await;
+    let conn = format!("Conc{n:010}=");
+    let mut connect = event_json("connect-jwt-query.json");
+    connect["requestContext"]["connectionId"] = conn.clone().into();
+    rt.invoke(&connect.to_string(), LIMIT).await.0.json();
+    let start = |k: &str, i: usize| {
+        let mut e = event_json("message-start-agent.json");
+        e["requestContext"]["connectionId"] = conn.clone().into();
+        e["requestContext"]["messageId"] = format!("C{n:07}{i:07}=").into();
+        e["body"] = json!({"type": "start_agent", "agent": k,
+                           "request_id": format!("conc-{k}-{n}-{i}"),
+                           "payload": {"user_request": "a 100 KiB answer, please"}})
+        .to_string()
+        .into();
+        e.to_string()
+    };
+    rt.invoke(&start("echo", 0), LIMIT).await.0.json();
+    let echo = rt.peak_rss_kib();
+    let events: Vec<String> = (0..runs).map(|i| start("llm", i)).collect();
+    futures_util::future::join_all(events.iter().map(|e| rt.invoke(e, LIMIT))).await;
+    let llm = rt.peak_rss_kib();
+    let done = ep
+        .delivered(&conn)
+        .iter()
+        .filter(|f| f["type"] == "agent_completed")
+        .count();
+    assert_eq!(done, runs + 1, "every run completed");
+    rt.sigterm(LIMIT).await;
+    (echo, llm)
+}
+
 /// Peak RSS after one echo run and after a 1 MB answer, `rounds` fresh environments of the build
 /// under test and, alternating with it, of `STREAM_BEFORE_BIN` when set (medians).
 fn rss_report(rounds: u64) -> String {
@@ -389,6 +446,19 @@ fn rss_report(rounds: u64) -> String {
             }
         }
     });
+    // One 100 KiB answer, and 64 at once, in this build (issue 27: at most 2x per run).
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-rss-concurrent").await;
+        let ep = connections::start().await;
+        for n in 0..rounds {
+            let (e, l) = concurrent_round(&bins[0].1, store.table(), &ep, 1, n * 10).await;
+            one.push((l - e) as f64);
+            let (e, l) = concurrent_round(&bins[0].1, store.table(), &ep, 64, n * 10 + 1).await;
+            many.push((l - e) as f64 / 64.0);
+        }
+    });
+    let (one, many) = (median(&mut one), median(&mut many));
     let mut out = format!(
         "| build ({rounds} rounds, medians) | peak RSS after one echo run | after a 1 MB answer | added |\n|---|---|---|---|\n"
     );
@@ -400,6 +470,12 @@ fn rss_report(rounds: u64) -> String {
             (l - e) / 1024.0
         );
     }
+    out += &format!(
+        "\n| 100 KiB answers, this build | added peak RSS per run |\n|---|---|\n\
+         | one run | {one:.0} KiB |\n\
+         | 64 at once (`AWS_LAMBDA_MAX_CONCURRENCY=64`) | {many:.0} KiB ({:.2}× one run's) |\n",
+        many / one.max(1.0)
+    );
     out
 }
 
