@@ -264,6 +264,16 @@ pub async fn drive_prefetched(
     d.channel.settle(until).await;
 }
 
+/// What became of the write that gives up a run's claim ([`Driver::release`]).
+enum Released {
+    /// Written: the run as it now stands.
+    Written(RunRecord),
+    /// The run was ended (and the client told) or taken over by another writer meanwhile.
+    Elsewhere,
+    /// The write did not land (storage failed, logged): the run is still this driver's.
+    Failed,
+}
+
 /// What became of a hand-off.
 enum HandedOff {
     /// The continuation is written and its worker invoked.
@@ -677,22 +687,11 @@ impl<'d> Driver<'d> {
             next.awaiting = Some(awaiting.clone());
             next.stale_at = expires_at;
         };
-        self.leaving = true;
-        let seq = self.seq.get();
-        let settled = self
-            .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
-            .await;
-        match settled {
-            Settled::Written(r) => {
-                self.reserved = r.seq_reserved;
-                self.run = r;
-            }
-            Settled::Conflict(current) if current.state.is_terminal() => {
-                return self.tell_ended(&current).await;
-            }
-            Settled::Declined(()) | Settled::Conflict(_) => return,
-            Settled::Failed(e) => return log_storage(&e),
-        }
+        let Released::Written(r) = self.release(fill).await else {
+            return;
+        };
+        self.reserved = r.seq_reserved;
+        self.run = r;
         metrics::run_suspended();
         tracing::info!(
             run_id = %self.run.run_id,
@@ -703,6 +702,29 @@ impl<'d> Driver<'d> {
         self.adopt();
         for frame in frames {
             self.send(frame).await;
+        }
+    }
+
+    /// Gives up this invocation's claim with one conditional write (its last, `fill` setting
+    /// what the next holder needs), for a suspension or a hand-off. A run ended elsewhere
+    /// meanwhile is told to the client here; a failed write is logged.
+    async fn release(&mut self, fill: impl Fn(&mut RunRecord, u64)) -> Released {
+        self.leaving = true;
+        let seq = self.seq.get();
+        let settled = self
+            .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
+            .await;
+        match settled {
+            Settled::Written(r) => Released::Written(r),
+            Settled::Conflict(current) if current.state.is_terminal() => {
+                self.tell_ended(&current).await;
+                Released::Elsewhere
+            }
+            Settled::Declined(()) | Settled::Conflict(_) => Released::Elsewhere,
+            Settled::Failed(e) => {
+                log_storage(&e);
+                Released::Failed
+            }
         }
     }
 
@@ -730,27 +752,14 @@ impl<'d> Driver<'d> {
                 next.recoveries += 1;
             }
         };
-        self.leaving = true;
-        let seq = self.seq.get();
-        let settled = self
-            .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
-            .await;
-        match settled {
-            Settled::Written(r) => {
+        match self.release(fill).await {
+            Released::Written(r) => {
                 // Whatever follows is written as continuation `n`'s last unclaimed version.
                 self.run = r;
                 self.continuation = n;
             }
-            Settled::Declined(()) => return HandedOff::Elsewhere,
-            Settled::Conflict(current) if current.state.is_terminal() => {
-                self.tell_ended(&current).await;
-                return HandedOff::Elsewhere;
-            }
-            Settled::Conflict(_) => return HandedOff::Elsewhere,
-            Settled::Failed(e) => {
-                log_storage(&e);
-                return HandedOff::NotWritten;
-            }
+            Released::Elsewhere => return HandedOff::Elsewhere,
+            Released::Failed => return HandedOff::NotWritten,
         }
         let cause = if recovery { "shutdown" } else { "handoff" };
         metrics::run_continued(cause);
