@@ -16,6 +16,10 @@
 //! 5. `STREAM_MODE=rss`: only 3, for this build and `STREAM_BEFORE_BIN` alternately (issue 27).
 //! 6. `STREAM_MODE=ttft`: time to first token, cold and warm, less the model's own
 //!    (`benches/stream/ttft.rs`, issue 27), `STREAM_ROUNDS` × 5 fresh environments per binary.
+//! 7. `STREAM_MODE=density`: `DENSITY_STREAMS` (default 512; a list such as `64,256,512` runs
+//!    each) recorded answers streaming at once
+//!    in one release binary, against one at a time: peak RSS per run, posts per answer, chunk to
+//!    push (`benches/stream/density.rs`, issue 27), `STREAM_ROUNDS` rounds.
 //!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
@@ -24,6 +28,8 @@
 
 #[path = "../tests/support/connections.rs"]
 mod connections;
+#[path = "stream/density.rs"]
+mod density;
 #[path = "../tests/support/dynamodb.rs"]
 mod dynamodb;
 #[path = "stream/first_token.rs"]
@@ -514,6 +520,36 @@ fn main() {
         println!("{report}");
         let _ = std::fs::write(
             format!("{}/target/stream-ttft.md", env!("CARGO_MANIFEST_DIR")),
+            report,
+        );
+        return;
+    }
+    if std::env::var("STREAM_MODE").as_deref() == Ok("density") {
+        // One round per count, one answer at a time first: "512" or "64,256,512".
+        let mut counts: Vec<usize> = std::env::var("DENSITY_STREAMS")
+            .unwrap_or_else(|_| "512".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        counts.insert(0, 1);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut measured = rt.block_on(async {
+            let store = dynamodb::fresh_store("stream-density").await;
+            let ep = connections::start().await;
+            let mut out = Vec::new();
+            for n in 0..rounds {
+                for (i, &s) in counts.iter().enumerate() {
+                    let bin = release_bin();
+                    let r = density::round(&bin, s, &steps, store.table(), &ep, n * 10 + i as u64);
+                    out.push(r.await);
+                }
+            }
+            out
+        });
+        let report = density::report(&mut measured);
+        println!("{report}");
+        let _ = std::fs::write(
+            format!("{}/target/stream-density.md", env!("CARGO_MANIFEST_DIR")),
             report,
         );
         return;

@@ -11,7 +11,7 @@ use crate::runtime_api::{Runtime, percentile};
 use crate::sse::{ChatServer, Reply, Step};
 use crate::{LIMIT, event_json, has_text};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Text events of the recorded answer each run replays (about 3 s at its timing): well past
 /// the 256 bytes the agent once held back while tools were offered.
@@ -117,25 +117,32 @@ impl Subject {
         .to_string()
         .into();
         self.rt.invoke(&start.to_string(), LIMIT).await;
-        let first_text = self
-            .model
-            .sent_chunks()
-            .into_iter()
-            .skip(chunks_before)
-            .find(|(_, bytes)| has_text(&String::from_utf8_lossy(bytes)))
-            .map(|(at, _)| at)
-            .expect("the model wrote text");
-        let first_delta = self
-            .ep
-            .delivered_at(&self.conn)
-            .into_iter()
-            .skip(pushed_before)
-            .find(|(_, f)| f["type"] == "agent_delta")
-            .map(|(at, _)| at)
-            .expect("an agent_delta was pushed");
+        let first_text = first_text_at(&self.model, chunks_before);
+        let first_delta = first_delta_at(&self.ep, &self.conn, pushed_before);
         let ms = first_delta.duration_since(first_text).as_secs_f64() * 1000.0;
         self.samples.push(ms);
     }
+}
+
+/// When `model` first wrote a chunk carrying text, after its first `skip` chunks.
+pub fn first_text_at(model: &ChatServer, skip: usize) -> Instant {
+    model
+        .sent_chunks()
+        .into_iter()
+        .skip(skip)
+        .find(|(_, bytes)| has_text(&String::from_utf8_lossy(bytes)))
+        .map(|(at, _)| at)
+        .expect("the model wrote text")
+}
+
+/// When `ep` read the first `agent_delta` for `conn`, after its first `skip` messages.
+pub fn first_delta_at(ep: &ConnectionsEndpoint, conn: &str, skip: usize) -> Instant {
+    ep.delivered_at(conn)
+        .into_iter()
+        .skip(skip)
+        .find(|(_, f)| f["type"] == "agent_delta")
+        .map(|(at, _)| at)
+        .expect("an agent_delta was pushed")
 }
 
 /// `runs` runs of each binary in `bins` (label, path), tools offered and not, alternating;

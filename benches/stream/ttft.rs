@@ -11,9 +11,10 @@
 //! to the push).
 
 use crate::connections::ConnectionsEndpoint;
+use crate::first_token::{first_delta_at, first_text_at};
 use crate::runtime_api::{Runtime, percentile};
 use crate::sse::{ChatServer, Reply, Step};
-use crate::{LIMIT, event_json, has_text};
+use crate::{LIMIT, event_json};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -87,20 +88,8 @@ async fn environment(
         let sent = Instant::now();
         rt.invoke(&start.to_string(), LIMIT).await;
         let request_at = model.received()[i].at;
-        let first_text = model
-            .sent_chunks()
-            .into_iter()
-            .skip(chunks_before)
-            .find(|(_, bytes)| has_text(&String::from_utf8_lossy(bytes)))
-            .map(|(at, _)| at)
-            .expect("the model wrote text");
-        let first_delta = ep
-            .delivered_at(&conn)
-            .into_iter()
-            .skip(pushed_before)
-            .find(|(_, f)| f["type"] == "agent_delta")
-            .map(|(at, _)| at)
-            .expect("an agent_delta was pushed");
+        let first_text = first_text_at(&model, chunks_before);
+        let first_delta = first_delta_at(ep, &conn, pushed_before);
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let model_time = first_text.saturating_duration_since(request_at);
         let total = first_delta.saturating_duration_since(sent);

@@ -1,0 +1,266 @@
+//! The streaming bench's density measure (issue 27): `streams` answers streaming at once in one
+//! release binary under the Runtime API harness (`AWS_LAMBDA_MAX_CONCURRENCY = streams`, as
+//! Lambda Managed Instances run it), each the recorded SmolLM2 answer replayed at its timing
+//! from the loopback Chat Completions endpoint, each on its own connection, pushed to the
+//! loopback `@connections` endpoint, with DynamoDB Local as the store.
+//!
+//! Measured per round: peak RSS added per streaming run (`VmHWM` after the streams less
+//! `VmHWM` after one echo run, over `streams`), `agent_delta` posts per answer, and two latencies
+//! per text chunk, from the endpoint writing it to `@connections` reading the post that carries it:
+//! - **raw**: includes the flush window by design (text is coalesced for `STREAM_FLUSH_MS`);
+//! - **past the window**: how much later than the window allows, that is, than the later of the
+//!   chunk's write and the previous push's arrival plus the window (the driver's next flush is
+//!   due one window after its previous push ended, and a push ends after `@connections` read it,
+//!   so this never counts the window itself; it can miss only the previous push's own delay).
+//!
+//! Which run a chunk belongs to: each reply's chunk ids are tagged `chatcmpl-d{reply}-`, and the
+//! reply index maps to a run through the prompt ("Story number {run},") the endpoint received.
+
+use crate::connections::ConnectionsEndpoint;
+use crate::runtime_api::{Runtime, median, percentile};
+use crate::sse::{ChatServer, Reply, Step};
+use crate::{event_json, first_token, has_text};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Generous: 512 streams of a 12.7 s answer on 2 CPUs, with DynamoDB Local on the same CPUs.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// What one round measured.
+pub struct Round {
+    /// Answers streaming at once.
+    pub streams: usize,
+    /// Peak RSS after one echo run and after the streams, KiB.
+    pub echo_kib: u64,
+    pub peak_kib: u64,
+    /// `agent_delta` posts per answer, median over the runs.
+    pub posts: f64,
+    /// Chunk write → post read, milliseconds, every text chunk of every run.
+    pub raw: Vec<f64>,
+    /// The part of it past the flush window, milliseconds.
+    pub late: Vec<f64>,
+    /// From the first start to the last invocation's answer, seconds.
+    pub wall: f64,
+    /// CPU seconds the function process used meanwhile (user + system).
+    pub cpu: f64,
+}
+
+impl Round {
+    /// Peak RSS added per streaming run, KiB.
+    pub fn per_run_kib(&self) -> f64 {
+        self.peak_kib.saturating_sub(self.echo_kib) as f64 / self.streams as f64
+    }
+}
+
+/// The recorded answer for reply `k`: its chunk ids tagged with `k`.
+fn tagged(steps: &[Step], k: usize) -> Reply {
+    let tag = format!("\"chatcmpl-d{k:04}-");
+    Reply::Stream(
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Send(b) => Step::Send(
+                    String::from_utf8_lossy(b)
+                        .replace("\"chatcmpl-", &tag)
+                        .into_bytes(),
+                ),
+                other => other.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The reply index a written chunk carries, if any.
+fn reply_of(chunk: &str) -> Option<usize> {
+    let at = chunk.find("chatcmpl-d")? + "chatcmpl-d".len();
+    chunk.get(at..at + 4)?.parse().ok()
+}
+
+/// The text a chunk carries.
+fn text_of(chunk: &str) -> String {
+    let data: Value =
+        serde_json::from_str(chunk.trim().trim_start_matches("data: ")).unwrap_or(Value::Null);
+    data["choices"][0]["delta"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The connection of run `r` in round `n`.
+fn connection(n: u64, r: usize) -> String {
+    format!("Dens{n:04}{r:06}=")
+}
+
+/// One round: a fresh process of `bin`, one echo run, then `streams` `llm` runs at once.
+pub async fn round(
+    bin: &str,
+    streams: usize,
+    steps: &[Step],
+    table: &str,
+    ep: &ConnectionsEndpoint,
+    n: u64,
+) -> Round {
+    let model = ChatServer::start((0..streams).map(|k| tagged(steps, k)).collect()).await;
+    let mut rt = Runtime::start().await;
+    rt.set_timeout(LIMIT.as_millis());
+    let limit = LIMIT.as_millis().to_string();
+    let extra = [("LLM_TOOLS", "none"), ("RUN_TIME_LIMIT_MS", limit.as_str())];
+    let mut env = first_token::llm_env(table, ep, &model.url, &extra);
+    env.push((
+        "AWS_LAMBDA_MAX_CONCURRENCY".into(),
+        streams.max(2).to_string(),
+    ));
+    rt.spawn(bin, &[], &env, 2048);
+    rt.wait_init(LIMIT).await;
+    let message = |conn: &str, id: String, agent: &str, request: String| {
+        let request_id = format!("dens-{id}").replace('=', "");
+        let mut e = event_json("message-start-agent.json");
+        e["requestContext"]["connectionId"] = conn.into();
+        e["requestContext"]["messageId"] = id.into();
+        e["body"] = json!({"type": "start_agent", "agent": agent,
+                           "request_id": request_id,
+                           "payload": {"user_request": request}})
+        .to_string()
+        .into();
+        e.to_string()
+    };
+    // One connection per run, and one more for the echo run.
+    for r in 0..=streams {
+        let mut connect = event_json("connect-jwt-query.json");
+        connect["requestContext"]["connectionId"] = connection(n, r).into();
+        rt.invoke(&connect.to_string(), LIMIT).await.0.json();
+    }
+    let echo = message(
+        &connection(n, streams),
+        format!("E{n:014}="),
+        "echo",
+        "echo".into(),
+    );
+    rt.invoke(&echo, LIMIT).await.0.json();
+    let echo_kib = rt.peak_rss_kib();
+    let starts: Vec<String> = (0..streams)
+        .map(|r| {
+            let prompt = format!("Story number {r}, about a dragon.");
+            message(&connection(n, r), format!("D{n:04}{r:010}="), "llm", prompt)
+        })
+        .collect();
+    let began = Instant::now();
+    let cpu_before = cpu_seconds(rt.pid().expect("spawned"));
+    let outcomes = futures_util::future::join_all(starts.iter().map(|e| rt.invoke(e, LIMIT))).await;
+    let wall = began.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(rt.pid().expect("spawned")) - cpu_before;
+    let peak_kib = rt.peak_rss_kib();
+
+    // Reply index → run, from the prompt each request carried (the n-th request got reply n).
+    let mut run_of = vec![usize::MAX; streams];
+    for (k, req) in model.received().iter().enumerate().take(streams) {
+        let body = req.body.to_string();
+        let r = body
+            .split("Story number ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse::<usize>().ok())
+            .expect("the request names its run");
+        run_of[k] = r;
+    }
+    let mut chunks: Vec<Vec<(Instant, String)>> = vec![Vec::new(); streams];
+    for (at, bytes) in model.sent_chunks() {
+        let chunk = String::from_utf8_lossy(&bytes);
+        if !has_text(&chunk) {
+            continue;
+        }
+        let k = reply_of(&chunk).expect("a tagged chunk");
+        chunks[run_of[k]].push((at, text_of(&chunk)));
+    }
+    let window = wsexec::limits::DEFAULT_STREAM_FLUSH;
+    let (mut raw, mut late, mut posts) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, written) in chunks.iter().enumerate() {
+        let frames = ep.delivered_at(&connection(n, r));
+        let Some((_, last)) = frames.last() else {
+            panic!("run {r} pushed nothing: {:?}", outcomes[r].0);
+        };
+        assert_eq!(last["type"], "agent_completed", "run {r}: {last}");
+        let deltas: Vec<(Instant, String)> = frames
+            .iter()
+            .filter(|(_, f)| f["type"] == "agent_delta")
+            .map(|(at, f)| (*at, f["payload"]["text"].as_str().unwrap().to_owned()))
+            .collect();
+        posts.push(deltas.len() as f64);
+        let mut next = written.iter();
+        let mut previous: Option<Instant> = None;
+        for (arrived, text) in &deltas {
+            let mut carried = String::new();
+            while carried.len() < text.len() {
+                let (at, piece) = next.next().expect("every pushed byte was written");
+                carried.push_str(piece);
+                raw.push(ms(*arrived, *at));
+                let due = previous.map_or(*at, |p| (p + window).max(*at));
+                late.push(ms(*arrived, due));
+            }
+            assert_eq!(&carried, text, "run {r}: pushes carry the chunks in order");
+            previous = Some(*arrived);
+        }
+        assert!(next.next().is_none(), "run {r}: every chunk was pushed");
+    }
+    rt.sigterm(Duration::from_secs(30)).await;
+    Round {
+        streams,
+        echo_kib,
+        peak_kib,
+        posts: median(&mut posts),
+        raw,
+        late,
+        wall,
+        cpu,
+    }
+}
+
+/// CPU seconds process `pid` has used so far (user + system, from `/proc/{pid}/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    ticks.iter().sum::<f64>() / 100.0
+}
+
+/// Milliseconds from `from` to `to`, zero if `to` came first.
+fn ms(to: Instant, from: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64() * 1000.0
+}
+
+/// The report's table: one row per round.
+pub fn report(rounds: &mut [Round]) -> String {
+    let mut out = String::from(
+        "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | wall time | function CPU |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rounds.iter_mut() {
+        let (raw50, raw99) = (
+            percentile(&mut r.raw.clone(), 50.0),
+            percentile(&mut r.raw, 99.0),
+        );
+        let max = r.late.iter().cloned().fold(0.0, f64::max);
+        let (late50, late99) = (
+            percentile(&mut r.late.clone(), 50.0),
+            percentile(&mut r.late, 99.0),
+        );
+        out += &format!(
+            "| {} | {:.1} KiB ({} → {} KiB) | {:.0} | {raw50:.2} / {raw99:.2} ms | {late50:.2} / {late99:.2} / {max:.1} ms | {:.1} s | {:.1} s ({:.0}% of 2 CPUs) |\n",
+            r.streams,
+            r.per_run_kib(),
+            r.echo_kib,
+            r.peak_kib,
+            r.posts,
+            r.wall,
+            r.cpu,
+            r.cpu / r.wall / 2.0 * 100.0
+        );
+    }
+    out
+}
