@@ -1,7 +1,9 @@
 //! Cold start, side by side (issue 8): the release `wsexec` binary, a hello-world
 //! `lambda_runtime` floor, and the same `$connect` in Node.js (SDK v3) and Python (boto3),
 //! each as a fresh process under one loopback Lambda Runtime API, alternating per round, with
-//! ratios taken pair by pair and medians reported. Then a 10,000-invocation soak.
+//! ratios taken pair by pair and medians reported. Then a 10,000-invocation soak, one at a time
+//! (RSS and open file descriptors along the way; `benches/soak.rs` is the 20,000-run one with
+//! runs side by side, `llm` runs, cancels, timeouts, followers and provider faults).
 //!
 //! Run with `tools/bench` (it builds the binaries and installs the baselines). Writes
 //! `target/coldstart.md` and `target/coldstart.json`. `--mcp` instead compares the `llm` agent's
@@ -448,7 +450,7 @@ async fn main() {
     let mut rt = Runtime::start().await;
     rt.spawn(&wsexec, &[], &base_env, 128);
     rt.wait_init(LIMIT).await;
-    let mut rss_at = BTreeMap::new();
+    let (mut rss_at, mut fds_at) = (BTreeMap::new(), BTreeMap::new());
     let soak_start = Instant::now();
     for i in 1..=soak_n {
         let conn = format!("S{:014}=", i / 8);
@@ -479,6 +481,7 @@ async fn main() {
         out.json();
         if i == 1000 || i == soak_n || i % 2500 == 0 {
             rss_at.insert(i, rt.rss_kib());
+            fds_at.insert(i, rt.fd_count());
         }
     }
     let soak_secs = soak_start.elapsed().as_secs_f64();
@@ -495,7 +498,7 @@ async fn main() {
     let report = json!({
         "rounds": rounds,
         "medians": medians,
-        "soak": {"invocations": soak_n, "seconds": soak_secs, "rss_kib_at": rss_at},
+        "soak": {"invocations": soak_n, "seconds": soak_secs, "rss_kib_at": rss_at, "fds_at": fds_at},
         "binary_bytes": {"wsexec": binary_size, "floor": floor_size},
     });
     let mut md = String::from("| measure | median |\n|---|---|\n");
@@ -503,7 +506,7 @@ async fn main() {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
     md.push_str(&format!(
-        "\nsoak: {soak_n} invocations in {soak_secs:.1} s, RSS KiB at {rss_at:?}\n"
+        "\nsoak: {soak_n} invocations in {soak_secs:.1} s, RSS KiB at {rss_at:?}, open fds at {fds_at:?}\n"
     ));
     md.push_str(&format!(
         "binary bytes: wsexec {binary_size}, floor {floor_size}\n"

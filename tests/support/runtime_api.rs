@@ -2,7 +2,9 @@
 //! Lambda does, feeds it events and measures it: init, first invocation, warm latencies, RSS.
 //!
 //! Shared by the end-to-end tests (`tests/lambda_binary.rs`, `tests/concurrency.rs`) and the
-//! benchmarks (`benches/coldstart.rs`, `benches/concurrency.rs`).
+//! benchmarks (`benches/coldstart.rs`, `benches/concurrency.rs`, the soaks of
+//! `benches/coldstart.rs` and `benches/soak.rs`, which also count the process's open file
+//! descriptors and where its resident memory is).
 //!
 //! Like Lambda, it serves every `/next` long-poll on its own connection, so an environment
 //! with `AWS_LAMBDA_MAX_CONCURRENCY` > 1 holds several at once: each gets a different
@@ -348,6 +350,103 @@ impl Runtime {
             .unwrap_or(0)
     }
 
+    /// Resident memory of the function process by mapping, in KiB (from `/proc/<pid>/smaps`):
+    /// `binary` (its own file), `[heap]` (the main `brk` heap), `anon` (anonymous mappings:
+    /// the allocator's other arenas and large blocks, thread stacks), and each other named
+    /// mapping by its name (shared libraries, `[stack]`, `[vdso]`).
+    pub fn rss_by_mapping(&self) -> std::collections::BTreeMap<String, u64> {
+        let pid = self.child.as_ref().expect("spawned").id();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let exe = exe.to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let mut by = std::collections::BTreeMap::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if first.contains('-') && !first.ends_with(':') {
+                // A mapping's header: range perms offset dev inode [path].
+                let path = line.split_whitespace().nth(5).unwrap_or("");
+                current = match path {
+                    "" => "anon".to_owned(),
+                    p if p == exe => "binary".to_owned(),
+                    p => p.rsplit('/').next().unwrap_or(p).to_owned(),
+                };
+            } else if let Some(kib) = line.strip_prefix("Rss:") {
+                let kib: u64 = kib
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                *by.entry(current.clone()).or_insert(0) += kib;
+            }
+        }
+        by
+    }
+
+    /// Open file descriptors of the function process (the entries of `/proc/<pid>/fd`).
+    pub fn fd_count(&self) -> usize {
+        let pid = self.child.as_ref().expect("spawned").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// What each open file descriptor of the function process is, counted: a TCP socket as
+    /// `tcp <peer> <state>` (from `/proc/<pid>/net/tcp` and `tcp6`; a listening socket's peer
+    /// is its own address), a Unix one as `unix <path>` (`unnamed` for a socket pair), anything
+    /// else as its `/proc/<pid>/fd` link with the inode number left out (`pipe`,
+    /// `anon_inode:[eventfd]`, `/dev/null`, `socket` for another kind of socket).
+    pub fn open_fds(&self) -> std::collections::BTreeMap<String, usize> {
+        let pid = self.child.as_ref().expect("spawned").id();
+        let mut tcp = HashMap::new();
+        for table in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"));
+            for line in text.unwrap_or_default().lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 9 {
+                    let (local, peer) = (proc_addr(f[1]), proc_addr(f[2]));
+                    let state = match f[3] {
+                        "01" => "ESTABLISHED",
+                        "06" => "TIME_WAIT",
+                        "08" => "CLOSE_WAIT",
+                        "0A" => "LISTEN",
+                        other => other,
+                    };
+                    let end = if state == "LISTEN" { local } else { peer };
+                    tcp.insert(f[9].to_owned(), format!("tcp {end} {state}"));
+                }
+            }
+        }
+        // A Unix socket (a socket pair, such as the runtime's signal pipe) by its path, if any.
+        let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix"));
+        for line in unix.unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 6 {
+                let path = f.get(7).copied().unwrap_or("unnamed");
+                tcp.entry(f[6].to_owned())
+                    .or_insert_with(|| format!("unix {path}"));
+            }
+        }
+        let mut kinds = std::collections::BTreeMap::new();
+        let entries = std::fs::read_dir(format!("/proc/{pid}/fd"));
+        for entry in entries.into_iter().flatten().flatten() {
+            let link = std::fs::read_link(entry.path())
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "closed".into());
+            let kind = match link.strip_prefix("socket:[") {
+                Some(inode) => tcp
+                    .get(inode.trim_end_matches(']'))
+                    .cloned()
+                    .unwrap_or_else(|| "socket".into()),
+                None if link.starts_with("pipe:[") => "pipe".into(),
+                None => link,
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        kinds
+    }
+
     /// Stops the function with SIGTERM (as Lambda does at shutdown) and waits for it, so tools
     /// like valgrind write their output.
     pub fn terminate(&mut self) {
@@ -584,6 +683,22 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
         } else {
             respond(&mut sock, 404, &[], b"{}").await;
         }
+    }
+}
+
+/// `0100007F:1F90` (a `/proc/net/tcp` address: IPv4 little-endian hex, port hex) as
+/// `127.0.0.1:8080`; an IPv4-mapped IPv6 one likewise, any other IPv6 one as `[v6]:8080`.
+fn proc_addr(hex: &str) -> String {
+    let (ip, port) = hex.split_once(':').unwrap_or((hex, "0"));
+    let port = u16::from_str_radix(port, 16).unwrap_or(0);
+    let v4 = match ip.len() {
+        8 => Some(ip),
+        32 if ip.starts_with("0000000000000000FFFF0000") => Some(&ip[24..]),
+        _ => None,
+    };
+    match v4.and_then(|h| u32::from_str_radix(h, 16).ok()) {
+        Some(v) => format!("{}:{port}", std::net::Ipv4Addr::from(v.swap_bytes())),
+        None => format!("[v6]:{port}"),
     }
 }
 

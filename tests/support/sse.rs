@@ -1,5 +1,7 @@
 //! A loopback endpoint answering like the Chat Completions API, scripted per request (event
 //! streams split anywhere, error statuses, stalls, resets), and a recorder of agent events.
+//! Replies go out in the order requests arrive ([`ChatServer::start`]), or are chosen from
+//! each request's body ([`ChatServer::start_by`]) when runs side by side make the order moot.
 //! Include with `#[path = "support/sse.rs"] mod sse;` next to `#[path = "support/http.rs"] mod http;`.
 #![allow(dead_code)]
 
@@ -51,6 +53,27 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// What answers the next request: a queue of replies in arrival order, or a chooser.
+enum Script {
+    InOrder(VecDeque<Reply>),
+    ByRequest(Box<dyn Fn(&Value) -> Reply + Send>),
+}
+
+impl Script {
+    /// The reply to a request whose body is `body` (a request past a queue's end gets a 500).
+    fn reply(&mut self, body: &Value) -> Reply {
+        let next = match self {
+            Script::InOrder(queue) => queue.pop_front(),
+            Script::ByRequest(choose) => Some(choose(body)),
+        };
+        next.unwrap_or(Reply::Status {
+            status: 500,
+            headers: vec![],
+            body: "{\"error\":{\"type\":\"server_error\"}}".into(),
+        })
+    }
+}
+
 /// The endpoint: its base URL, what it received, and when connections closed.
 pub struct ChatServer {
     pub url: String,
@@ -65,12 +88,23 @@ type Sent = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
 impl ChatServer {
     /// Starts answering requests with `replies` in order (a request past the end gets a 500).
     pub async fn start(replies: Vec<Reply>) -> ChatServer {
+        Self::serve_script(Script::InOrder(VecDeque::from(replies))).await
+    }
+
+    /// Starts answering each request with `choose(body)`, its JSON body (`Value::Null` when
+    /// it is not JSON): for requests of runs side by side, whose arrival order is not the
+    /// runs' order, each run says in its prompt which reply it wants.
+    pub async fn start_by(choose: impl Fn(&Value) -> Reply + Send + 'static) -> ChatServer {
+        Self::serve_script(Script::ByRequest(Box::new(choose))).await
+    }
+
+    async fn serve_script(script: Script) -> ChatServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let sent = Sent::default();
         let (closed_tx, closed) = mpsc::unbounded_channel();
-        let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let replies = Arc::new(Mutex::new(script));
         let (rec, sent_at) = (received.clone(), sent.clone());
         tokio::spawn(async move {
             let mut n = 0;
@@ -120,7 +154,7 @@ impl ChatServer {
 async fn serve(
     mut stream: TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
-    replies: Arc<Mutex<VecDeque<Reply>>>,
+    replies: Arc<Mutex<Script>>,
     sent: Sent,
 ) {
     let mut buf = Vec::new();
@@ -131,21 +165,15 @@ async fn serve(
     // even when requests arrive side by side.
     let reply = {
         let mut received = received.lock().unwrap();
+        let body = serde_json::from_slice(msg.body()).unwrap_or(Value::Null);
+        let reply = replies.lock().unwrap().reply(&body);
         received.push(Received {
             path: msg.path().to_owned(),
             head: msg.head.clone(),
-            body: serde_json::from_slice(msg.body()).unwrap_or(Value::Null),
+            body,
             at: Instant::now(),
         });
-        replies
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Reply::Status {
-                status: 500,
-                headers: vec![],
-                body: "{\"error\":{\"type\":\"server_error\"}}".into(),
-            })
+        reply
     };
     match reply {
         Reply::Status {
