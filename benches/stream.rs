@@ -16,6 +16,10 @@
 //! 5. `STREAM_MODE=rss`: only 3, for this build and `STREAM_BEFORE_BIN` alternately (issue 27).
 //! 6. `STREAM_MODE=ttft`: time to first token, cold and warm, less the model's own
 //!    (`benches/stream/ttft.rs`, issue 27), `STREAM_ROUNDS` × 5 fresh environments per binary.
+//! 7. `STREAM_MODE=peer`: the serverless-patterns Rust Bedrock streaming pattern's per-event push
+//!    (config and client per invocation) reproduced beside wsexec at `STREAM_FLUSH_MS` 100 and 1:
+//!    posts per answer, chunk → post arrival p50 / p99, `STREAM_ROUNDS` answers each
+//!    (`benches/stream/peer.rs`, issue 27). Writes `target/stream-peer.md`.
 //!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
@@ -30,6 +34,8 @@ mod dynamodb;
 mod first_token;
 #[path = "../tests/support/http.rs"]
 mod http;
+#[path = "stream/peer.rs"]
+mod peer;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
 #[path = "../tests/support/sse.rs"]
@@ -156,6 +162,29 @@ fn first_token_report(steps: &[Step]) -> String {
         let ep = connections::start().await;
         first_token::measure(&bins, runs, steps, store.table(), &ep).await
     })
+}
+
+/// Measure 7: wsexec's release binary and the peer's strategy, alternating, on one model
+/// endpoint and one `@connections` endpoint. The peer runs on its own multi-thread runtime, as
+/// its `#[tokio::main]` would, kept for every answer like a warm instance.
+fn peer_report(rounds: usize, steps: &[Step]) -> String {
+    let peer = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-peer").await;
+        let ep = connections::start().await;
+        peer::measure(
+            &release_bin(),
+            rounds,
+            steps,
+            store.table(),
+            &ep,
+            peer.handle(),
+        )
+        .await
+    });
+    peer.shutdown_background();
+    report
 }
 
 /// The release binary measured: `WSEXEC_BIN`, else this checkout's build.
@@ -514,6 +543,15 @@ fn main() {
         println!("{report}");
         let _ = std::fs::write(
             format!("{}/target/stream-ttft.md", env!("CARGO_MANIFEST_DIR")),
+            report,
+        );
+        return;
+    }
+    if std::env::var("STREAM_MODE").as_deref() == Ok("peer") {
+        let report = peer_report(rounds as usize, &steps);
+        println!("{report}");
+        let _ = std::fs::write(
+            format!("{}/target/stream-peer.md", env!("CARGO_MANIFEST_DIR")),
             report,
         );
         return;
