@@ -550,6 +550,8 @@ fn main() {
     if std::env::var("STREAM_MODE").as_deref() == Ok("peer") {
         let report = peer_report(rounds as usize, &steps);
         println!("{report}");
+        // The checkout's target/ is missing when CARGO_TARGET_DIR points elsewhere.
+        let _ = std::fs::create_dir_all(format!("{}/target", env!("CARGO_MANIFEST_DIR")));
         let _ = std::fs::write(
             format!("{}/target/stream-peer.md", env!("CARGO_MANIFEST_DIR")),
             report,
