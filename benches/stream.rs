@@ -20,6 +20,10 @@
 //!    each) recorded answers streaming at once
 //!    in one release binary, against one at a time: peak RSS per run, posts per answer, chunk to
 //!    push (`benches/stream/density.rs`, issue 27), `STREAM_ROUNDS` rounds.
+//! 8. `STREAM_MODE=peer`: the serverless-patterns Rust Bedrock streaming pattern's per-event push
+//!    (config and client per invocation) reproduced beside wsexec at `STREAM_FLUSH_MS` 100 and 1:
+//!    posts per answer, chunk → post arrival p50 / p99, `STREAM_ROUNDS` answers each
+//!    (`benches/stream/peer.rs`, issue 27). Writes `target/stream-peer.md`.
 //!
 //! 1 and 2 run the library's handler on a current-thread runtime (as in Lambda) with an
 //! in-memory store and a notifier that timestamps each push; the endpoint runs on its own thread.
@@ -36,6 +40,8 @@ mod dynamodb;
 mod first_token;
 #[path = "../tests/support/http.rs"]
 mod http;
+#[path = "stream/peer.rs"]
+mod peer;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
 #[path = "../tests/support/sse.rs"]
@@ -162,6 +168,29 @@ fn first_token_report(steps: &[Step]) -> String {
         let ep = connections::start().await;
         first_token::measure(&bins, runs, steps, store.table(), &ep).await
     })
+}
+
+/// Measure 7: wsexec's release binary and the peer's strategy, alternating, on one model
+/// endpoint and one `@connections` endpoint. The peer runs on its own multi-thread runtime, as
+/// its `#[tokio::main]` would, kept for every answer like a warm instance.
+fn peer_report(rounds: usize, steps: &[Step]) -> String {
+    let peer = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let store = dynamodb::fresh_store("stream-peer").await;
+        let ep = connections::start().await;
+        peer::measure(
+            &release_bin(),
+            rounds,
+            steps,
+            store.table(),
+            &ep,
+            peer.handle(),
+        )
+        .await
+    });
+    peer.shutdown_background();
+    report
 }
 
 /// The release binary measured: `WSEXEC_BIN`, else this checkout's build.
@@ -548,8 +577,20 @@ fn main() {
         });
         let report = density::report(&mut measured);
         println!("{report}");
+        let _ = std::fs::create_dir_all(format!("{}/target", env!("CARGO_MANIFEST_DIR")));
         let _ = std::fs::write(
             format!("{}/target/stream-density.md", env!("CARGO_MANIFEST_DIR")),
+            report,
+        );
+        return;
+    }
+    if std::env::var("STREAM_MODE").as_deref() == Ok("peer") {
+        let report = peer_report(rounds as usize, &steps);
+        println!("{report}");
+        // The checkout's target/ is missing when CARGO_TARGET_DIR points elsewhere.
+        let _ = std::fs::create_dir_all(format!("{}/target", env!("CARGO_MANIFEST_DIR")));
+        let _ = std::fs::write(
+            format!("{}/target/stream-peer.md", env!("CARGO_MANIFEST_DIR")),
             report,
         );
         return;

@@ -43,6 +43,9 @@ pub struct Round {
     pub wall: f64,
     /// CPU seconds the function process used meanwhile (user + system).
     pub cpu: f64,
+    /// The share of the machine's CPU time that was busy meanwhile (every process: the bench's
+    /// endpoints, DynamoDB Local, anything else running), 0 to 1.
+    pub busy: f64,
 }
 
 impl Round {
@@ -146,9 +149,12 @@ pub async fn round(
         .collect();
     let began = Instant::now();
     let cpu_before = cpu_seconds(rt.pid().expect("spawned"));
+    let machine_before = machine_ticks();
     let outcomes = futures_util::future::join_all(starts.iter().map(|e| rt.invoke(e, LIMIT))).await;
     let wall = began.elapsed().as_secs_f64();
     let cpu = cpu_seconds(rt.pid().expect("spawned")) - cpu_before;
+    let machine_after = machine_ticks();
+    let busy = (machine_after.0 - machine_before.0) / (machine_after.1 - machine_before.1).max(1.0);
     let peak_kib = rt.peak_rss_kib();
 
     // Reply index → run, from the prompt each request carried (the n-th request got reply n).
@@ -212,7 +218,25 @@ pub async fn round(
         late,
         wall,
         cpu,
+        busy,
     }
+}
+
+/// The machine's busy and total CPU ticks so far (the `cpu` line of `/proc/stat`; idle and
+/// iowait are not busy).
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
+    (total - idle, total)
 }
 
 /// CPU seconds process `pid` has used so far (user + system, from `/proc/{pid}/stat`).
@@ -238,8 +262,9 @@ fn ms(to: Instant, from: Instant) -> f64 {
 /// The report's table: one row per round.
 pub fn report(rounds: &mut [Round]) -> String {
     let mut out = String::from(
-        "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | wall time | function CPU |\n|---|---|---|---|---|---|---|\n",
+        "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | wall time | function CPU | machine busy |\n|---|---|---|---|---|---|---|---|\n",
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in rounds.iter_mut() {
         let (raw50, raw99) = (
             percentile(&mut r.raw.clone(), 50.0),
@@ -251,7 +276,7 @@ pub fn report(rounds: &mut [Round]) -> String {
             percentile(&mut r.late, 99.0),
         );
         out += &format!(
-            "| {} | {:.1} KiB ({} → {} KiB) | {:.0} | {raw50:.2} / {raw99:.2} ms | {late50:.2} / {late99:.2} / {max:.1} ms | {:.1} s | {:.1} s ({:.0}% of 2 CPUs) |\n",
+            "| {} | {:.1} KiB ({} → {} KiB) | {:.0} | {raw50:.2} / {raw99:.2} ms | {late50:.2} / {late99:.2} / {max:.1} ms | {:.1} s | {:.1} s ({:.0}% of {cpus} CPUs) | {:.0}% |\n",
             r.streams,
             r.per_run_kib(),
             r.echo_kib,
@@ -259,7 +284,8 @@ pub fn report(rounds: &mut [Round]) -> String {
             r.posts,
             r.wall,
             r.cpu,
-            r.cpu / r.wall / 2.0 * 100.0
+            r.cpu / r.wall / cpus as f64 * 100.0,
+            r.busy * 100.0
         );
     }
     out
