@@ -514,6 +514,15 @@ fn rss_report(rounds: u64) -> String {
     out
 }
 
+/// Prints `report` and writes it to `target/{name}.md` (creating the checkout's `target/`, which
+/// is missing when `CARGO_TARGET_DIR` points elsewhere).
+fn print_and_save(name: &str, report: &str) {
+    println!("{report}");
+    let dir = format!("{}/target", env!("CARGO_MANIFEST_DIR"));
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(format!("{dir}/{name}.md"), report);
+}
+
 fn main() {
     let rounds: u64 = std::env::var("STREAM_ROUNDS")
         .ok()
@@ -525,14 +534,7 @@ fn main() {
             "| measure | value |\n|---|---|\n{}",
             first_token_report(&steps)
         );
-        println!("{report}");
-        let _ = std::fs::write(
-            format!(
-                "{}/target/stream-first-token.md",
-                env!("CARGO_MANIFEST_DIR")
-            ),
-            report,
-        );
+        print_and_save("stream-first-token", &report);
         return;
     }
     if std::env::var("STREAM_MODE").as_deref() == Ok("ttft") {
@@ -546,11 +548,7 @@ fn main() {
             let ep = connections::start().await;
             ttft::measure(&bins, rounds as usize * 5, &store, &ep).await
         });
-        println!("{report}");
-        let _ = std::fs::write(
-            format!("{}/target/stream-ttft.md", env!("CARGO_MANIFEST_DIR")),
-            report,
-        );
+        print_and_save("stream-ttft", &report);
         return;
     }
     if std::env::var("STREAM_MODE").as_deref() == Ok("density") {
@@ -576,32 +574,17 @@ fn main() {
             out
         });
         let report = density::report(&mut measured);
-        println!("{report}");
-        let _ = std::fs::create_dir_all(format!("{}/target", env!("CARGO_MANIFEST_DIR")));
-        let _ = std::fs::write(
-            format!("{}/target/stream-density.md", env!("CARGO_MANIFEST_DIR")),
-            report,
-        );
+        print_and_save("stream-density", &report);
         return;
     }
     if std::env::var("STREAM_MODE").as_deref() == Ok("peer") {
         let report = peer_report(rounds as usize, &steps);
-        println!("{report}");
-        // The checkout's target/ is missing when CARGO_TARGET_DIR points elsewhere.
-        let _ = std::fs::create_dir_all(format!("{}/target", env!("CARGO_MANIFEST_DIR")));
-        let _ = std::fs::write(
-            format!("{}/target/stream-peer.md", env!("CARGO_MANIFEST_DIR")),
-            report,
-        );
+        print_and_save("stream-peer", &report);
         return;
     }
     if std::env::var("STREAM_MODE").as_deref() == Ok("rss") {
         let report = rss_report(rounds);
-        println!("{report}");
-        let _ = std::fs::write(
-            format!("{}/target/stream-rss.md", env!("CARGO_MANIFEST_DIR")),
-            report,
-        );
+        print_and_save("stream-rss", &report);
         return;
     }
     let (mut at_default, mut at_zero) = (Vec::new(), Vec::new());
@@ -664,9 +647,5 @@ fn main() {
         l - e,
         l / e
     ) + &first_token_report(&steps);
-    println!("{report}");
-    let _ = std::fs::write(
-        format!("{}/target/stream.md", env!("CARGO_MANIFEST_DIR")),
-        report,
-    );
+    print_and_save("stream", &report);
 }

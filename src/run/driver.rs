@@ -267,7 +267,7 @@ pub async fn drive_prefetched(
 /// What became of the write that gives up a run's claim ([`Driver::release`]).
 enum Released {
     /// Written: the run as it now stands.
-    Written(RunRecord),
+    Written(Box<RunRecord>),
     /// The run was ended (and the client told) or taken over by another writer meanwhile.
     Elsewhere,
     /// The write did not land (storage failed, logged): the run is still this driver's.
@@ -691,7 +691,7 @@ impl<'d> Driver<'d> {
             return;
         };
         self.reserved = r.seq_reserved;
-        self.run = r;
+        self.run = *r;
         metrics::run_suspended();
         tracing::info!(
             run_id = %self.run.run_id,
@@ -715,7 +715,7 @@ impl<'d> Driver<'d> {
             .write_next(&[RunEvent::Heartbeat], seq, TERMINAL_WRITE_ATTEMPTS, fill)
             .await;
         match settled {
-            Settled::Written(r) => Released::Written(r),
+            Settled::Written(r) => Released::Written(Box::new(r)),
             Settled::Conflict(current) if current.state.is_terminal() => {
                 self.tell_ended(&current).await;
                 Released::Elsewhere
@@ -755,7 +755,7 @@ impl<'d> Driver<'d> {
         match self.release(fill).await {
             Released::Written(r) => {
                 // Whatever follows is written as continuation `n`'s last unclaimed version.
-                self.run = r;
+                self.run = *r;
                 self.continuation = n;
             }
             Released::Elsewhere => return HandedOff::Elsewhere,
