@@ -100,12 +100,6 @@ impl<'a> Start<'a> {
         let created = created?;
         let refused = match created {
             CreateOutcome::Created => None,
-            // The SDK retried a create whose answer was lost and met this very write: the run
-            // is this request's, just created, and driven here as if the first answer had come.
-            CreateOutcome::Existing(existing) if existing.is_own_create(&record) => {
-                tracing::info!(run_id = %record.run_id, "create answer lost; its retry met it");
-                None
-            }
             CreateOutcome::Existing(existing) => {
                 let view = ExecutionView::of(&existing, true);
                 return Ok(Some(Reply::about(&existing, Event::Execution(view))));

@@ -215,24 +215,6 @@ impl RunRecord {
         Owner::new(&self.user_id, self.tenant_id.as_deref())
     }
 
-    /// Whether this stored run is `created` itself, as its create wrote it: the same run, made
-    /// in the same millisecond for the same connection and request, and not written since. A
-    /// create whose answer was lost (an attempt timeout under load) and that the SDK retried
-    /// meets its own write this way; a client's retry of the request is a later message (or
-    /// another connection) and never does. Only a frame the gateway delivered twice at once,
-    /// to two invocations within one millisecond, could look the same (then the runs' conditional
-    /// writes still let one driver win).
-    pub fn is_own_create(&self, created: &RunRecord) -> bool {
-        self.run_id == created.run_id
-            && self.created_at == created.created_at
-            && self.connection_id == created.connection_id
-            && self.request == created.request
-            && self.deadline_at == created.deadline_at
-            && self.version == created.version
-            && self.seq == created.seq
-            && self.state == created.state
-    }
-
     /// Whether a create with the same key may replace this run: it expired, or its hand-off to
     /// a worker failed so that nothing ever ran.
     pub fn replaceable(&self, now_secs: u64) -> bool {
