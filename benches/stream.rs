@@ -40,6 +40,8 @@ mod dynamodb;
 mod first_token;
 #[path = "../tests/support/http.rs"]
 mod http;
+#[path = "../tests/support/mcp.rs"]
+mod mcp;
 #[path = "stream/peer.rs"]
 mod peer;
 #[path = "../tests/support/runtime_api.rs"]
@@ -546,7 +548,8 @@ fn main() {
         let report = rt.block_on(async {
             let store = dynamodb::fresh_store("stream-ttft").await;
             let ep = connections::start().await;
-            ttft::measure(&bins, rounds as usize * 5, &store, &ep).await
+            let mcp = mcp::McpServer::start();
+            ttft::measure(&bins, rounds as usize * 5, &store, &ep, &mcp).await
         });
         print_and_save("stream-ttft", &report);
         return;

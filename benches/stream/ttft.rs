@@ -8,7 +8,10 @@
 //! connection opened), then warm runs, the second in the same thread as the first (its
 //! history read returns a turn). Breakdown: what happens before the request reaches the model
 //! (history read, client build, connect, request write) and after its first text (streaming
-//! to the push).
+//! to the push). The build under test runs once more with `MCP_SERVERS` naming a real MCP
+//! server (the official Python SDK's, `tests/support/mcp_server.py`): its first `llm` run
+//! discovers the server's tools (`initialize`, `tools/list`) beside the history read and the
+//! provider connection, and offers them.
 
 use crate::connections::ConnectionsEndpoint;
 use crate::first_token::{first_delta_at, first_text_at};
@@ -20,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// Warm runs per environment after the cold one.
 const WARM: usize = 3;
+
+/// Extra environment of a subject (`MCP_SERVERS`).
+type Env<'a> = [(&'a str, &'a str)];
 
 /// A short answer: a pause standing for the model's own time to first token, then text.
 fn reply() -> Reply {
@@ -54,10 +60,10 @@ impl Figures {
     }
 }
 
-/// One environment of `bin` with the `llm` agent on a fresh scripted model; runs one cold and
-/// [`WARM`] warm runs, adding their figures.
+/// One environment of `bin` with the `llm` agent on a fresh scripted model, and `extra`
+/// environment (`MCP_SERVERS`); runs one cold and [`WARM`] warm runs, adding their figures.
 async fn environment(
-    bin: &str,
+    (bin, extra): (&str, &[(&str, &str)]),
     n: usize,
     table: &str,
     ep: &ConnectionsEndpoint,
@@ -66,7 +72,7 @@ async fn environment(
 ) {
     let model = ChatServer::start((0..=WARM).map(|_| reply()).collect()).await;
     let mut rt = Runtime::start().await;
-    let env = crate::first_token::llm_env(table, ep, &model.url, &[]);
+    let env = crate::first_token::llm_env(table, ep, &model.url, extra);
     rt.spawn(bin, &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let conn = format!("Ttft{n:010}=");
@@ -102,12 +108,15 @@ async fn environment(
     }
 }
 
-/// `rounds` fresh environments of each binary (label, path), alternating; the report.
+/// `rounds` fresh environments of each binary (label, path), alternating, and of the first
+/// with `MCP_SERVERS` naming `mcp` (a real MCP server: its discovery joins the first run's
+/// setup); the report.
 pub async fn measure(
     bins: &[(String, String)],
     rounds: usize,
     store: &wsexec::store::dynamo::DynamoStore,
     ep: &ConnectionsEndpoint,
+    mcp: &crate::mcp::McpServer,
 ) -> String {
     use wsexec::store::Store;
     let table = store.table();
@@ -119,18 +128,30 @@ pub async fn measure(
         rtt.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let rtt = percentile(&mut rtt, 50.0);
-    let mut figures: Vec<(Figures, Figures)> = bins.iter().map(|_| Default::default()).collect();
+    let servers = serde_json::Value::Array(vec![mcp.entry("orders", json!({}))]).to_string();
+    let with_mcp = [("MCP_SERVERS", servers.as_str())];
+    let mut subjects: Vec<(String, &str, &Env)> = bins
+        .iter()
+        .map(|(label, bin)| (label.clone(), bin.as_str(), &[][..]))
+        .collect();
+    subjects.push((
+        format!("{}, MCP tools configured", bins[0].0),
+        bins[0].1.as_str(),
+        &with_mcp[..],
+    ));
+    let mut figures: Vec<(Figures, Figures)> =
+        subjects.iter().map(|_| Default::default()).collect();
     for n in 0..rounds {
-        for (k, (_, bin)) in bins.iter().enumerate() {
+        for (k, (_, bin, extra)) in subjects.iter().enumerate() {
             let (cold, warm) = &mut figures[k];
-            environment(bin, n * 10 + k, table, ep, cold, warm).await;
+            environment((bin, extra), n * 10 + k, table, ep, cold, warm).await;
         }
     }
     let mut out = format!("One DynamoDB Local round trip (GetItem, p50): {rtt:.2} ms\n\n");
     out += &String::from(
         "| run | added to the model's first token, p50 / p99 | invocation → request at the model | model's first text → push | runs |\n|---|---|---|---|---|\n",
     );
-    for ((label, _), (cold, warm)) in bins.iter().zip(figures.iter_mut()) {
+    for ((label, _, _), (cold, warm)) in subjects.iter().zip(figures.iter_mut()) {
         out += &cold.row(&format!("{label}: first `llm` run of a fresh instance"));
         out += &warm.row(&format!("{label}: warm (history read returns turns)"));
     }
