@@ -100,6 +100,12 @@ impl<'a> Start<'a> {
         let created = created?;
         let refused = match created {
             CreateOutcome::Created => None,
+            // The SDK retried a create whose answer was lost and met this very write: the run
+            // is this request's, just created, and driven here as if the first answer had come.
+            CreateOutcome::Existing(existing) if existing.is_own_create(&record) => {
+                tracing::info!(run_id = %record.run_id, "create answer lost; its retry met it");
+                None
+            }
             CreateOutcome::Existing(existing) => {
                 let view = ExecutionView::of(&existing, true);
                 return Ok(Some(Reply::about(&existing, Event::Execution(view))));
@@ -202,6 +208,7 @@ fn prepare(
         deadline_at: now + limit.as_millis() as u64,
         request: req.text.to_string(),
         options: req.options.clone(),
+        created_by: Some(crate::run::ids::create_token()),
         expires_at: (now + RUN_RETENTION.as_millis() as u64) / 1000,
         // The first events' numbers, reserved by the create itself (no write of their own).
         seq_reserved: crate::run::journal::SEQ_RESERVATION,

@@ -1,8 +1,27 @@
-//! Run ids: derived from (owner, idempotency key), so a retried request maps to the same item.
+//! Run ids: derived from (owner, idempotency key), so a retried request maps to the same item;
+//! and the create token that tells a create's own write from another request's.
 
 use crate::store::Owner;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
+
+/// A token unique to one create attempt (random per process, counted within it), stored with
+/// the run it writes: a create whose answer was lost and that the SDK retried meets an item
+/// carrying its own token, and knows it wrote it; a second request for the same run never does.
+pub fn create_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = SEED.get_or_init(Default::default).build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    h.write_u64(nanos);
+    format!("{:016x}", h.finish())
+}
 
 /// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (owner, key) pairs ever
 /// share an id in practice, in a 36-character id well under `MAX_ID_LEN`.
@@ -31,6 +50,13 @@ pub fn derive_run_id<'a>(owner: impl Into<Owner<'a>>, idempotency_key: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every create attempt gets its own token, also many in one process at once.
+    #[test]
+    fn create_tokens_differ_each_time() {
+        let tokens: std::collections::HashSet<String> = (0..1000).map(|_| create_token()).collect();
+        assert_eq!(tokens.len(), 1000);
+    }
 
     /// Without a tenant a run id is exactly what it was before tenants (no migration); with
     /// one, the same user and key give another id in each tenant.

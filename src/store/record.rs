@@ -81,6 +81,10 @@ pub struct RunRecord {
     /// answer was lost is recognised as its own and no other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
+    /// The create attempt that wrote the run ([`crate::run::ids::create_token`]): a create the
+    /// SDK retried after its answer was lost finds its own token and drives the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     /// The last `seq` the driver had given out when it last wrote the run (a checkpoint, or the
     /// terminal write: then the terminal event's own `seq`).
     #[serde(default)]
@@ -213,6 +217,17 @@ impl RunRecord {
     /// Who the run belongs to: its keys are derived from this.
     pub fn owner(&self) -> Owner<'_> {
         Owner::new(&self.user_id, self.tenant_id.as_deref())
+    }
+
+    /// Whether this stored run is `created` itself, as its create wrote it: the same run,
+    /// carrying the same create token ([`crate::run::ids::create_token`]). A create whose answer
+    /// was lost (an attempt timeout under load) and that the SDK retried meets its own write this
+    /// way; a client's retry of the request, even one delivered twice at once, is another
+    /// attempt with another token and never does.
+    pub fn is_own_create(&self, created: &RunRecord) -> bool {
+        self.run_id == created.run_id
+            && self.created_by.is_some()
+            && self.created_by == created.created_by
     }
 
     /// Whether a create with the same key may replace this run: it expired, or its hand-off to

@@ -53,6 +53,7 @@ pub fn run(user: &str, id: &str, created: u64) -> RunRecord {
         error: None,
         cancelled_by: None,
         claimed_by: None,
+        created_by: Some("create-token-1".into()),
         // Checkpoint and followers round-trip too.
         seq: 7,
         seq_reserved: 71,

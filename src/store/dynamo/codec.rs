@@ -81,7 +81,7 @@ const CONNECTION_ATTRS: [Attr<ConnectionRecord>; 6] = [
 
 /// Every plain attribute of a run item (`state`, `result`, `error_*` and `options` are encoded
 /// by [`run_item`] itself).
-const RUN_ATTRS: [Attr<RunRecord>; 28] = [
+const RUN_ATTRS: [Attr<RunRecord>; 29] = [
     Attr::Str("run_id", |r| &r.run_id, |r| &mut r.run_id),
     Attr::Str("user_id", |r| &r.user_id, |r| &mut r.user_id),
     Attr::Str("thread_id", |r| &r.thread_id, |r| &mut r.thread_id),
@@ -97,6 +97,7 @@ const RUN_ATTRS: [Attr<RunRecord>; 28] = [
     Attr::OptStr("endpoint", |r| &r.endpoint, |r| &mut r.endpoint),
     Attr::OptStr("cancelled_by", |r| &r.cancelled_by, |r| &mut r.cancelled_by),
     Attr::OptStr("claimed_by", |r| &r.claimed_by, |r| &mut r.claimed_by),
+    Attr::OptStr("created_by", |r| &r.created_by, |r| &mut r.created_by),
     Attr::OptStr("streamed", |r| &r.streamed, |r| &mut r.streamed),
     Attr::Count("seq", |r| r.seq, |r| &mut r.seq),
     Attr::Count("seq_reserved", |r| r.seq_reserved, |r| &mut r.seq_reserved),
