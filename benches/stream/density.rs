@@ -13,13 +13,14 @@
 //!   due one window after its previous push ended, and a push ends after `@connections` read it,
 //!   so this never counts the window itself; it can miss only the previous push's own delay).
 //!
-//! Which run a chunk belongs to: each reply's chunk ids are tagged `chatcmpl-d{reply}-`, and the
-//! reply index maps to a run through the prompt ("Story number {run},") the endpoint received.
+//! Which run a chunk belongs to: the endpoint picks each request's reply by the run its prompt
+//! names ("Story number {run},"), and that reply's chunk ids are tagged `chatcmpl-d{run}-`.
 
 use crate::connections::ConnectionsEndpoint;
+use crate::peer::chunk_text;
 use crate::runtime_api::{Runtime, median, percentile};
 use crate::sse::{ChatServer, Reply, Step};
-use crate::{event_json, first_token, has_text};
+use crate::{event_json, first_token};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,7 @@ impl Round {
     }
 }
 
-/// The recorded answer for reply `k`: its chunk ids tagged with `k`.
+/// The recorded answer for run `k`: its chunk ids tagged with `k`.
 fn tagged(steps: &[Step], k: usize) -> Reply {
     let tag = format!("\"chatcmpl-d{k:04}-");
     Reply::Stream(
@@ -75,20 +76,20 @@ fn tagged(steps: &[Step], k: usize) -> Reply {
     )
 }
 
-/// The reply index a written chunk carries, if any.
-fn reply_of(chunk: &str) -> Option<usize> {
+/// The run a written chunk's tag names, if any.
+fn run_of(chunk: &str) -> Option<usize> {
     let at = chunk.find("chatcmpl-d")? + "chatcmpl-d".len();
     chunk.get(at..at + 4)?.parse().ok()
 }
 
-/// The text a chunk carries.
-fn text_of(chunk: &str) -> String {
-    let data: Value =
-        serde_json::from_str(chunk.trim().trim_start_matches("data: ")).unwrap_or(Value::Null);
-    data["choices"][0]["delta"]["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// The run a request's prompt names.
+fn run_asked(body: &Value) -> usize {
+    body.to_string()
+        .split("Story number ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the request names its run")
 }
 
 /// The connection of run `r` in round `n`.
@@ -105,7 +106,8 @@ pub async fn round(
     ep: &ConnectionsEndpoint,
     n: u64,
 ) -> Round {
-    let model = ChatServer::start((0..streams).map(|k| tagged(steps, k)).collect()).await;
+    let replies: Vec<Reply> = (0..streams).map(|k| tagged(steps, k)).collect();
+    let model = ChatServer::start_by(move |body| replies[run_asked(body)].clone()).await;
     let mut rt = Runtime::start().await;
     rt.set_timeout(LIMIT.as_millis());
     let limit = LIMIT.as_millis().to_string();
@@ -159,26 +161,13 @@ pub async fn round(
     let busy = (machine_after.0 - machine_before.0) / (machine_after.1 - machine_before.1).max(1.0);
     let peak_kib = rt.peak_rss_kib();
 
-    // Reply index → run, from the prompt each request carried (the n-th request got reply n).
-    let mut run_of = vec![usize::MAX; streams];
-    for (k, req) in model.received().iter().enumerate().take(streams) {
-        let body = req.body.to_string();
-        let r = body
-            .split("Story number ")
-            .nth(1)
-            .and_then(|s| s.split(',').next())
-            .and_then(|s| s.parse::<usize>().ok())
-            .expect("the request names its run");
-        run_of[k] = r;
-    }
     let mut chunks: Vec<Vec<(Instant, String)>> = vec![Vec::new(); streams];
     for (at, bytes) in model.sent_chunks() {
-        let chunk = String::from_utf8_lossy(&bytes);
-        if !has_text(&chunk) {
+        let Some(text) = chunk_text(&bytes) else {
             continue;
-        }
-        let k = reply_of(&chunk).expect("a tagged chunk");
-        chunks[run_of[k]].push((at, text_of(&chunk)));
+        };
+        let r = run_of(&String::from_utf8_lossy(&bytes)).expect("a tagged chunk");
+        chunks[r].push((at, text));
     }
     let window = wsexec::limits::DEFAULT_STREAM_FLUSH;
     let (mut raw, mut late, mut posts) = (Vec::new(), Vec::new(), Vec::new());

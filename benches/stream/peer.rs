@@ -90,7 +90,7 @@ struct Subject {
 }
 
 /// The answer text a model event carries, if any (`data: {chat.completion.chunk}`).
-fn chunk_text(event: &[u8]) -> Option<String> {
+pub fn chunk_text(event: &[u8]) -> Option<String> {
     let event = String::from_utf8_lossy(event);
     let data: Value = serde_json::from_str(event.trim().strip_prefix("data: ")?).ok()?;
     let text = data["choices"][0]["delta"]["content"].as_str()?;
