@@ -564,3 +564,107 @@ async fn connections_endpoint_failing_at_every_push() {
     runs += 1;
     println!("push faults: {runs} runs, {failed_pushes} failed push attempts, every run completed");
 }
+
+/// An agent that waits for its gate, then streams `GATED_WORDS` words, one report each.
+struct Gated(Arc<tokio::sync::Semaphore>);
+
+/// Words the [`Gated`] agent streams: past two `seq` reservations.
+const GATED_WORDS: usize = 150;
+
+#[async_trait::async_trait]
+impl wsexec::run::Executor for Gated {
+    async fn execute(
+        &self,
+        _input: wsexec::run::RunInput<'_>,
+        sink: wsexec::run::RunSink,
+    ) -> Result<Value, wsexec::run::AgentFailure> {
+        let _open = self.0.acquire().await;
+        for i in 0..GATED_WORDS {
+            sink.delta(&format!("w{i} ")).await;
+        }
+        Ok(json!("streamed"))
+    }
+}
+
+/// The `seq`s pushed to `conn` so far.
+fn pushed_seqs(h: &Harness, conn: &str) -> Vec<u64> {
+    let frames = h.pushed(conn);
+    frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
+}
+
+/// A heartbeat write DynamoDB is slow to answer delays no push: the write reserving more `seq`s
+/// begins while a quarter of the reservation is left and the stream goes on while it is held,
+/// up to the reservation and not past it; once it lands the rest follows, numbered on, and the
+/// run completes with its reservation covering every `seq` pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_heartbeat_write_delays_no_push_within_the_reservation() {
+    let table = fresh_store("slowbeat").await.table().to_owned();
+    let proxy = proxy::start(&endpoint()).await;
+    let patient = DynamoSettings {
+        attempt_timeout: Duration::from_secs(20),
+        operation_timeout: Duration::from_secs(40),
+        max_attempts: 1,
+        ..DynamoSettings::default()
+    };
+    let mut c = test_config();
+    c.stream_flush = Duration::ZERO;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = Harness::on(c, Arc::new(store_at(&table, &proxy.url, patient)))
+        .with_agent("gated", Arc::new(Gated(gate.clone())));
+    let h = Arc::new(h);
+    let conn = h.connect("alice-01").await;
+    let frame = json!({"type": "start_agent", "agent": "gated", "request_id": "g", "payload": {"user_request": "go"}});
+    let run = {
+        let (h, conn) = (h.clone(), conn.clone());
+        tokio::spawn(async move { h.send_json(&conn, frame).await })
+    };
+    // The run is created (`agent_started` pushed) before any write of it is held.
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while pushed_seqs(&h, &conn).is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    waited.await.expect("agent_started");
+    let reserved = wsexec::run::journal::SEQ_RESERVATION;
+    proxy.hold("PutItem");
+    gate.add_permits(1);
+    let reached = tokio::time::timeout(Duration::from_secs(20), async {
+        while pushed_seqs(&h, &conn).last() < Some(&reserved) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    reached.await.expect("the stream reaches its reservation");
+    // Time for a push past the reservation to show, if the driver made one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "one heartbeat in flight: {held:?}");
+    let at: u64 = held[0].body["Item"]["seq"]["N"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        at < reserved,
+        "the write began before the reservation ran out, at seq {at}"
+    );
+    let seqs = pushed_seqs(&h, &conn);
+    assert_eq!(
+        seqs.last(),
+        Some(&reserved),
+        "pushed on while the write was held ({} frames after its seq {at}), not past the reservation",
+        reserved - at
+    );
+    proxy.release();
+    let reply = tokio::time::timeout(Duration::from_secs(20), run).await;
+    assert_eq!(reply.expect("the run ends").unwrap(), None);
+    let frames = h.pushed(&conn);
+    let seqs = pushed_seqs(&h, &conn);
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "numbered on, none given twice");
+    assert_eq!(types(&frames).last().unwrap(), "agent_completed");
+    let words: String = (0..GATED_WORDS).map(|i| format!("w{i} ")).collect();
+    assert_eq!(delta_text(&frames), words);
+    let stored = h.alice_run(frames[0]["run_id"].as_str().unwrap()).await;
+    assert_eq!(stored.state, ExecutionState::Completed);
+    assert!(stored.seq_reserved >= stored.seq, "{stored:?}");
+}

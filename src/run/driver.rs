@@ -9,6 +9,13 @@
 //! or a sweep in between wins cleanly, and a `resume` that attached a follower makes the next
 //! write conflict, which is how the driver learns of it (one more write, no read per event).
 //!
+//! Heartbeats go on beside the stream: the driver begins one (at its ticker, or when three
+//! quarters of its `seq` reservation are given out) and keeps pushing while it is in flight, so
+//! a slow write delays no push. At most one is in flight; every other write of the run (the
+//! terminal one, a suspension, a hand-off) waits for it first and writes on top of what it
+//! stored. A push waits only when it would pass the reservation before the write renewing it
+//! has landed.
+//!
 //! Hand-off: where the run can be continued ([`Origin::leave`]), the driver hands it to a new
 //! invocation before this one's deadline, less `HANDOFF_MARGIN_MS`. It stops at the agent's
 //! last safe point ([`RunSink::safe_point`]) before then: at a safe point, when the longest
@@ -44,6 +51,7 @@ use crate::telemetry::{log_storage, metrics};
 use crate::time::{now_ms, rfc3339_ms};
 use serde_json::Value;
 use std::cell::Cell;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
@@ -172,6 +180,9 @@ pub async fn drive_prefetched(
     };
 
     let end = loop {
+        if let Some(current) = d.ended_elsewhere.take() {
+            break End::Elsewhere(current);
+        }
         let flush_at = d.flush_at.unwrap_or_else(far_future);
         let leave_at = d.leave.map_or_else(far_future, |(at, _)| at);
         tokio::select! {
@@ -187,10 +198,10 @@ pub async fn drive_prefetched(
                 // safe point hands off instead, once this step is journaled.
                 d.cut_off_skipped = true;
             }
-            _ = beat.tick() => {
-                if let Some(current) = d.heartbeat().await {
-                    break End::Elsewhere(Box::new(current));
-                }
+            _ = beat.tick() => d.begin_beat(),
+            settled = in_flight(&mut d.beating) => {
+                d.beating = None;
+                d.beaten(settled);
             }
             Some(p) = reports.recv() => {
                 if let Progress::SafePoint { go_on } = p {
@@ -358,6 +369,17 @@ pub fn log_usage(run: &RunRecord) {
     );
 }
 
+/// A run-item write going on beside the stream ([`Driver::begin_beat`]).
+type Beat<'d> = Pin<Box<dyn Future<Output = Settled<()>> + Send + 'd>>;
+
+/// The end of the write in flight, if any (never, when none is).
+async fn in_flight(beating: &mut Option<Beat<'_>>) -> Settled<()> {
+    match beating {
+        Some(beat) => beat.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// An instant no run reaches (about a century away).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
@@ -416,6 +438,10 @@ struct Driver<'d> {
     /// Steps of a run that journals nothing as it goes (inline), kept in case the agent
     /// suspends: then they are journaled before the suspension is written.
     unsaved: Vec<Value>,
+    /// The heartbeat in flight beside the stream, if any.
+    beating: Option<Beat<'d>>,
+    /// A heartbeat found the run ended or taken over by another writer: as stored.
+    ended_elsewhere: Option<Box<RunRecord>>,
 }
 
 impl<'d> Driver<'d> {
@@ -454,6 +480,8 @@ impl<'d> Driver<'d> {
             usage,
             may_suspend: false,
             unsaved: Vec::new(),
+            beating: None,
+            ended_elsewhere: None,
         }
     }
 
@@ -469,12 +497,23 @@ impl<'d> Driver<'d> {
 
     /// Pushes one numbered frame to every connection of the run, and keeps it for replay. A
     /// `seq` past the stored reservation is reserved first (while the run is alive), so a
-    /// continuation never gives it out again.
+    /// continuation never gives it out again: the write reserving more begins beside the
+    /// stream when three quarters of the reservation are given out, and a push waits for it
+    /// only when it would pass the reservation before the write has landed.
     async fn send(&mut self, (seq, frame): (u64, String)) {
-        if seq > self.reserved && self.run.state.is_alive() {
-            self.heartbeat().await;
+        if self.run.state.is_alive() {
             if seq > self.reserved {
-                tracing::warn!(seq, "seq pushed past its reservation: the write failed");
+                // The write renewing it may be in flight already; else one is made now.
+                self.settle_beat().await;
+                if seq > self.reserved {
+                    self.begin_beat();
+                    self.settle_beat().await;
+                }
+                if seq > self.reserved {
+                    tracing::warn!(seq, "seq pushed past its reservation: the write failed");
+                }
+            } else if seq + journal::SEQ_RESERVATION / 4 > self.reserved {
+                self.begin_beat();
             }
         }
         self.channel.send(seq, &frame).await;
@@ -709,6 +748,7 @@ impl<'d> Driver<'d> {
     /// what the next holder needs), for a suspension or a hand-off. A run ended elsewhere
     /// meanwhile is told to the client here; a failed write is logged.
     async fn release(&mut self, fill: impl Fn(&mut RunRecord, u64)) -> Released {
+        self.settle_beat().await;
         self.leaving = true;
         let seq = self.seq.get();
         let settled = self
@@ -837,19 +877,36 @@ impl<'d> Driver<'d> {
         self.last_flush = Some(Instant::now());
     }
 
-    /// Renews the run's heartbeat and checkpoints its stream; learns of new followers from
-    /// what a conflicting write finds stored. `Some(run)` when another writer has ended it.
-    async fn heartbeat(&mut self) -> Option<RunRecord> {
+    /// Begins a heartbeat beside the stream, unless one is in flight (it renews the run as
+    /// well): the run's heartbeat deadline renewed, its stream checkpointed as of now.
+    fn begin_beat(&mut self) {
+        if self.beating.is_some() {
+            return;
+        }
         let deadline = self.deps.limits.heartbeat_deadline.as_millis() as u64;
         let renew = move |next: &mut RunRecord, now: u64| next.stale_at = now + deadline;
-        let beat = &[RunEvent::Heartbeat];
         let seq = self.seq.get();
-        let settled = self
-            .write_next(beat, seq, HEARTBEAT_WRITE_ATTEMPTS, renew)
-            .await;
+        let beat = self.write_next(&[RunEvent::Heartbeat], seq, HEARTBEAT_WRITE_ATTEMPTS, renew);
+        self.beating = Some(Box::pin(beat));
+    }
+
+    /// Waits for the heartbeat in flight, if any, and takes in what it found.
+    async fn settle_beat(&mut self) {
+        if let Some(beat) = self.beating.take() {
+            let settled = beat.await;
+            self.beaten(settled);
+        }
+    }
+
+    /// Takes in what a heartbeat found: the run as written, or as another writer stored it
+    /// (new followers are adopted from it; a run ended or taken over is kept for the drive to
+    /// end on).
+    fn beaten(&mut self, settled: Settled<()>) {
         match settled {
             Settled::Written(r) => self.run = r,
-            Settled::Conflict(current) if self.lost(&current) => return Some(current),
+            Settled::Conflict(current) if self.lost(&current) => {
+                self.ended_elsewhere = Some(Box::new(current));
+            }
             Settled::Conflict(current) => self.run = current,
             Settled::Declined(()) => {}
             // Best effort: a missed renewal only risks the sweep calling the run dead.
@@ -858,21 +915,25 @@ impl<'d> Driver<'d> {
         self.reserved = self.reserved.max(self.run.seq_reserved);
         // Followers attached since the last write, as the stored run lists them.
         self.adopt();
-        None
     }
 
     /// Writes the run's next version: moved by `events`, completed by `fill` (given the time),
     /// with the stream checkpointed as of `seq`. While the run stays alive it writes again on
     /// top of what another writer stored meanwhile (a `resume` attached a follower, a cancel
     /// lost its race, or this run's own last write landed although its answer was lost), at
-    /// most `attempts` writes. The future borrows only the store, not the driver.
-    fn write_next<'s>(
-        &'s self,
+    /// most `attempts` writes. The future borrows only the store, not the driver, so it can
+    /// go on beside the stream.
+    fn write_next<'s, F>(
+        &self,
         events: &'s [RunEvent],
         seq: u64,
         attempts: usize,
-        fill: impl Fn(&mut RunRecord, u64) + 's,
-    ) -> impl Future<Output = Settled<()>> + 's {
+        fill: F,
+    ) -> impl Future<Output = Settled<()>> + use<'s, 'd, F>
+    where
+        'd: 's,
+        F: Fn(&mut RunRecord, u64) + 's,
+    {
         let checkpoint = Checkpoint {
             seq,
             streamed: self.streamed.checkpoint(),
@@ -903,6 +964,7 @@ impl<'d> Driver<'d> {
         error: Option<ClientError>,
     ) {
         self.flush().await;
+        self.settle_beat().await;
         let now = now_ms();
         // Cut to the item's budget once: a long answer is never copied whole again.
         let result = result.map(storable);

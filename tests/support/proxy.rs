@@ -1,6 +1,7 @@
 //! A loopback proxy in front of DynamoDB Local: it forwards every request byte for byte and
 //! answers a scripted request itself (a DynamoDB error, a stall, a closed socket, or a lost
-//! answer), and keeps a log of every request and what became of it.
+//! answer) or holds it until told to go on, and keeps a log of every request and what became
+//! of it.
 #![allow(dead_code)]
 
 use super::http::read_message;
@@ -22,6 +23,8 @@ pub enum Injected {
     Reset,
     /// Forward the request (DynamoDB applies it), then close without passing the answer on.
     LoseAnswer,
+    /// Hold the request until [`Proxy::release`], then forward it ([`Proxy::hold`]).
+    Held,
 }
 
 /// One request the proxy received.
@@ -62,6 +65,8 @@ impl Seen {
 struct Book {
     seen: Vec<Seen>,
     script: HashMap<usize, Injected>,
+    /// The operation held until released, if any.
+    hold: Option<&'static str>,
 }
 
 /// A running proxy.
@@ -69,6 +74,7 @@ struct Book {
 pub struct Proxy {
     pub url: String,
     book: Arc<Mutex<Book>>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Proxy {
@@ -92,6 +98,24 @@ impl Proxy {
     pub fn injected(&self) -> usize {
         self.seen().iter().filter(|s| s.injected.is_some()).count()
     }
+
+    /// Holds every `op` request received from now on until [`Proxy::release`].
+    pub fn hold(&self, op: &'static str) {
+        self.book.lock().unwrap().hold = Some(op);
+    }
+
+    /// Forwards the held requests, and holds no more.
+    pub fn release(&self) {
+        self.book.lock().unwrap().hold = None;
+        self.released.send_replace(true);
+    }
+
+    /// The requests held now (not forwarded yet).
+    pub fn held(&self) -> Vec<Seen> {
+        let seen = self.seen().into_iter();
+        seen.filter(|s| s.injected == Some(Injected::Held) && s.status.is_none())
+            .collect()
+    }
 }
 
 /// Starts a proxy forwarding to `upstream` (`http://127.0.0.1:PORT`).
@@ -100,19 +124,30 @@ pub async fn start(upstream: &str) -> Proxy {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = upstream.trim_start_matches("http://").to_owned();
     let book = Arc::new(Mutex::new(Book::default()));
-    let shared = book.clone();
+    let released = Arc::new(tokio::sync::watch::channel(false).0);
+    let (shared, go) = (book.clone(), released.clone());
     tokio::spawn(async move {
         loop {
             let Ok((client, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(serve(client, upstream.clone(), shared.clone()));
+            let go = go.subscribe();
+            tokio::spawn(serve(client, upstream.clone(), shared.clone(), go));
         }
     });
-    Proxy { url, book }
+    Proxy {
+        url,
+        book,
+        released,
+    }
 }
 
-async fn serve(mut client: TcpStream, upstream: String, book: Arc<Mutex<Book>>) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: String,
+    book: Arc<Mutex<Book>>,
+    mut released: tokio::sync::watch::Receiver<bool>,
+) {
     let mut from_client = Vec::new();
     let mut up: Option<(TcpStream, Vec<u8>)> = None;
     while let Some(req) = read_message(&mut client, &mut from_client).await {
@@ -130,7 +165,8 @@ async fn serve(mut client: TcpStream, upstream: String, book: Arc<Mutex<Book>>) 
                 injected: None,
             });
             let index = b.seen.len();
-            let fault = b.script.remove(&index);
+            let held = b.hold.is_some_and(|op| op == b.seen[index - 1].op);
+            let fault = b.script.remove(&index).or(held.then_some(Injected::Held));
             b.seen[index - 1].injected = fault;
             (index, fault)
         };
@@ -150,6 +186,11 @@ async fn serve(mut client: TcpStream, upstream: String, book: Arc<Mutex<Book>>) 
                 return;
             }
             Some(Injected::Reset) => return,
+            Some(Injected::Held) => {
+                if released.wait_for(|go| *go).await.is_err() {
+                    return;
+                }
+            }
             Some(Injected::LoseAnswer) | None => {}
         }
         if up.is_none() {
