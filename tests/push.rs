@@ -375,3 +375,50 @@ async fn reads_do_not_stall_behind_notices_to_unreachable_connections() {
     told.sort_unstable();
     assert_eq!(told, run_ids, "each dead run is told once");
 }
+
+/// An agent that says when it begins, then answers at once.
+struct Noted(Arc<tokio::sync::Notify>);
+
+#[async_trait::async_trait]
+impl wsexec::run::Executor for Noted {
+    async fn execute(
+        &self,
+        _input: wsexec::run::RunInput<'_>,
+        sink: wsexec::run::RunSink,
+    ) -> Result<Value, wsexec::run::AgentFailure> {
+        self.0.notify_one();
+        sink.delta("first words").await;
+        Ok(json!({"text": "first words"}))
+    }
+}
+
+/// The agent begins (a model's request goes out) while `agent_started` is still on its way to
+/// a slow `@connections`, not after it; what the agent reports still follows `agent_started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_begins_while_agent_started_is_on_its_way() {
+    let (mgr, _store, ep) = setup().await;
+    let began = Arc::new(tokio::sync::Notify::new());
+    let mgr = Arc::new(mgr.with_agent("noted", Arc::new(Noted(began.clone()))));
+    let conn = connect(&mgr, "alice-01").await;
+    ep.hold(&conn);
+    let run = {
+        let (mgr, conn) = (mgr.clone(), conn.clone());
+        let start = r#"{"type":"start_agent","agent":"noted","request_id":"n1","payload":{"user_request":"hi"}}"#;
+        tokio::spawn(async move { invoke_with(&mgr, &message_event(&conn, start)).await })
+    };
+    // Under the push's own 3 s limit: a driver waiting for the held push could begin its agent
+    // only once the push gave up.
+    let wait = std::time::Duration::from_secs(2);
+    let begun = tokio::time::timeout(wait, began.notified()).await;
+    assert!(begun.is_ok(), "the agent waited for agent_started's push");
+    assert!(
+        ep.delivered(&conn).is_empty(),
+        "agent_started is still held"
+    );
+    ep.release();
+    run.await.unwrap();
+    let delivered = ep.delivered(&conn);
+    let expected = ["agent_started", "agent_delta", "agent_completed"];
+    assert_eq!(types(&delivered), expected);
+    assert_eq!(delta_text(&delivered), "first words");
+}

@@ -109,7 +109,10 @@ pub async fn drive_prefetched(
     });
     // What the agent needs before its first step is read while `agent_started` is pushed, and
     // the agent's own preparation (its provider's connection) overlaps both: the journal (a
-    // continuation's), the thread's history (unless the start read it already).
+    // continuation's), the thread's history (unless the start read it already). The agent
+    // begins as soon as they are read, `agent_started` perhaps still on its way: its first
+    // request (the model's) does not wait for the push, and its reports wait in the sink until
+    // the push is out, so they still follow it.
     let run = d.run.clone();
     let inputs = async {
         let history = async {
@@ -121,26 +124,35 @@ pub async fn drive_prefetched(
         };
         tokio::join!(journal::load(deps.store, &run), history, agent.prepare())
     };
-    let push = async {
+    let mut push = Box::pin(async {
         if let Some(frame) = started {
             d.send(frame).await;
         }
+    });
+    tokio::pin!(inputs);
+    let mut pushed = false;
+    let (journal, history, ()) = loop {
+        tokio::select! {
+            biased;
+            () = &mut push, if !pushed => pushed = true,
+            read = &mut inputs => break read,
+        }
     };
-    let ((journal, history, ()), ()) = tokio::join!(inputs, push);
-    let (journal, history) = match (journal, history) {
+    let (mut journal, history) = match (journal, history) {
         (Ok(j), Ok(h)) => (j, h),
         (Err(e), _) | (_, Err(e)) => {
+            if !pushed {
+                (&mut push).await;
+            }
+            drop(push);
             log_storage(&e);
             let err = ClientError::storage(&e);
             return d.finish(&[RunEvent::Fail], None, Some(err)).await;
         }
     };
-    d.steps = journal.len() as u32;
-    d.journaled_before = d.steps;
-    d.may_suspend = agent.may_suspend();
+    let journaled = journal.len() as u32;
     // The user's answers of the run's last suspension, for the agent to go on with.
-    let mut journal = journal;
-    if let Some(a) = &d.run.awaiting {
+    if let Some(a) = &run.awaiting {
         for c in &a.calls {
             if let Some(answer) = &c.answer {
                 let reason = answer.reason.as_deref();
@@ -148,24 +160,36 @@ pub async fn drive_prefetched(
             }
         }
     }
-    let (request, options) = (d.run.request.clone(), d.run.options.clone());
     let input = RunInput {
         context: ctx,
-        text: &request,
+        text: &run.request,
         history: &history,
-        options: &options,
-        deadline_at: d.run.deadline_at,
+        options: &run.options,
+        deadline_at: run.deadline_at,
         journal: &journal,
-        continuation: d.continuation,
-        redo: d.continuation > 0 && d.run.clean_continuation != d.continuation,
+        continuation: run.continuations,
+        redo: run.continuations > 0 && run.clean_continuation != run.continuations,
     };
+    let (sink, mut reports) = RunSink::channel();
+    let mut agent_run = agent.execute(input, sink);
+    // An agent done before the push is out (one with nothing to wait for) has its end kept.
+    let mut early = None;
+    while !pushed {
+        tokio::select! {
+            biased;
+            () = &mut push => pushed = true,
+            res = &mut agent_run, if early.is_none() => early = Some(res),
+        }
+    }
+    drop(push);
+    d.steps = journaled;
+    d.journaled_before = journaled;
+    d.may_suspend = agent.may_suspend();
     let left = d.run.deadline_at.saturating_sub(now_ms());
     let deadline = sleep(Duration::from_millis(left));
     let every = deps.limits.heartbeat_deadline / HEARTBEAT_DIVISOR;
     let mut beat = interval_at(Instant::now() + every, every);
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (sink, mut reports) = RunSink::channel();
-    let mut agent_run = agent.execute(input, sink);
     tokio::pin!(deadline);
     let live = deps.live.register(&d.run.run_id);
     d.leave = match (deps.relay, origin.leave) {
@@ -180,6 +204,9 @@ pub async fn drive_prefetched(
     };
 
     let end = loop {
+        if let Some(res) = early.take() {
+            break End::Agent(res);
+        }
         if let Some(current) = d.ended_elsewhere.take() {
             break End::Elsewhere(current);
         }

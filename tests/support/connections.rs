@@ -21,6 +21,8 @@ pub struct Book {
     pub script: HashMap<String, VecDeque<u16>>,
     /// Connection ids that answer 410 from now on.
     pub gone: std::collections::HashSet<String>,
+    /// Connection ids whose POSTs are held unread until [`ConnectionsEndpoint::release`].
+    pub held: std::collections::HashSet<String>,
 }
 
 /// A scripted status that makes the endpoint never answer the request (a push timeout).
@@ -31,6 +33,7 @@ pub const STALL: u16 = 0;
 pub struct ConnectionsEndpoint {
     pub url: String,
     pub book: Arc<Mutex<Book>>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ConnectionsEndpoint {
@@ -55,6 +58,18 @@ impl ConnectionsEndpoint {
     /// POSTs made to `id`.
     pub fn attempts(&self, id: &str) -> usize {
         *self.book.lock().unwrap().attempts.get(id).unwrap_or(&0)
+    }
+
+    /// Holds every POST to `id` from now on, unanswered and not delivered, until
+    /// [`ConnectionsEndpoint::release`].
+    pub fn hold(&self, id: &str) {
+        self.book.lock().unwrap().held.insert(id.to_owned());
+    }
+
+    /// Answers the held POSTs, in order, and holds no more.
+    pub fn release(&self) {
+        self.book.lock().unwrap().held.clear();
+        self.released.send_replace(true);
     }
 
     /// Scripts the next statuses for `id`.
@@ -99,20 +114,26 @@ pub async fn start() -> ConnectionsEndpoint {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let book = Arc::new(Mutex::new(Book::default()));
-    let shared = book.clone();
+    let released = Arc::new(tokio::sync::watch::channel(false).0);
+    let (shared, go) = (book.clone(), released.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
             let book = shared.clone();
+            let mut go = go.subscribe();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while let Some(req) = read_message(&mut sock, &mut buf).await {
-                    let arrived = std::time::Instant::now();
                     let body = String::from_utf8_lossy(req.body()).into_owned();
                     let path = req.path().to_owned();
                     let id = percent_decode(path.rsplit('/').next().unwrap_or(""));
+                    let held = book.lock().unwrap().held.contains(&id);
+                    if held && go.wait_for(|go| *go).await.is_err() {
+                        return;
+                    }
+                    let arrived = std::time::Instant::now();
                     let status = {
                         let mut b = book.lock().unwrap();
                         *b.attempts.entry(id.clone()).or_default() += 1;
@@ -152,5 +173,9 @@ pub async fn start() -> ConnectionsEndpoint {
             });
         }
     });
-    ConnectionsEndpoint { url, book }
+    ConnectionsEndpoint {
+        url,
+        book,
+        released,
+    }
 }
