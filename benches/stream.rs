@@ -15,7 +15,8 @@
 //!    `FIRST_TOKEN_RUNS` (default 20) runs per binary and mode.
 //! 5. `STREAM_MODE=rss`: only 3, for this build and `STREAM_BEFORE_BIN` alternately (issue 27).
 //! 6. `STREAM_MODE=ttft`: time to first token, cold and warm, less the model's own
-//!    (`benches/stream/ttft.rs`, issue 27), `STREAM_ROUNDS` × 5 fresh environments per binary.
+//!    (`benches/stream/ttft.rs`, issue 27), `STREAM_ROUNDS` × 5 fresh environments per binary;
+//!    `TTFT_POST_MS` makes every push's answer take that long (API Gateway's round trip).
 //! 7. `STREAM_MODE=density`: `DENSITY_STREAMS` (default 512; a list such as `64,256,512` runs
 //!    each) recorded answers streaming at once
 //!    in one release binary, against one at a time: peak RSS per run, posts per answer, chunk to
@@ -548,8 +549,20 @@ fn main() {
         let report = rt.block_on(async {
             let store = dynamodb::fresh_store("stream-ttft").await;
             let ep = connections::start().await;
+            // `TTFT_POST_MS`: every push answered that long after it was read, as API Gateway's
+            // own round trip would be (loopback answers in well under a millisecond).
+            let post_ms = std::env::var("TTFT_POST_MS")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            if let Some(ms) = post_ms {
+                ep.answer_after(std::time::Duration::from_millis(ms));
+            }
             let mcp = mcp::McpServer::start();
-            ttft::measure(&bins, rounds as usize * 5, &store, &ep, &mcp).await
+            let report = ttft::measure(&bins, rounds as usize * 5, &store, &ep, &mcp).await;
+            match post_ms {
+                Some(ms) => format!("Every push answered {ms} ms after it was read.\n\n{report}"),
+                None => report,
+            }
         });
         print_and_save("stream-ttft", &report);
         return;

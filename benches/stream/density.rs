@@ -13,6 +13,10 @@
 //!   due one window after its previous push ended, and a push ends after `@connections` read it,
 //!   so this never counts the window itself; it can miss only the previous push's own delay).
 //!
+//! Where the memory goes: halfway through the answers (every run streaming), the process's
+//! resident memory by mapping (`[heap]`, anonymous) and its TCP connections by peer (the model,
+//! `@connections`, DynamoDB, the Runtime API), each over the number of runs.
+//!
 //! Which run a chunk belongs to: the endpoint picks each request's reply by the run its prompt
 //! names ("Story number {run},"), and that reply's chunk ids are tagged `chatcmpl-d{run}-`.
 
@@ -22,6 +26,7 @@ use crate::runtime_api::{Runtime, median, percentile};
 use crate::sse::{ChatServer, Reply, Step};
 use crate::{event_json, first_token};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Generous: 512 streams of a 12.7 s answer on 2 CPUs, with DynamoDB Local on the same CPUs.
@@ -49,6 +54,10 @@ pub struct Round {
     /// The share of the machine's CPU time that was busy meanwhile (every process: the bench's
     /// endpoints, DynamoDB Local, anything else running), 0 to 1.
     pub busy: f64,
+    /// Halfway through the answers: resident KiB by mapping, and open descriptors by what
+    /// they are (TCP connections by peer).
+    pub mid_rss: BTreeMap<String, u64>,
+    pub mid_fds: BTreeMap<String, usize>,
 }
 
 impl Round {
@@ -154,7 +163,26 @@ pub async fn round(
     let began = Instant::now();
     let cpu_before = cpu_seconds(rt.pid().expect("spawned"));
     let machine_before = machine_ticks();
-    let outcomes = futures_util::future::join_all(starts.iter().map(|e| rt.invoke(e, LIMIT))).await;
+    let answers = futures_util::future::join_all(starts.iter().map(|e| rt.invoke(e, LIMIT)));
+    // Halfway through the recorded answer every run is streaming.
+    let mid = async {
+        tokio::time::sleep(HALFWAY).await;
+        let names = [
+            (port_of(&model.url), "model"),
+            (port_of(&ep.url), "@connections"),
+            (port_of(&crate::dynamodb::endpoint()), "DynamoDB"),
+        ];
+        let fds = rt
+            .open_fds()
+            .into_iter()
+            .map(|(what, n)| (peer_named(&what, &names), n));
+        let mut by = BTreeMap::new();
+        for (what, n) in fds {
+            *by.entry(what).or_insert(0) += n;
+        }
+        (rt.rss_by_mapping(), by)
+    };
+    let (outcomes, (mid_rss, mid_fds)) = tokio::join!(answers, mid);
     let wall = began.elapsed().as_secs_f64();
     let cpu = cpu_seconds(rt.pid().expect("spawned")) - cpu_before;
     let machine_after = machine_ticks();
@@ -218,7 +246,34 @@ pub async fn round(
         duplicates,
         cpu,
         busy,
+        mid_rss,
+        mid_fds,
     }
+}
+
+/// When the resident memory and connections are sampled: halfway through the recorded answer.
+const HALFWAY: Duration = Duration::from_secs(6);
+
+/// The port of a loopback `http://127.0.0.1:PORT/...` address.
+fn port_of(url: &str) -> String {
+    let host = url.trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    host.rsplit(':').next().unwrap_or_default().to_owned()
+}
+
+/// An open descriptor as `open_fds` names it, with a TCP connection's peer named by its
+/// port (`names`); any other TCP peer is the Runtime API's.
+fn peer_named(what: &str, names: &[(String, &str)]) -> String {
+    let Some(rest) = what.strip_prefix("tcp ") else {
+        return what.to_owned();
+    };
+    let (peer, state) = rest.split_once(' ').unwrap_or((rest, ""));
+    let port = peer.rsplit(':').next().unwrap_or_default();
+    let name = names
+        .iter()
+        .find(|(p, _)| p == port)
+        .map_or("Runtime API", |(_, n)| *n);
+    format!("tcp {name} {state}")
 }
 
 /// The machine's busy and total CPU ticks so far (the `cpu` line of `/proc/stat`; idle and
@@ -286,6 +341,30 @@ pub fn report(rounds: &mut [Round]) -> String {
             r.cpu / r.wall / cpus as f64 * 100.0,
             r.busy * 100.0,
             r.duplicates
+        );
+    }
+    out += "\nHalfway through the answers (every run streaming), per run: resident KiB by mapping, and open connections by peer (the rest of the process, same for every count, not divided)\n\n| answers at once | resident per run by mapping | connections per run by peer | other descriptors |\n|---|---|---|---|\n";
+    for r in rounds.iter() {
+        let n = r.streams as f64;
+        let rss: Vec<String> = r
+            .mid_rss
+            .iter()
+            .filter(|(_, kib)| **kib as f64 / n >= 1.0)
+            .map(|(m, kib)| format!("{m} {:.1}", *kib as f64 / n))
+            .collect();
+        let (tcp, other): (Vec<_>, Vec<_>) =
+            r.mid_fds.iter().partition(|(w, _)| w.starts_with("tcp "));
+        let tcp: Vec<String> = tcp
+            .iter()
+            .map(|(w, c)| format!("{} {:.2}", &w[4..], **c as f64 / n))
+            .collect();
+        let other: Vec<String> = other.iter().map(|(w, c)| format!("{w} {c}")).collect();
+        out += &format!(
+            "| {} | {} | {} | {} |\n",
+            r.streams,
+            rss.join(", "),
+            tcp.join(", "),
+            other.join(", ")
         );
     }
     out

@@ -23,6 +23,8 @@ pub struct Book {
     pub gone: std::collections::HashSet<String>,
     /// Connection ids whose POSTs are held unread until [`ConnectionsEndpoint::release`].
     pub held: std::collections::HashSet<String>,
+    /// How long every answer waits after its POST was read (API Gateway's own round trip).
+    pub answer_after: Option<std::time::Duration>,
 }
 
 /// A scripted status that makes the endpoint never answer the request (a push timeout).
@@ -70,6 +72,12 @@ impl ConnectionsEndpoint {
     pub fn release(&self) {
         self.book.lock().unwrap().held.clear();
         self.released.send_replace(true);
+    }
+
+    /// Answers every POST `after` it was read, as a remote `@connections` would (the POST is
+    /// timestamped and delivered when read).
+    pub fn answer_after(&self, after: std::time::Duration) {
+        self.book.lock().unwrap().answer_after = Some(after);
     }
 
     /// Scripts the next statuses for `id`.
@@ -152,6 +160,10 @@ pub async fn start() -> ConnectionsEndpoint {
                         }
                         status
                     };
+                    let after = book.lock().unwrap().answer_after;
+                    if let Some(after) = after {
+                        tokio::time::sleep(after).await;
+                    }
                     if status == STALL {
                         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                         return;
