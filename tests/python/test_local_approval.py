@@ -36,6 +36,24 @@ def scripted():
     ])
 
 
+@pytest.fixture
+def served(tmp_path, mcp_server):
+    """`served(**env)`: a fresh scripted model and `wsexec-local serve` offering the MCP server's
+    tools (`place_order` under approval), as `(server, model)`; both stopped after the test."""
+    running = []
+
+    def start(**env):
+        model = scripted()
+        running.append(model)
+        server = serve(tmp_path, model, mcp_server, **env)
+        running.append(server)
+        return server, model
+
+    yield start
+    for process in reversed(running):
+        process.stop()
+
+
 def serve(tmp_path, model, mcp_server, **env):
     entry = {**mcp_server.entry("orders"), "require_approval": ["place_order"]}
     return Server(tmp_path, env={
@@ -87,14 +105,13 @@ async def answer(url, user, run_id, call_id, approved, reason=None):
         return reply, events
 
 
-def test_an_approved_mcp_call_runs_once_after_the_answer_from_a_new_connection(tmp_path, mcp_server):
+def test_an_approved_mcp_call_runs_once_after_the_answer_from_a_new_connection(served, mcp_server):
     """The request names the tool and arguments and comes before any `tool_executing`; the run
     waits (`execution.awaiting` lists the call) and the MCP server has no `place_order` call;
     approving on a new connection replies `approval_accepted` (continued), that connection gets
     the tool's events and the answer, the MCP server got exactly one call with the arguments,
     and a second answer (from the first connection) is `already_answered`."""
-    model = scripted()
-    server = serve(tmp_path, model, mcp_server)
+    server, model = served()
     user = "rosa-01"
 
     async def scenario():
@@ -139,22 +156,17 @@ def test_an_approved_mcp_call_runs_once_after_the_answer_from_a_new_connection(t
         assert errors[-1]["payload"]["code"] in ("already_answered", "run_finished"), errors[-1]
         await first.close()
 
-    try:
-        asyncio.run(scenario())
-        assert place_orders(mcp_server) == [ARGS]
-        told = [m for m in model.bodies[1]["messages"] if m["role"] == "tool"]
-        assert [m["tool_call_id"] for m in told] == ["c1"]
-        assert "ordered tea" in told[0]["content"]
-    finally:
-        server.stop()
-        model.stop()
+    asyncio.run(scenario())
+    assert place_orders(mcp_server) == [ARGS]
+    told = [m for m in model.bodies[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in told] == ["c1"]
+    assert "ordered tea" in told[0]["content"]
 
 
-def test_a_second_answer_while_the_run_goes_on_is_already_answered(tmp_path, mcp_server):
+def test_a_second_answer_while_the_run_goes_on_is_already_answered(served, mcp_server):
     """Two answers to the same call race from two new connections: exactly one is accepted, the
     other is `already_answered`, and the MCP server is called once."""
-    model = scripted()
-    server = serve(tmp_path, model, mcp_server)
+    server, _ = served()
     user = "sami-01"
 
     async def scenario():
@@ -172,21 +184,16 @@ def test_a_second_answer_while_the_run_goes_on_is_already_answered(tmp_path, mcp
         assert events[-1]["type"] == "agent_completed", events
         await first.close()
 
-    try:
-        asyncio.run(scenario())
-        assert place_orders(mcp_server) == [ARGS]
-    finally:
-        server.stop()
-        model.stop()
+    asyncio.run(scenario())
+    assert place_orders(mcp_server) == [ARGS]
 
 
-def test_a_denied_mcp_call_sends_nothing_and_the_model_hears_it_with_auto_dispatch(tmp_path, mcp_server):
+def test_a_denied_mcp_call_sends_nothing_and_the_model_hears_it_with_auto_dispatch(served, mcp_server):
     """`RUN_DISPATCH=auto`: denying on a new connection (with a reason) replies
     `approval_accepted` (approved false, continued), no tool event follows, the run completes
     with the model's second answer, whose request carries the declined result with the reason
     for the call's id; the MCP server received no `tools/call` at all."""
-    model = scripted()
-    server = serve(tmp_path, model, mcp_server, RUN_DISPATCH="auto")
+    server, model = served(RUN_DISPATCH="auto")
     user = "tara-01"
 
     async def scenario():
@@ -202,24 +209,19 @@ def test_a_denied_mcp_call_sends_nothing_and_the_model_hears_it_with_auto_dispat
         assert events[-1]["payload"]["result"]["text"] == "Done: see above."
         await first.close()
 
-    try:
-        asyncio.run(scenario())
-        assert [c for c in mcp_server.calls() if c.get("method") == "tools/call"] == []
-        assert model.requests == 2
-        told = [m for m in model.bodies[1]["messages"] if m["role"] == "tool"]
-        assert [m["tool_call_id"] for m in told] == ["c1"]
-        assert "the user declined this call; their reason: too expensive" in told[0]["content"]
-    finally:
-        server.stop()
-        model.stop()
+    asyncio.run(scenario())
+    assert [c for c in mcp_server.calls() if c.get("method") == "tools/call"] == []
+    assert model.requests == 2
+    told = [m for m in model.bodies[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in told] == ["c1"]
+    assert "the user declined this call; their reason: too expensive" in told[0]["content"]
 
 
-def test_a_resume_of_the_waiting_run_shows_and_re_pushes_the_request(tmp_path, mcp_server):
+def test_a_resume_of_the_waiting_run_shows_and_re_pushes_the_request(served, mcp_server):
     """A new connection's `resume` (after_seq 0) gets the snapshot with `awaiting`, then the
     unanswered `tool_approval_required` again with its original `seq` and payload, once; answering
     on that connection completes the run there."""
-    model = scripted()
-    server = serve(tmp_path, model, mcp_server)
+    server, _ = served()
     user = "uma-01"
 
     async def scenario():
@@ -244,9 +246,5 @@ def test_a_resume_of_the_waiting_run_shows_and_re_pushes_the_request(tmp_path, m
             assert frames[0]["type"] == "approval_accepted", frames
         await first.close()
 
-    try:
-        asyncio.run(scenario())
-        assert place_orders(mcp_server) == [ARGS]
-    finally:
-        server.stop()
-        model.stop()
+    asyncio.run(scenario())
+    assert place_orders(mcp_server) == [ARGS]
