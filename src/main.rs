@@ -18,7 +18,11 @@ async fn invoke(event: LambdaEvent<Box<RawValue>>) -> Result<Output, HandlerErro
         function_arn: Some(&event.context.invoked_function_arn),
     };
     let mgr = Manager::global();
-    handle_with(event.payload.get(), mgr.as_ref().map(|m| *m), lambda).await
+    let mgr = mgr.as_ref().map(|m| *m);
+    // Boxed: `lambda_runtime` keeps one task per invocation slot with this future inline, so an
+    // idle slot would hold room for the largest invocation's state (~32 KiB allocated, ~8 KiB of
+    // it resident: BENCHMARKS.md, density) for nothing.
+    Box::pin(handle_with(event.payload.get(), mgr, lambda)).await
 }
 
 /// With `DYNAMODB_WARMUP=1`, builds the manager and opens the DynamoDB connection during init,
