@@ -33,6 +33,8 @@
 
 #[path = "../tests/support/connections.rs"]
 mod connections;
+#[path = "../tests/support/contract.rs"]
+mod contract;
 #[path = "stream/density.rs"]
 mod density;
 #[path = "../tests/support/dynamodb.rs"]

@@ -120,14 +120,31 @@ pub async fn measure(
 ) -> String {
     use wsexec::store::Store;
     let table = store.table();
-    // One DynamoDB Local round trip (a consistent GetItem) from this process, for scale.
-    let mut rtt = Vec::new();
-    for _ in 0..30 {
+    // DynamoDB Local round trips from this process, for scale: a consistent GetItem, and the two
+    // a start makes at once, a run's conditional create (PutItem) and its thread's history
+    // (Query).
+    let (mut get, mut put, mut query) = (Vec::new(), Vec::new(), Vec::new());
+    let since = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    for i in 0..30 {
         let t = Instant::now();
         let _ = store.get_run("ttft-user".into(), "no-such-run").await;
-        rtt.push(t.elapsed().as_secs_f64() * 1000.0);
+        get.push(since(t));
+        let now = wsexec::time::now_ms();
+        let mut run = crate::contract::run("ttft-rtt", &format!("rtt-{now}-{i}"), now);
+        // Threads of up to four runs, as the warm runs' threads are.
+        run.thread_id = format!("rtt-{}-{}", now / 1000, i / 4);
+        let t = Instant::now();
+        let _ = store.create_run(&run).await;
+        put.push(since(t));
+        let t = Instant::now();
+        let _ = wsexec::run::history::thread_turns(store, &run).await;
+        query.push(since(t));
     }
-    let rtt = percentile(&mut rtt, 50.0);
+    let (get, put, query) = (
+        percentile(&mut get, 50.0),
+        percentile(&mut put, 50.0),
+        percentile(&mut query, 50.0),
+    );
     let servers = serde_json::Value::Array(vec![mcp.entry("orders", json!({}))]).to_string();
     let with_mcp = [("MCP_SERVERS", servers.as_str())];
     let mut subjects: Vec<(String, &str, &Env)> = bins
@@ -147,7 +164,9 @@ pub async fn measure(
             environment((bin, extra), n * 10 + k, table, ep, cold, warm).await;
         }
     }
-    let mut out = format!("One DynamoDB Local round trip (GetItem, p50): {rtt:.2} ms\n\n");
+    let mut out = format!(
+        "DynamoDB Local round trips, p50: GetItem {get:.2} ms, a run's create (conditional PutItem) {put:.2} ms, a thread's history (Query) {query:.2} ms\n\n"
+    );
     out += &String::from(
         "| run | added to the model's first token, p50 / p99 | invocation → request at the model | model's first text → push | runs |\n|---|---|---|---|---|\n",
     );
