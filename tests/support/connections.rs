@@ -68,7 +68,8 @@ impl ConnectionsEndpoint {
         self.book.lock().unwrap().held.insert(id.to_owned());
     }
 
-    /// Answers the held POSTs, in order, and holds no more.
+    /// Lets the held POSTs through (read, delivered and answered as any other), and holds no
+    /// more.
     pub fn release(&self) {
         self.book.lock().unwrap().held.clear();
         self.released.send_replace(true);
@@ -134,14 +135,18 @@ pub async fn start() -> ConnectionsEndpoint {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while let Some(req) = read_message(&mut sock, &mut buf).await {
+                    let mut arrived = std::time::Instant::now();
                     let body = String::from_utf8_lossy(req.body()).into_owned();
                     let path = req.path().to_owned();
                     let id = percent_decode(path.rsplit('/').next().unwrap_or(""));
                     let held = book.lock().unwrap().held.contains(&id);
-                    if held && go.wait_for(|go| *go).await.is_err() {
-                        return;
+                    if held {
+                        if go.wait_for(|go| *go).await.is_err() {
+                            return;
+                        }
+                        // A held POST is read when it is let through.
+                        arrived = std::time::Instant::now();
                     }
-                    let arrived = std::time::Instant::now();
                     let status = {
                         let mut b = book.lock().unwrap();
                         *b.attempts.entry(id.clone()).or_default() += 1;
