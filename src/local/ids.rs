@@ -1,9 +1,7 @@
 //! API Gateway style ids: `connectionId`, `requestId` and `messageId` (`L0SM9cOFvHcCIhw=`),
 //! `apiId` (`a1b2c3d4e5`) and trace ids, unique per process and unpredictable.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use crate::run::ids::IdGen;
 
 /// Characters of a 16-character API Gateway id before its `=` padding. API Gateway's ids are
 /// base64; `+` and `/` are left out so an id is a valid `connection_id` and a clean URL path
@@ -13,25 +11,8 @@ const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// Characters of an `apiId` (lowercase alphanumerics, 10 of them).
 const API_ID_CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
-/// An id generator: SipHash, with the process's random keys, of a counter.
-#[derive(Default)]
-pub struct IdGen {
-    keys: RandomState,
-    counter: AtomicU64,
-}
-
+/// The ids the local gateway makes up, from the shared generator (`crate::run::ids::IdGen`).
 impl IdGen {
-    /// A generator with fresh random keys.
-    pub fn new() -> IdGen {
-        IdGen::default()
-    }
-
-    fn next_u64(&self) -> u64 {
-        let mut h = self.keys.build_hasher();
-        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
-        h.finish()
-    }
-
     fn chars(&self, alphabet: &[u8], n: usize) -> String {
         let mut out = String::with_capacity(n + 1);
         let mut bits = self.next_u64();

@@ -3,24 +3,40 @@
 
 use crate::store::Owner;
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A token unique to one create attempt (random per process, counted within it), stored with
-/// the run it writes: a create whose answer was lost and that the SDK retried meets an item
-/// carrying its own token, and knows it wrote it; a second request for the same run never does.
+/// A generator of values unique per process and unpredictable: SipHash, with the process's
+/// random keys, of a counter. Create tokens here; the local gateway's made-up API Gateway ids.
+#[derive(Default)]
+pub struct IdGen {
+    keys: RandomState,
+    counter: AtomicU64,
+}
+
+impl IdGen {
+    /// A generator with fresh random keys.
+    pub fn new() -> IdGen {
+        IdGen::default()
+    }
+
+    /// The next value: never the same twice from one generator.
+    pub fn next_u64(&self) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
+        h.finish()
+    }
+}
+
+/// A token unique to one create attempt, stored with the run it writes: a create whose answer
+/// was lost and that the SDK retried meets an item carrying its own token, and knows it wrote
+/// it; a second request for the same run never does.
 pub fn create_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let mut h = SEED.get_or_init(Default::default).build_hasher();
-    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    h.write_u64(nanos);
-    format!("{:016x}", h.finish())
+    static TOKENS: OnceLock<IdGen> = OnceLock::new();
+    format!("{:016x}", TOKENS.get_or_init(IdGen::new).next_u64())
 }
 
 /// Bytes of the SHA-256 digest kept in a run id: 128 bits, so no two (owner, key) pairs ever
