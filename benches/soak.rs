@@ -33,7 +33,7 @@ mod sse;
 
 use connections::ConnectionsEndpoint;
 use futures_util::StreamExt;
-use runtime_api::Runtime;
+use runtime_api::{Runtime, port_of};
 use serde_json::{Value, json};
 use sse::{ChatServer, Reply, Step};
 use std::collections::BTreeMap;
@@ -408,31 +408,6 @@ impl Soak {
             })
             .await;
     }
-
-    /// Open descriptors, sockets named by their peer (`names`: port → what listens there).
-    fn fds(&self, names: &BTreeMap<u16, String>) -> BTreeMap<String, usize> {
-        let mut named = BTreeMap::new();
-        for (kind, n) in self.rt.open_fds() {
-            let peer = kind
-                .strip_prefix("tcp ")
-                .and_then(|r| r.split(' ').next())
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                .and_then(|p| names.get(&p));
-            let label = match peer {
-                Some(name) => format!("{kind} ({name})"),
-                None => kind,
-            };
-            *named.entry(label).or_insert(0) += n;
-        }
-        named
-    }
-}
-
-fn port_of(url: &str) -> u16 {
-    let host = url.split("://").nth(1).unwrap_or(url);
-    let host = host.split('/').next().unwrap_or(host);
-    host.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 /// Of `fds`: (the clients' pooled connections: DynamoDB, `@connections`, the model; the rest).
@@ -520,7 +495,7 @@ async fn main() {
     let began = Instant::now();
     soak.runs(0, warm, workers, &records).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let fds_start = soak.fds(&names);
+    let fds_start = soak.rt.open_fds_named(&names);
     let rss_warm = soak.rt.rss_kib();
     let map_warm = soak.rt.rss_by_mapping();
     eprintln!(
@@ -547,9 +522,9 @@ async fn main() {
         done = to;
     }
     let took = began.elapsed().as_secs_f64();
-    let fds_end = soak.fds(&names);
+    let fds_end = soak.rt.open_fds_named(&names);
     tokio::time::sleep(Duration::from_millis(idle_ms)).await;
-    let fds_idle = soak.fds(&names);
+    let fds_idle = soak.rt.open_fds_named(&names);
     let rss_idle = soak.rt.rss_kib();
     let map_idle = soak.rt.rss_by_mapping();
     let peak = soak.rt.peak_rss_kib();

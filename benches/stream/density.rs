@@ -22,7 +22,7 @@
 
 use crate::connections::ConnectionsEndpoint;
 use crate::peer::chunk_text;
-use crate::runtime_api::{Runtime, median, percentile};
+use crate::runtime_api::{Runtime, median, percentile, port_of};
 use crate::sse::{ChatServer, Reply, Step};
 use crate::{event_json, first_token};
 use serde_json::{Value, json};
@@ -167,20 +167,16 @@ pub async fn round(
     // Halfway through the recorded answer every run is streaming.
     let mid = async {
         tokio::time::sleep(HALFWAY).await;
-        let names = [
+        let names: BTreeMap<u16, String> = [
             (port_of(&model.url), "model"),
             (port_of(&ep.url), "@connections"),
             (port_of(&crate::dynamodb::endpoint()), "DynamoDB"),
-        ];
-        let fds = rt
-            .open_fds()
-            .into_iter()
-            .map(|(what, n)| (peer_named(&what, &names), n));
-        let mut by = BTreeMap::new();
-        for (what, n) in fds {
-            *by.entry(what).or_insert(0) += n;
-        }
-        (rt.rss_by_mapping(), by)
+            (port_of(&rt.addr), "Runtime API"),
+        ]
+        .into_iter()
+        .map(|(p, s)| (p, s.to_owned()))
+        .collect();
+        (rt.rss_by_mapping(), rt.open_fds_named(&names))
     };
     let (outcomes, (mid_rss, mid_fds)) = tokio::join!(answers, mid);
     let wall = began.elapsed().as_secs_f64();
@@ -258,28 +254,6 @@ pub async fn round(
 
 /// When the resident memory and connections are sampled: halfway through the recorded answer.
 const HALFWAY: Duration = Duration::from_secs(6);
-
-/// The port of a loopback `http://127.0.0.1:PORT/...` address.
-fn port_of(url: &str) -> String {
-    let host = url.trim_start_matches("http://");
-    let host = host.split('/').next().unwrap_or(host);
-    host.rsplit(':').next().unwrap_or_default().to_owned()
-}
-
-/// An open descriptor as `open_fds` names it, with a TCP connection's peer named by its
-/// port (`names`); any other TCP peer is the Runtime API's.
-fn peer_named(what: &str, names: &[(String, &str)]) -> String {
-    let Some(rest) = what.strip_prefix("tcp ") else {
-        return what.to_owned();
-    };
-    let (peer, state) = rest.split_once(' ').unwrap_or((rest, ""));
-    let port = peer.rsplit(':').next().unwrap_or_default();
-    let name = names
-        .iter()
-        .find(|(p, _)| p == port)
-        .map_or("Runtime API", |(_, n)| *n);
-    format!("tcp {name} {state}")
-}
 
 /// The machine's busy and total CPU ticks so far (the `cpu` line of `/proc/stat`; idle and
 /// iowait are not busy).

@@ -447,6 +447,29 @@ impl Runtime {
         kinds
     }
 
+    /// [`Runtime::open_fds`] with each TCP socket labelled by what listens at its peer's port
+    /// (`names`: port → name, see [`port_of`]): `tcp <peer> <state> (<name>)`.
+    pub fn open_fds_named(
+        &self,
+        names: &std::collections::BTreeMap<u16, String>,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let mut named = std::collections::BTreeMap::new();
+        for (kind, n) in self.open_fds() {
+            let peer = kind
+                .strip_prefix("tcp ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .and_then(|p| names.get(&p));
+            let label = match peer {
+                Some(name) => format!("{kind} ({name})"),
+                None => kind,
+            };
+            *named.entry(label).or_insert(0) += n;
+        }
+        named
+    }
+
     /// Stops the function with SIGTERM (as Lambda does at shutdown) and waits for it, so tools
     /// like valgrind write their output.
     pub fn terminate(&mut self) {
@@ -684,6 +707,13 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>, notify: Arc<Notify
             respond(&mut sock, 404, &[], b"{}").await;
         }
     }
+}
+
+/// The port of an `http://host:port/...` address (the Runtime API's `addr`, an endpoint's URL).
+pub fn port_of(url: &str) -> u16 {
+    let host = url.split("://").nth(1).unwrap_or(url);
+    let host = host.split('/').next().unwrap_or(host);
+    host.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 /// `0100007F:1F90` (a `/proc/net/tcp` address: IPv4 little-endian hex, port hex) as
