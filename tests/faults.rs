@@ -485,8 +485,9 @@ async fn connections_endpoint_failing_at_every_push() {
     let ep = support::connections::start().await;
     let store = Arc::new(fresh_store("pushfaults").await);
     let mgr = Arc::new(push_manager(store.clone(), &ep.url));
-    // Statuses the SDK retries are scripted for every attempt (3), so the push really fails.
-    let kinds: [(u16, usize); 5] = [(410, 1), (403, 1), (429, 3), (500, 3), (STALL, 1)];
+    // Statuses the notifier retries are scripted for every attempt, so the push really fails.
+    let every = wsexec::notify::apigw::PUSH_ATTEMPTS as usize;
+    let kinds: [(u16, usize); 5] = [(410, 1), (403, 1), (429, every), (500, every), (STALL, 1)];
     let mut tasks = tokio::task::JoinSet::new();
     for (status, repeat) in kinds {
         for step in 1..=FIVE_EVENTS.len() {

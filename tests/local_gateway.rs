@@ -8,8 +8,8 @@ mod local_harness;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use local_harness::{
-    Gateway, dev_config, management_client, recv_close, recv_json, recv_run, refused_status,
-    request_with, send_json, start_agent,
+    Gateway, dev_config, local_credentials, management_client, recv_close, recv_json, recv_run,
+    refused_status, request_with, send_json, start_agent,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsexec::Config;
 use wsexec::auth::JwtVerifier;
-use wsexec::notify::PushErrorKind;
+use wsexec::notify::apigw::ApiGatewayNotifier;
+use wsexec::notify::{Notifier, PushErrorKind, PushTarget};
 use wsexec::store::Store;
 
 /// The HS256 secret the sample tokens in `events/` are signed with.
@@ -195,10 +196,14 @@ async fn management_api_serves_the_sdk_client() {
                 .is_some_and(|e| e.is_gone_exception()),
             "{err:?}"
         );
-        assert_eq!(
-            wsexec::notify::apigw::classify(err).kind(),
-            PushErrorKind::Gone
-        );
+        // The function's own notifier reads the same answer as a gone client.
+        let notifier = ApiGatewayNotifier::new("us-east-1", local_credentials());
+        let target = PushTarget {
+            endpoint: &format!("http://{}", gw.addr),
+            connection_id: id,
+        };
+        let pushed = notifier.push(target, "late").await.expect_err("gone");
+        assert_eq!(pushed.kind(), PushErrorKind::Gone);
     }
     let err = client
         .get_connection()

@@ -9,7 +9,7 @@ use support::connections::ConnectionsEndpoint;
 use support::dynamodb::*;
 use support::*;
 use wsexec::manager::Manager;
-use wsexec::notify::apigw::ApiGatewayNotifier;
+use wsexec::notify::apigw::{ApiGatewayNotifier, PUSH_ATTEMPTS};
 use wsexec::notify::{Notifier, PushErrorKind, PushTarget};
 use wsexec::state::ExecutionState;
 use wsexec::store::Store;
@@ -33,10 +33,11 @@ async fn connect(mgr: &Manager, user: &str) -> String {
     id
 }
 
-/// Run events reach the client through the real SDK client and HTTP, in order.
+/// Run events reach the client over HTTP, in order, each post signed as API Gateway checks.
 #[tokio::test]
 async fn events_arrive_in_order_over_http() {
     let (mgr, _store, ep) = setup().await;
+    ep.verify_signatures(credentials());
     let conn = connect(&mgr, "alice-01").await;
     invoke_with(
         &mgr,
@@ -47,6 +48,72 @@ async fn events_arrive_in_order_over_http() {
     )
     .await;
     assert_eq!(types(&ep.delivered(&conn)), FIVE_EVENTS);
+    assert_eq!(ep.refused_signatures(), []);
+    assert_eq!(ep.paths().len(), 5);
+}
+
+/// The notifier's posts are the SDK's `PostToConnection`: the same path for an id that needs
+/// encoding (with a stage before it), and a SigV4 signature the check API Gateway makes
+/// accepts, as it accepts the SDK's own (with and without a session token); a post signed with
+/// another secret is refused by the same check.
+#[tokio::test]
+async fn posts_are_signed_and_addressed_as_the_sdk_does() {
+    use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Region};
+    use wsexec::local::signature::Refusal;
+    let ep = support::connections::start().await;
+    let endpoint = format!("{}/prod", ep.url);
+    let id = "L0SM9cOFvHcCIhw=";
+    let target = PushTarget {
+        endpoint: &endpoint,
+        connection_id: id,
+    };
+    let session =
+        aws_credential_types::Credentials::new("AKIDS", "s3cret", Some("tok".into()), None, "t");
+    for credentials in [credentials(), session] {
+        ep.verify_signatures(credentials.clone());
+        let sdk = aws_sdk_apigatewaymanagement::Client::from_conf(
+            aws_sdk_apigatewaymanagement::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(credentials.clone())
+                .endpoint_url(&endpoint)
+                .http_client(wsexec::tls::https_client(false))
+                .build(),
+        );
+        sdk.post_to_connection()
+            .connection_id(id)
+            .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+                "{\"by\":\"sdk\"}",
+            ))
+            .send()
+            .await
+            .expect("the sdk's post");
+        ApiGatewayNotifier::new("eu-west-1", credentials.clone())
+            .push(target, r#"{"by":"wsexec"}"#)
+            .await
+            .expect("the notifier's post");
+        assert_eq!(ep.refused_signatures(), [], "{credentials:?}");
+    }
+    let paths = ep.paths();
+    assert_eq!(paths.len(), 4);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/prod/@connections/L0SM9cOFvHcCIhw%3D"),
+        "{paths:?}"
+    );
+    assert_eq!(ep.delivered(id).len(), 4);
+
+    let forged = aws_credential_types::Credentials::new("test", "not-the-secret", None, None, "t");
+    ep.verify_signatures(credentials());
+    ApiGatewayNotifier::new("eu-west-1", forged)
+        .push(target, "{}")
+        .await
+        .expect("the loopback endpoint answers 200 and records the refusal");
+    assert_eq!(
+        ep.refused_signatures(),
+        [(id.to_owned(), Refusal::BadSignature)]
+    );
 }
 
 /// A 410 mid-run deletes the connection, stops pushing to it, and the run still completes.
@@ -102,14 +169,16 @@ async fn push_failures_are_classified_and_runs_still_finish() {
         (500, PushErrorKind::Unavailable, true),
     ] {
         let id = aws_id();
-        // The SDK retries throttling and 5xx (bounded): every attempt fails here.
-        ep.script(&id, &[status; 3]);
+        // Throttling and 5xx are attempted again (bounded): every attempt fails here.
+        ep.script(&id, &[status; PUSH_ATTEMPTS as usize]);
         let target = PushTarget {
             endpoint: &ep.url,
             connection_id: &id,
         };
         let e = notifier.push(target, "{}").await.unwrap_err();
         assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{status}");
+        let attempts = if retryable { PUSH_ATTEMPTS as usize } else { 1 };
+        assert_eq!(ep.attempts(&id), attempts, "{status}: attempts");
         if status != 410 {
             let conn = connect(&mgr, "bob-02").await;
             let mut script = vec![200];

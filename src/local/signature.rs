@@ -89,64 +89,77 @@ impl InvokeKey {
     /// Whether `parts` and `body` are a request signed with these credentials, at most
     /// [`MAX_CLOCK_SKEW`] from `now`.
     pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<(), Refusal> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let auth = header("authorization")
-            .and_then(parse_authorization)
-            .ok_or(Refusal::Unsigned)?;
-        if auth.access_key_id != self.credentials.access_key_id() {
-            return Err(Refusal::UnknownKey);
-        }
-        let time = header("x-amz-date")
-            .and_then(parse_amz_date)
-            .ok_or(Refusal::Expired)?;
-        let skew = now
-            .duration_since(time)
-            .or_else(|e| Ok::<_, ()>(e.duration()));
-        if skew.is_ok_and(|s| s > MAX_CLOCK_SKEW) {
-            return Err(Refusal::Expired);
-        }
-        let expected = self
-            .signature(parts, &auth, body, time)
-            .ok_or(Refusal::BadSignature)?;
-        if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Refusal::BadSignature)
-        }
+        verify(&self.credentials, SERVICE, parts, body, now)
     }
+}
 
-    /// The signature these credentials give the request as its signer saw it: the headers it
-    /// lists as signed, with their received values, over the received path, query and body.
-    fn signature(
-        &self,
-        parts: &Parts,
-        auth: &Authorization<'_>,
-        body: &[u8],
-        time: SystemTime,
-    ) -> Option<String> {
-        let headers = signed_headers(&parts.headers, &auth.signed_headers)?;
-        let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = SignableRequest::new(
-            parts.method.as_str(),
-            uri,
-            headers.iter().map(|(k, v)| (*k, v.as_str())),
-            SignableBody::Bytes(body),
-        )
-        .ok()?;
-        let identity = Identity::from(self.credentials.clone());
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(auth.region)
-            .name(SERVICE)
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .ok()?
-            .into();
-        sign(request, &params)
-            .ok()
-            .map(|out| out.signature().to_owned())
+/// Whether `parts` and `body` are a request SigV4-signed for `service` (its signing name, the
+/// credential scope's fourth part) with `credentials`, at most [`MAX_CLOCK_SKEW`] from `now`:
+/// the check AWS makes, recomputing the signature from the request as received.
+pub fn verify(
+    credentials: &Credentials,
+    service: &str,
+    parts: &Parts,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let auth = header("authorization")
+        .and_then(|v| parse_authorization(v, service))
+        .ok_or(Refusal::Unsigned)?;
+    if auth.access_key_id != credentials.access_key_id() {
+        return Err(Refusal::UnknownKey);
     }
+    let time = header("x-amz-date")
+        .and_then(parse_amz_date)
+        .ok_or(Refusal::Expired)?;
+    let skew = now
+        .duration_since(time)
+        .or_else(|e| Ok::<_, ()>(e.duration()));
+    if skew.is_ok_and(|s| s > MAX_CLOCK_SKEW) {
+        return Err(Refusal::Expired);
+    }
+    let expected =
+        signature(credentials, service, parts, &auth, body, time).ok_or(Refusal::BadSignature)?;
+    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::BadSignature)
+    }
+}
+
+/// The signature `credentials` give the request as its signer saw it: the headers it lists as
+/// signed, with their received values, over the received path, query and body.
+fn signature(
+    credentials: &Credentials,
+    service: &str,
+    parts: &Parts,
+    auth: &Authorization<'_>,
+    body: &[u8],
+    time: SystemTime,
+) -> Option<String> {
+    let headers = signed_headers(&parts.headers, &auth.signed_headers)?;
+    let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = SignableRequest::new(
+        parts.method.as_str(),
+        uri,
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .ok()?;
+    let identity = Identity::from(credentials.clone());
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(auth.region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .ok()?
+        .into();
+    sign(request, &params)
+        .ok()
+        .map(|out| out.signature().to_owned())
 }
 
 /// The values of exactly the headers named in `SignedHeaders` (each must be present once).
@@ -163,9 +176,9 @@ fn signed_headers<'a>(headers: &HeaderMap, names: &[&'a str]) -> Option<Vec<(&'a
         .collect()
 }
 
-/// `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/lambda/aws4_request, SignedHeaders=a;b,
-/// Signature=hex`, or `None` when it is not that.
-fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
+/// `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b,
+/// Signature=hex` for `service`, or `None` when it is not that.
+fn parse_authorization<'a>(value: &'a str, service_name: &str) -> Option<Authorization<'a>> {
     let rest = value.strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
@@ -188,7 +201,8 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
         scope.next()?,
         scope.next()?,
     );
-    let scope_ok = service == SERVICE && terminator == "aws4_request" && scope.next().is_none();
+    let scope_ok =
+        service == service_name && terminator == "aws4_request" && scope.next().is_none();
     let signed_headers: Vec<&str> = signed?.split(';').collect();
     (scope_ok && signed_headers.contains(&"x-amz-date")).then_some(Authorization {
         access_key_id,
@@ -233,7 +247,7 @@ mod tests {
     fn authorization_headers_parse_strictly() {
         let ok = "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/lambda/aws4_request, \
                   SignedHeaders=host;x-amz-date, Signature=abc";
-        let auth = parse_authorization(ok).expect("parses");
+        let auth = parse_authorization(ok, SERVICE).expect("parses");
         assert_eq!((auth.access_key_id, auth.region), ("AKID", "us-east-1"));
         assert_eq!(auth.signed_headers, ["host", "x-amz-date"]);
         for bad in [
@@ -244,7 +258,7 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date",
             "AWS4-HMAC-SHA256 Credential=A, Credential=B, SignedHeaders=x-amz-date, Signature=abc",
         ] {
-            assert!(parse_authorization(bad).is_none(), "{bad}");
+            assert!(parse_authorization(bad, SERVICE).is_none(), "{bad}");
         }
     }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;
 
-pub use sdk::{Http1Client, pooled_client};
+pub use sdk::{Http1Client, TransportFault, pooled_client, transport_fault};
 
 /// Amazon Root CA 1–4 and Starfield Services Root CA G2 (PEM, from the Mozilla store).
 pub const AWS_ROOTS_PEM: &[u8] = include_bytes!("aws-roots.pem");
@@ -79,13 +79,18 @@ pub fn client_config(roots: Roots) -> Result<Arc<rustls::ClientConfig>, TlsError
 /// the tokio runtime that opened its connections, and the local tool and tests run several.
 /// An empty system store falls back to the compiled-in roots.
 pub fn https_client(native_roots: bool) -> SharedHttpClient {
+    SharedHttpClient::new(Http1Client::new(sdk_tls(native_roots)))
+}
+
+/// The TLS configuration of a client of AWS endpoints: the compiled-in roots, or the system
+/// store when `native_roots` (falling back to the compiled-in roots when it is empty).
+pub fn sdk_tls(native_roots: bool) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let roots = if native_roots {
         Roots::Native
     } else {
         Roots::Aws
     };
-    let tls = client_config(roots).or_else(|_| client_config(Roots::Aws));
-    SharedHttpClient::new(Http1Client::new(tls))
+    client_config(roots).or_else(|_| client_config(Roots::Aws))
 }
 
 #[cfg(test)]

@@ -162,32 +162,61 @@ impl HttpConnector for Unconfigured {
     }
 }
 
-/// The SDK's reading of a failed request: a timed-out connect is a timeout; a refused, reset or
-/// closed connection is I/O (retryable); a request hyper refused to send is the caller's; a
-/// response cut short is transient.
-fn classify(e: hyper_util::client::legacy::Error) -> ConnectorError {
-    let chain = || std::iter::successors(Some(&e as &(dyn StdError + 'static)), |e| (*e).source());
+/// How a request that got no response failed, read from the client's error chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportFault {
+    /// The connect (or a read under a socket timeout) timed out.
+    Timeout,
+    /// Refused, reset or closed: the request may not have been sent; worth another attempt.
+    Io,
+    /// hyper refused to send the request as built: the caller's error.
+    User,
+    /// The response was cut short.
+    Incomplete,
+    /// Anything else.
+    Other,
+}
+
+/// Reads a failed request's error chain: a timed-out connect is a timeout; a refused, reset or
+/// closed connection is I/O; a request hyper refused to send is the caller's; a response cut
+/// short is incomplete.
+pub fn transport_fault(e: &hyper_util::client::legacy::Error) -> TransportFault {
+    let chain = || std::iter::successors(Some(e as &(dyn StdError + 'static)), |e| (*e).source());
     let io_kind = chain().find_map(|e| e.downcast_ref::<std::io::Error>().map(|io| io.kind()));
     if io_kind == Some(std::io::ErrorKind::TimedOut) {
-        return ConnectorError::timeout(Box::new(e));
+        return TransportFault::Timeout;
     }
     let hyper = chain().find_map(|e| e.downcast_ref::<hyper::Error>());
     if let Some(h) = hyper {
         if h.is_timeout() {
-            return ConnectorError::timeout(Box::new(e));
+            return TransportFault::Timeout;
         }
         if h.is_user() {
-            return ConnectorError::user(Box::new(e));
+            return TransportFault::User;
         }
     }
     if e.is_connect()
         || io_kind.is_some()
         || hyper.is_some_and(|h| h.is_closed() || h.is_canceled())
     {
-        return ConnectorError::io(Box::new(e));
+        return TransportFault::Io;
     }
     if hyper.is_some_and(hyper::Error::is_incomplete_message) {
-        return ConnectorError::other(Box::new(e) as BoxError, Some(ErrorKind::TransientError));
+        return TransportFault::Incomplete;
     }
-    ConnectorError::other(Box::new(e), None)
+    TransportFault::Other
+}
+
+/// The SDK's reading of a failed request (as its own client classifies): timeout, I/O
+/// (retryable), the caller's, transient, other.
+fn classify(e: hyper_util::client::legacy::Error) -> ConnectorError {
+    match transport_fault(&e) {
+        TransportFault::Timeout => ConnectorError::timeout(Box::new(e)),
+        TransportFault::User => ConnectorError::user(Box::new(e)),
+        TransportFault::Io => ConnectorError::io(Box::new(e)),
+        TransportFault::Incomplete => {
+            ConnectorError::other(Box::new(e) as BoxError, Some(ErrorKind::TransientError))
+        }
+        TransportFault::Other => ConnectorError::other(Box::new(e), None),
+    }
 }

@@ -25,6 +25,14 @@ pub struct Book {
     pub held: std::collections::HashSet<String>,
     /// How long every answer waits after its POST was read (API Gateway's own round trip).
     pub answer_after: Option<std::time::Duration>,
+    /// When set, every POST's SigV4 signature (`execute-api`) is checked against these
+    /// credentials as API Gateway checks it, and each refusal recorded.
+    pub verify: Option<aws_credential_types::Credentials>,
+    /// The signature refusals of checked POSTs, with the connection id each was for.
+    #[cfg(feature = "local")]
+    pub refused: Vec<(String, wsexec::local::signature::Refusal)>,
+    /// The request target (path) of every checked POST, in order.
+    pub paths: Vec<String>,
 }
 
 /// A scripted status that makes the endpoint never answer the request (a push timeout).
@@ -79,6 +87,22 @@ impl ConnectionsEndpoint {
     /// timestamped and delivered when read).
     pub fn answer_after(&self, after: std::time::Duration) {
         self.book.lock().unwrap().answer_after = Some(after);
+    }
+
+    /// Checks every POST's signature from now on against `credentials` (see [`Book::verify`]).
+    pub fn verify_signatures(&self, credentials: aws_credential_types::Credentials) {
+        self.book.lock().unwrap().verify = Some(credentials);
+    }
+
+    /// The signature refusals recorded so far: (connection id, why).
+    #[cfg(feature = "local")]
+    pub fn refused_signatures(&self) -> Vec<(String, wsexec::local::signature::Refusal)> {
+        self.book.lock().unwrap().refused.clone()
+    }
+
+    /// The request target of every checked POST so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.book.lock().unwrap().paths.clone()
     }
 
     /// Scripts the next statuses for `id`.
@@ -150,6 +174,27 @@ pub async fn start() -> ConnectionsEndpoint {
                     let status = {
                         let mut b = book.lock().unwrap();
                         *b.attempts.entry(id.clone()).or_default() += 1;
+                        if b.verify.is_some() {
+                            b.paths.push(path.clone());
+                        }
+                        #[cfg(feature = "local")]
+                        if let Some(credentials) = &b.verify {
+                            let checked = req.parts().map_or(
+                                Err(wsexec::local::signature::Refusal::Unsigned),
+                                |parts| {
+                                    wsexec::local::signature::verify(
+                                        credentials,
+                                        "execute-api",
+                                        &parts,
+                                        req.body(),
+                                        std::time::SystemTime::now(),
+                                    )
+                                },
+                            );
+                            if let Err(refusal) = checked {
+                                b.refused.push((id.clone(), refusal));
+                            }
+                        }
                         let scripted = b.script.get_mut(&id).and_then(|q| q.pop_front());
                         let status = if b.gone.contains(&id) {
                             410

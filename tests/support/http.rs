@@ -38,6 +38,18 @@ impl Message {
         self.head.split_whitespace().nth(1).unwrap_or("")
     }
 
+    /// A request's method, target and headers as `http` parts (for a signature check).
+    pub fn parts(&self) -> Option<hyper::http::request::Parts> {
+        let mut builder = hyper::Request::builder()
+            .method(self.method())
+            .uri(self.path());
+        for line in self.head.lines().skip(1) {
+            let (k, v) = line.split_once(':')?;
+            builder = builder.header(k.trim(), v.trim());
+        }
+        Some(builder.body(()).ok()?.into_parts().0)
+    }
+
     /// A response's status code.
     pub fn status(&self) -> Option<u16> {
         self.head.split_whitespace().nth(1)?.parse().ok()
