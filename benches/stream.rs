@@ -51,6 +51,8 @@ mod peer;
 mod runtime_api;
 #[path = "../tests/support/sse.rs"]
 mod sse;
+#[path = "../tests/support/tls.rs"]
+mod tls;
 #[path = "stream/ttft.rs"]
 mod ttft;
 
@@ -582,9 +584,9 @@ fn main() {
             let store = dynamodb::fresh_store("stream-density").await;
             let ep = connections::start().await;
             let mut out = Vec::new();
+            let bin = release_bin();
             for n in 0..rounds {
                 for (i, &s) in counts.iter().enumerate() {
-                    let bin = release_bin();
                     let r = density::round(&bin, s, &steps, store.table(), &ep, n * 10 + i as u64);
                     out.push(r.await);
                 }

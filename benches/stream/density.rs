@@ -21,7 +21,7 @@
 //! names ("Story number {run},"), and that reply's chunk ids are tagged `chatcmpl-d{run}-`.
 
 use crate::connections::ConnectionsEndpoint;
-use crate::peer::chunk_text;
+use crate::peer::{carriers, chunk_text};
 use crate::runtime_api::{Runtime, median, percentile, port_of};
 use crate::sse::{ChatServer, Reply, Step};
 use crate::{event_json, first_token};
@@ -219,21 +219,30 @@ pub async fn round(
             .map(|(at, f)| (*at, f["payload"]["text"].as_str().unwrap().to_owned()))
             .collect();
         posts.push(deltas.len() as f64);
-        let mut next = written.iter();
-        let mut previous: Option<Instant> = None;
-        for (arrived, text) in &deltas {
-            let mut carried = String::new();
-            while carried.len() < text.len() {
-                let (at, piece) = next.next().expect("every pushed byte was written");
-                carried.push_str(piece);
-                raw.push(ms(*arrived, *at));
-                let due = previous.map_or(*at, |p| (p + window).max(*at));
-                late.push(ms(*arrived, due));
-            }
-            assert_eq!(&carried, text, "run {r}: pushes carry the chunks in order");
-            previous = Some(*arrived);
+        let carriers = carriers(written, &deltas);
+        // Each post carries whole chunks: every post ends where a chunk ends.
+        let ends = |pieces: &[(Instant, String)]| -> Vec<usize> {
+            pieces
+                .iter()
+                .scan(0, |end, (_, t)| {
+                    *end += t.len();
+                    Some(*end)
+                })
+                .collect()
+        };
+        let chunk_ends = ends(written);
+        let whole = ends(&deltas)
+            .iter()
+            .all(|e| chunk_ends.binary_search(e).is_ok());
+        assert!(whole, "run {r}: pushes carry whole chunks");
+        for ((at, _), p) in written.iter().zip(carriers) {
+            let arrived = deltas[p].0;
+            raw.push(ms(arrived, *at));
+            let due = p
+                .checked_sub(1)
+                .map_or(*at, |q| (deltas[q].0 + window).max(*at));
+            late.push(ms(arrived, due));
         }
-        assert!(next.next().is_none(), "run {r}: every chunk was pushed");
     }
     rt.sigterm(Duration::from_secs(30)).await;
     Round {

@@ -110,6 +110,17 @@ fn frame_text(frame: &Value) -> Option<String> {
 /// For each text chunk (write instant, text), milliseconds until the arrival of the post that
 /// carried its last byte; the posts (arrival, text) must carry exactly the chunks' text.
 fn chunk_to_arrival(chunks: &[(Instant, String)], posts: &[(Instant, String)]) -> Vec<f64> {
+    let carriers = carriers(chunks, posts);
+    chunks
+        .iter()
+        .zip(carriers)
+        .map(|((written_at, _), p)| ms(posts[p].0.saturating_duration_since(*written_at)))
+        .collect()
+}
+
+/// For each text chunk, the index of the post that carried its last byte; the posts must carry
+/// exactly the chunks' text, in order.
+pub fn carriers(chunks: &[(Instant, String)], posts: &[(Instant, String)]) -> Vec<usize> {
     let written: String = chunks.iter().map(|(_, t)| t.as_str()).collect();
     let pushed: String = posts.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(
@@ -118,14 +129,13 @@ fn chunk_to_arrival(chunks: &[(Instant, String)], posts: &[(Instant, String)]) -
     );
     let (mut end, mut covered, mut next) = (0, 0, 0);
     let mut out = Vec::with_capacity(chunks.len());
-    for (written_at, text) in chunks {
+    for (_, text) in chunks {
         end += text.len();
         while covered < end {
             covered += posts[next].1.len();
             next += 1;
         }
-        let arrived = posts[next - 1].0;
-        out.push(ms(arrived.saturating_duration_since(*written_at)));
+        out.push(next - 1);
     }
     out
 }

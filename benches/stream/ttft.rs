@@ -11,7 +11,8 @@
 //! to the push). The build under test runs once more with `MCP_SERVERS` naming a real MCP
 //! server (the official Python SDK's, `tests/support/mcp_server.py`): its first `llm` run
 //! discovers the server's tools (`initialize`, `tools/list`) beside the history read and the
-//! provider connection, and offers them.
+//! provider connection, and offers them. And once more with the model behind a loopback TLS
+//! front (a test CA added to the system bundle): the first run's handshake and root-store load.
 
 use crate::connections::ConnectionsEndpoint;
 use crate::first_token::{first_delta_at, first_text_at};
@@ -24,8 +25,15 @@ use std::time::{Duration, Instant};
 /// Warm runs per environment after the cold one.
 const WARM: usize = 3;
 
-/// Extra environment of a subject (`MCP_SERVERS`).
-type Env<'a> = [(&'a str, &'a str)];
+/// One measured configuration: a binary, extra environment (`MCP_SERVERS`, `SSL_CERT_FILE`),
+/// and whether the model is reached over TLS.
+struct Subject<'a> {
+    label: String,
+    bin: &'a str,
+    extra: Vec<(&'a str, &'a str)>,
+    /// The test PKI whose `localhost` leaf a TLS front in front of the model presents.
+    tls: Option<&'a std::path::Path>,
+}
 
 /// A short answer: a pause standing for the model's own time to first token, then text.
 fn reply() -> Reply {
@@ -60,10 +68,11 @@ impl Figures {
     }
 }
 
-/// One environment of `bin` with the `llm` agent on a fresh scripted model, and `extra`
-/// environment (`MCP_SERVERS`); runs one cold and [`WARM`] warm runs, adding their figures.
+/// One environment of the subject's binary with the `llm` agent on a fresh scripted model
+/// (behind a TLS front when the subject says so); runs one cold and [`WARM`] warm runs, adding
+/// their figures.
 async fn environment(
-    (bin, extra): (&str, &[(&str, &str)]),
+    subject: &Subject<'_>,
     n: usize,
     table: &str,
     ep: &ConnectionsEndpoint,
@@ -71,9 +80,18 @@ async fn environment(
     warm: &mut Figures,
 ) {
     let model = ChatServer::start((0..=WARM).map(|_| reply()).collect()).await;
+    let url = match subject.tls {
+        Some(pki) => {
+            let plain = model.url.trim_start_matches("http://");
+            let (authority, path) = plain.split_once('/').unwrap_or((plain, ""));
+            let (port, _) = crate::tls::tls_proxy(pki, authority).await;
+            format!("https://localhost:{port}/{path}")
+        }
+        None => model.url.clone(),
+    };
     let mut rt = Runtime::start().await;
-    let env = crate::first_token::llm_env(table, ep, &model.url, extra);
-    rt.spawn(bin, &[], &env, 128);
+    let env = crate::first_token::llm_env(table, ep, &url, &subject.extra);
+    rt.spawn(subject.bin, &[], &env, 128);
     rt.wait_init(LIMIT).await;
     let conn = format!("Ttft{n:010}=");
     let mut connect = event_json("connect-jwt-query.json");
@@ -146,31 +164,53 @@ pub async fn measure(
         percentile(&mut query, 50.0),
     );
     let servers = serde_json::Value::Array(vec![mcp.entry("orders", json!({}))]).to_string();
-    let with_mcp = [("MCP_SERVERS", servers.as_str())];
-    let mut subjects: Vec<(String, &str, &Env)> = bins
+    // The model over TLS: a front presenting a test CA's `localhost` leaf, the CA added to the
+    // system bundle the function loads (`SSL_CERT_FILE`), so the first run also reads and
+    // parses the whole system store as it would on Lambda.
+    let pki = crate::tls::test_pki();
+    let bundle = pki.join("bundle.pem");
+    let system = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    let ca = std::fs::read(pki.join("ca.pem")).unwrap();
+    std::fs::write(&bundle, [system, ca].concat()).unwrap();
+    let bundle_path = bundle.to_str().unwrap();
+    let mut subjects: Vec<Subject> = bins
         .iter()
-        .map(|(label, bin)| (label.clone(), bin.as_str(), &[][..]))
+        .map(|(label, bin)| Subject {
+            label: label.clone(),
+            bin: bin.as_str(),
+            extra: Vec::new(),
+            tls: None,
+        })
         .collect();
-    subjects.push((
-        format!("{}, MCP tools configured", bins[0].0),
-        bins[0].1.as_str(),
-        &with_mcp[..],
-    ));
+    subjects.push(Subject {
+        label: format!("{}, MCP tools configured", bins[0].0),
+        bin: bins[0].1.as_str(),
+        extra: vec![("MCP_SERVERS", servers.as_str())],
+        tls: None,
+    });
+    subjects.push(Subject {
+        label: format!("{}, model over TLS", bins[0].0),
+        bin: bins[0].1.as_str(),
+        extra: vec![("SSL_CERT_FILE", bundle_path)],
+        tls: Some(&pki),
+    });
     let mut figures: Vec<(Figures, Figures)> =
         subjects.iter().map(|_| Default::default()).collect();
     for n in 0..rounds {
-        for (k, (_, bin, extra)) in subjects.iter().enumerate() {
+        for (k, subject) in subjects.iter().enumerate() {
             let (cold, warm) = &mut figures[k];
-            environment((bin, extra), n * 10 + k, table, ep, cold, warm).await;
+            environment(subject, n * 10 + k, table, ep, cold, warm).await;
         }
     }
+    let _ = std::fs::remove_dir_all(&pki);
     let mut out = format!(
         "DynamoDB Local round trips, p50: GetItem {get:.2} ms, a run's create (conditional PutItem) {put:.2} ms, a thread's history (Query) {query:.2} ms\n\n"
     );
     out += &String::from(
         "| run | added to the model's first token, p50 / p99 | invocation → request at the model | model's first text → push | runs |\n|---|---|---|---|---|\n",
     );
-    for ((label, _, _), (cold, warm)) in subjects.iter().zip(figures.iter_mut()) {
+    for (subject, (cold, warm)) in subjects.iter().zip(figures.iter_mut()) {
+        let label = &subject.label;
         out += &cold.row(&format!("{label}: first `llm` run of a fresh instance"));
         out += &warm.row(&format!("{label}: warm (history read returns turns)"));
     }
