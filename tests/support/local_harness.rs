@@ -231,18 +231,17 @@ pub fn request_with(
     req
 }
 
+/// The credentials the tests' `@connections` clients sign with (the emulator does not check).
+pub fn local_credentials() -> Credentials {
+    Credentials::new("AKIDLOCAL", "local-secret", None, None, "test")
+}
+
 /// A `@connections` client aimed at the emulator, configured like the function's.
 pub fn management_client(gw: &Gateway) -> aws_sdk_apigatewaymanagement::Client {
     let conf = aws_sdk_apigatewaymanagement::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDLOCAL",
-            "local-secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(local_credentials())
         .endpoint_url(format!("http://{}", gw.addr))
         .http_client(wsexec::tls::https_client(false))
         .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
