@@ -85,10 +85,8 @@ fn ms(d: Duration) -> f64 {
 /// wall-clock time is too noisy to compare builds.
 async fn callgrind(base_env: &[(String, String)]) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let bins = env_or(
-        "CALLGRIND_BINS",
-        &format!("release={root}/target/release/wsexec"),
-    );
+    let wsexec = env_or("WSEXEC_BIN", &format!("{root}/target/release/wsexec"));
+    let bins = env_or("CALLGRIND_BINS", &format!("release={wsexec}"));
     let mut md = String::from("| binary | instructions (Ir) |\n|---|---|\n");
     for entry in bins.split(',') {
         let (label, bin) = entry.split_once('=').unwrap_or(("wsexec", entry));
