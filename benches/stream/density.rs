@@ -45,6 +45,9 @@ pub struct Round {
     pub raw: Vec<f64>,
     /// The part of it past the flush window, milliseconds.
     pub late: Vec<f64>,
+    /// The same for the chunks written once the start burst is over ([`AFTER_STARTS`] after the
+    /// last start): the steady state of the answers streaming side by side.
+    pub late_steady: Vec<f64>,
     /// From the first start to the last invocation's answer, seconds.
     pub wall: f64,
     /// Starts answered with a retryable storage error instead of streaming: their codes.
@@ -163,7 +166,18 @@ pub async fn round(
     let began = Instant::now();
     let cpu_before = cpu_seconds(rt.pid().expect("spawned"));
     let machine_before = machine_ticks();
-    let answers = futures_util::future::join_all(starts.iter().map(|e| rt.invoke(e, LIMIT)));
+    // `DENSITY_SPREAD_MS`: the starts spread evenly over that long instead of all at once (the
+    // same recorded answer at the same timing otherwise has every run flush in the same
+    // millisecond, 100 ms apart: a worst case independent users would not line up).
+    let spread = spread();
+    let answers = futures_util::future::join_all(starts.iter().enumerate().map(|(r, e)| {
+        let after = spread.mul_f64(r as f64 / streams as f64);
+        let rt = &rt;
+        async move {
+            tokio::time::sleep(after).await;
+            rt.invoke(e, LIMIT).await
+        }
+    }));
     // Halfway through the recorded answer every run is streaming.
     let mid = async {
         tokio::time::sleep(HALFWAY).await;
@@ -195,6 +209,7 @@ pub async fn round(
     }
     let window = wsexec::limits::DEFAULT_STREAM_FLUSH;
     let (mut raw, mut late, mut posts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut late_steady = Vec::new();
     let mut refused = Vec::new();
     for (r, written) in chunks.iter().enumerate() {
         let frames = ep.delivered_at(&connection(n, r));
@@ -242,6 +257,9 @@ pub async fn round(
                 .checked_sub(1)
                 .map_or(*at, |q| (deltas[q].0 + window).max(*at));
             late.push(ms(arrived, due));
+            if at.saturating_duration_since(began) >= spread + AFTER_STARTS {
+                late_steady.push(ms(arrived, due));
+            }
         }
     }
     rt.sigterm(Duration::from_secs(30)).await;
@@ -252,6 +270,7 @@ pub async fn round(
         posts: median(&mut posts),
         raw,
         late,
+        late_steady,
         wall,
         refused,
         cpu,
@@ -260,6 +279,16 @@ pub async fn round(
         mid_fds,
     }
 }
+
+/// `DENSITY_SPREAD_MS`: how long the starts are spread over (0: all at once).
+pub fn spread() -> Duration {
+    let ms = std::env::var("DENSITY_SPREAD_MS").ok();
+    Duration::from_millis(ms.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// How long after the last start the start burst (every run's create, history read, model
+/// connection and first push at once) is taken to be over.
+const AFTER_STARTS: Duration = Duration::from_secs(2);
 
 /// When the resident memory and connections are sampled: halfway through the recorded answer.
 const HALFWAY: Duration = Duration::from_secs(6);
@@ -303,8 +332,12 @@ fn ms(to: Instant, from: Instant) -> f64 {
 
 /// The report's table: one row per round.
 pub fn report(rounds: &mut [Round]) -> String {
-    let mut out = String::from(
-        "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | wall time | function CPU | machine busy | starts refused (storage) |\n|---|---|---|---|---|---|---|---|---|\n",
+    let mut out = match spread().as_millis() {
+        0 => String::new(),
+        ms => format!("Starts spread evenly over {ms} ms.\n\n"),
+    };
+    out += &String::from(
+        "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | past the window 2 s after the last start, p99 / max | wall time | function CPU | machine busy | starts refused (storage) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in rounds.iter_mut() {
@@ -317,8 +350,10 @@ pub fn report(rounds: &mut [Round]) -> String {
             percentile(&mut r.late.clone(), 50.0),
             percentile(&mut r.late, 99.0),
         );
+        let steady_max = r.late_steady.iter().cloned().fold(0.0, f64::max);
+        let steady99 = percentile(&mut r.late_steady, 99.0);
         out += &format!(
-            "| {} | {:.1} KiB ({} → {} KiB) | {:.0} | {raw50:.2} / {raw99:.2} ms | {late50:.2} / {late99:.2} / {max:.1} ms | {:.1} s | {:.1} s ({:.0}% of {cpus} CPUs) | {:.0}% | {} |\n",
+            "| {} | {:.1} KiB ({} → {} KiB) | {:.0} | {raw50:.2} / {raw99:.2} ms | {late50:.2} / {late99:.2} / {max:.1} ms | {steady99:.2} / {steady_max:.1} ms | {:.1} s | {:.1} s ({:.0}% of {cpus} CPUs) | {:.0}% | {} |\n",
             r.streams,
             r.per_run_kib(),
             r.echo_kib,
