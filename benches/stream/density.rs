@@ -11,7 +11,10 @@
 //! - **past the window**: how much later than the window allows, that is, than the later of the
 //!   chunk's write and the previous push's arrival plus the window (the driver's next flush is
 //!   due one window after its previous push ended, and a push ends after `@connections` read it,
-//!   so this never counts the window itself; it can miss only the previous push's own delay).
+//!   so this never counts the window itself; it can miss only the previous push's own delay);
+//!   also for the chunks written from 2 s after the last start only (the steady state).
+//!
+//! The runs start at once (one invocation each), or spread evenly over `DENSITY_SPREAD_MS`.
 //!
 //! Where the memory goes: halfway through the answers (every run streaming), the process's
 //! resident memory by mapping (`[heap]`, anonymous) and its TCP connections by peer (the model,
