@@ -45,8 +45,8 @@ pub struct ServeOptions {
     /// The function's configuration; `connections_endpoint` is replaced by this server's.
     pub config: Config,
     pub store: Arc<dyn Store>,
-    /// Where run events are pushed; `None`: the real `@connections` SDK client, aimed at this
-    /// server (what a deployed function does against API Gateway).
+    /// Where run events are pushed; `None`: the function's real `@connections` notifier (signed
+    /// posts), aimed at this server (what a deployed function does against API Gateway).
     pub notifier: Option<Arc<dyn Notifier>>,
     /// Closes a connection with no message in either direction for this long (1001).
     pub idle_timeout: Duration,
@@ -80,10 +80,10 @@ impl ServeOptions {
     }
 }
 
-/// The notifier a deployed function has: the `@connections` SDK client. Region and credentials
-/// come from the environment like Lambda's; without them, placeholders (the emulator ignores
-/// signatures, but the SDK needs something to sign with).
-fn sdk_notifier() -> ApiGatewayNotifier {
+/// The notifier a deployed function has: SigV4-signed `@connections` posts. Region and
+/// credentials come from the environment like Lambda's; without them, placeholders (the
+/// emulator ignores signatures, but a post needs something to sign with).
+fn function_notifier() -> ApiGatewayNotifier {
     let (region, credentials) = local_credentials();
     ApiGatewayNotifier::new(&region, credentials)
 }
@@ -115,7 +115,9 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let mut config = opts.config;
     config.connections_endpoint = Some(format!("http://{addr}"));
-    let notifier = opts.notifier.unwrap_or_else(|| Arc::new(sdk_notifier()));
+    let notifier = opts
+        .notifier
+        .unwrap_or_else(|| Arc::new(function_notifier()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ids = IdGen::new();
     // The function's Lambda client signs with credentials only this process knows, so the

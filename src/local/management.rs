@@ -1,5 +1,6 @@
 //! The `@connections/{connectionId}` management API (`POST`, `GET`, `DELETE`), answering like
-//! API Gateway's so the function's SDK client and the AWS CLI work against it unchanged.
+//! API Gateway's so the function's notifier, the SDK's client and the AWS CLI work against it
+//! unchanged.
 //!
 //! Requests are SigV4-signed by their clients; the emulator does not check signatures.
 

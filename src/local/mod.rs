@@ -1,7 +1,7 @@
 //! `wsexec-local`: the local development tool, an API Gateway WebSocket emulator and `invoke`.
 //!
 //! The emulator runs the function's own handler, in process, on events built exactly as API
-//! Gateway builds them, and serves the `@connections` management API the function's SDK client
+//! Gateway builds them, and serves the `@connections` management API the function's notifier
 //! pushes run events to. Nothing here is linked into the Lambda binary (`local` feature).
 //!
 //! Modules point one way (`tests/local_layout.rs` checks it): `gateway` → `access`, (`upgrade`
