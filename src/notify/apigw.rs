@@ -102,7 +102,7 @@ impl ApiGatewayNotifier {
         })
     }
 
-    /// `message` posted to `target` once, signed now: `Ok` on a 2xx, else the failure and
+    /// `body` posted once to `post`'s URL, signed now: `Ok` on a 2xx, else the failure and
     /// whether another attempt may pass.
     async fn attempt(
         &self,
