@@ -14,7 +14,9 @@
 //!   so this never counts the window itself; it can miss only the previous push's own delay);
 //!   also for the chunks written from 2 s after the last start only (the steady state).
 //!
-//! The runs start at once (one invocation each), or spread evenly over `DENSITY_SPREAD_MS`.
+//! The runs start at once (one invocation each), or spread evenly over `DENSITY_SPREAD_MS`. With
+//! `DENSITY_FUNCTION_CPU` the function runs on those CPUs only (`taskset -c`); run the bench on
+//! the others (`taskset -c 1 cargo bench ...`) to keep the rig off the function's CPU.
 //!
 //! Where the memory goes: halfway through the answers (every run streaming), the process's
 //! resident memory by mapping (`[heap]`, anonymous) and its TCP connections by peer (the model,
@@ -132,7 +134,13 @@ pub async fn round(
         "AWS_LAMBDA_MAX_CONCURRENCY".into(),
         streams.max(2).to_string(),
     ));
-    rt.spawn(bin, &[], &env, 2048);
+    // `DENSITY_FUNCTION_CPU`: the function runs on these CPUs only (`taskset -c`), so that with
+    // the bench itself pinned to the others (`taskset -c 1 cargo bench ...`) the function does
+    // not share a CPU with the rig (DynamoDB Local, the model and `@connections` endpoints).
+    match std::env::var("DENSITY_FUNCTION_CPU") {
+        Ok(cpus) => rt.spawn("taskset", &["-c", &cpus, bin], &env, 2048),
+        Err(_) => rt.spawn(bin, &[], &env, 2048),
+    }
     rt.wait_init(LIMIT).await;
     let message = |conn: &str, id: String, agent: &str, request: String| {
         let request_id = format!("dens-{id}").replace('=', "");
@@ -339,6 +347,9 @@ pub fn report(rounds: &mut [Round]) -> String {
         0 => String::new(),
         ms => format!("Starts spread evenly over {ms} ms.\n\n"),
     };
+    if let Ok(cpus) = std::env::var("DENSITY_FUNCTION_CPU") {
+        out += &format!("The function pinned to CPU {cpus} (`taskset -c`).\n\n");
+    }
     out += &String::from(
         "| answers at once | peak RSS added per run | posts per answer | chunk → push, raw p50 / p99 | past the window p50 / p99 / max | past the window 2 s after the last start, p99 / max | wall time | function CPU | machine busy | starts refused (storage) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
