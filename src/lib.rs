@@ -10,6 +10,7 @@
 //! - [`limits`]: every size, length and time limit, each with its reason.
 //! - [`time`]: wall-clock helpers.
 //! - [`classified`]: the one shape of a classified failure (storage, push, dispatch).
+//! - [`sigv4`]: SigV4 signing, shared by the `@connections` posts and the local Invoke check.
 //! - [`state`]: the 9-state run machine and its transition table.
 //! - [`context`]: the validated per-user execution context and the one id rule.
 //! - [`identity`]: who is behind a connection, and the warm identity cache.
@@ -56,6 +57,7 @@ pub mod quota;
 pub mod routes;
 pub mod run;
 pub mod serve;
+pub mod sigv4;
 pub mod state;
 pub mod store;
 pub mod sweep;

@@ -6,9 +6,8 @@
 //! cannot be altered: the body (the worker event) is part of what is signed.
 
 use super::ids::IdGen;
+use crate::sigv4::Signer;
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
@@ -140,26 +139,18 @@ fn signature(
 ) -> Option<String> {
     let headers = signed_headers(&parts.headers, &auth.signed_headers)?;
     let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = SignableRequest::new(
-        parts.method.as_str(),
-        uri,
-        headers.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .ok()?;
     let identity = Identity::from(credentials.clone());
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(auth.region)
-        .name(service)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .ok()?
-        .into();
-    sign(request, &params)
+    let signer = Signer {
+        identity: &identity,
+        region: auth.region,
+        service,
+        time,
+    };
+    let headers = headers.iter().map(|(k, v)| (*k, v.as_str()));
+    signer
+        .sign(parts.method.as_str(), uri, headers, body)
         .ok()
-        .map(|out| out.signature().to_owned())
+        .map(|(_, signature)| signature)
 }
 
 /// The values of exactly the headers named in `SignedHeaders` (each must be present once).
@@ -291,19 +282,15 @@ mod tests {
             ("x-amz-date", amz_date.as_str()),
         ];
         let identity = Identity::from(key.credentials());
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name(SERVICE)
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .expect("params")
-            .into();
-        let request =
-            SignableRequest::new("POST", path, headers.into_iter(), SignableBody::Bytes(body))
-                .expect("signable");
-        let (instructions, _) = sign(request, &params).expect("signs").into_parts();
+        let signer = Signer {
+            identity: &identity,
+            region: "us-east-1",
+            service: SERVICE,
+            time,
+        };
+        let (instructions, _) = signer
+            .sign("POST", path, headers.into_iter(), body)
+            .expect("signs");
         let mut req = hyper::Request::post(path).body(()).expect("request");
         for (k, v) in headers {
             req.headers_mut().insert(k, v.parse().expect("value"));

@@ -14,8 +14,6 @@ use super::{Notifier, PushError, PushErrorKind, PushTarget};
 use crate::classified::Classified;
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -32,7 +30,7 @@ use std::time::{Duration, SystemTime};
 const PUSH_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Push whole-operation timeout, every attempt included: a slow push must not eat the run's
 /// time limit.
-pub const PUSH_OPERATION_TIMEOUT: Duration = Duration::from_millis(3000);
+const PUSH_OPERATION_TIMEOUT: Duration = Duration::from_millis(3000);
 /// Attempts per push when the failure may pass (5xx, 429, a failed connection): the SDK's
 /// standard retry mode.
 pub const PUSH_ATTEMPTS: u32 = 3;
@@ -152,25 +150,15 @@ impl ApiGatewayNotifier {
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-        let signable = SignableRequest::new(
-            "POST",
-            post.text.as_str(),
-            headers,
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| PushError::new(PushErrorKind::Unavailable).with_source(e))?;
-        let params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(&self.region)
-            .name(SERVICE)
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| PushError::new(PushErrorKind::Unavailable).with_source(e))?
-            .into();
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| PushError::new(PushErrorKind::Unavailable).with_source(e))?
-            .into_parts();
+        let signer = crate::sigv4::Signer {
+            identity: &self.identity,
+            region: &self.region,
+            service: SERVICE,
+            time,
+        };
+        let (instructions, _signature) = signer
+            .sign("POST", &post.text, headers, body)
+            .map_err(|e| PushError::new(PushErrorKind::Unavailable).with_source(e))?;
         instructions.apply_to_request_http1x(&mut request);
         Ok(request)
     }
