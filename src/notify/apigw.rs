@@ -19,9 +19,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -48,7 +45,7 @@ const SERVICE: &str = "execute-api";
 /// What the SDK sends a `PostToConnection` body as (its `Data` is an opaque blob).
 const CONTENT: &str = "application/octet-stream";
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = crate::tls::Bounded<Full<Bytes>>;
 
 /// Pushes through API Gateway's `PostToConnection`.
 pub struct ApiGatewayNotifier {
@@ -92,7 +89,10 @@ impl ApiGatewayNotifier {
     fn client(&self) -> Result<&HttpClient, PushError> {
         let built = self.client.get_or_init(|| {
             crate::tls::sdk_tls(self.native_roots)
-                .map(|tls| crate::tls::pooled_client(&tls, Some(PUSH_CONNECT_TIMEOUT), POOL_IDLE))
+                .map(|tls| {
+                    let (connect, most) = (Some(PUSH_CONNECT_TIMEOUT), crate::tls::MAX_CONNECTIONS);
+                    crate::tls::Bounded::new(&tls, connect, POOL_IDLE, most)
+                })
                 .map_err(|e| e.to_string())
         });
         built.as_ref().map_err(|e| {

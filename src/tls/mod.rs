@@ -13,7 +13,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;
 
-pub use sdk::{Http1Client, TransportFault, pooled_client, transport_fault};
+pub use sdk::{
+    Bounded, Held, Http1Client, MAX_CONNECTIONS, TransportFault, pooled_client, transport_fault,
+};
 
 /// Amazon Root CA 1–4 and Starfield Services Root CA G2 (PEM, from the Mozilla store).
 pub const AWS_ROOTS_PEM: &[u8] = include_bytes!("aws-roots.pem");
