@@ -47,7 +47,10 @@ async fn invoke(
     };
     let result = match &incoming {
         Ok(Incoming::WebSocket(req)) => routes::websocket(mgr, req, lambda, &mut log).await,
-        Ok(Incoming::Worker(ev)) => worker::handle(mgr, &ev.wsexec_worker, lambda, &mut log).await,
+        // Boxed: a worker drives a whole run; `$connect`, `ping` and the rest stay small.
+        Ok(Incoming::Worker(ev)) => {
+            Box::pin(worker::handle(mgr, &ev.wsexec_worker, lambda, &mut log)).await
+        }
         Ok(Incoming::Scheduled) => sweep::handle(mgr, &mut log).await,
         Err(e) => Err(HandlerError::invalid_event(e)),
     };

@@ -20,8 +20,8 @@ async fn invoke(event: LambdaEvent<Box<RawValue>>) -> Result<Output, HandlerErro
     let mgr = Manager::global();
     let mgr = mgr.as_ref().map(|m| *m);
     // Boxed: `lambda_runtime` keeps one task per invocation slot with this future inline, so an
-    // idle slot would hold room for the largest invocation's state (~32 KiB allocated, ~8 KiB of
-    // it resident: BENCHMARKS.md, density) for nothing.
+    // idle slot would hold room for the largest invocation's state for nothing. That state is
+    // ~6 KiB: the routes that drive a run box their own (BENCHMARKS.md, density).
     Box::pin(handle_with(event.payload.get(), mgr, lambda)).await
 }
 

@@ -120,14 +120,16 @@ impl<'a> Command<'a> {
 /// events were pushed instead). Messages that need no identity are answered by the route.
 /// A failed command is logged and becomes its `error` reply here, and only here.
 pub async fn apply(mgr: &Manager, caller: &Caller<'_>, command: Command<'_>) -> Option<Reply> {
+    // The two commands whose state is large (a start drives its run to the end; an approval
+    // may resume one) are boxed, so every other message's invocation stays a few KiB.
     let done = match command {
-        Command::Start(c) => c.apply(mgr, caller).await,
+        Command::Start(c) => Box::pin(c.apply(mgr, caller)).await,
         Command::Get(c) => c.apply(mgr, caller).await.map(Some),
         Command::List(c) => c.apply(mgr, caller).await.map(Some),
         Command::Cancel(c) => c.apply(mgr, caller).await.map(Some),
         Command::Resume(c) => c.apply(mgr, caller).await.map(Some),
         Command::Usage(c) => c.apply(mgr, caller).await.map(Some),
-        Command::Approve(c) => c.apply(mgr, caller).await,
+        Command::Approve(c) => Box::pin(c.apply(mgr, caller)).await,
         Command::Ping | Command::Heartbeat | Command::Unknown(_) => return None,
     };
     done.unwrap_or_else(|e| Some(e.into_reply(caller.request_id)))

@@ -275,12 +275,13 @@ pub async fn drive_prefetched(
             let err = ClientError::run_timeout();
             d.finish(&[RunEvent::TimeOut], None, Some(err)).await
         }
-        End::Shutdown => d.hand_off_or_shut_down().await,
+        // The rare ends are boxed (as `finish` is), so the stream's state is all a run carries.
+        End::Shutdown => Box::pin(d.hand_off_or_shut_down()).await,
         End::HandOff { clean } => {
-            d.hand_off(clean, false).await;
+            Box::pin(d.hand_off(clean, false)).await;
         }
         End::Awaiting(calls) => match drained {
-            Ok(()) => d.suspend(calls).await,
+            Ok(()) => Box::pin(d.suspend(calls)).await,
             Err(e) => d.finish(&[RunEvent::Fail], None, Some(e)).await,
         },
         End::Elsewhere(current) => d.tell_ended(&current).await,
@@ -984,7 +985,20 @@ impl<'d> Driver<'d> {
 
     /// Persists the terminal state reached by `events`, then tells the client; a lost race
     /// defers to the winner.
+    ///
+    /// Boxed: the terminal write's state is larger than the stream's, and a run ends once, so
+    /// a streaming run's future need not carry room for it (7 KiB instead of 10 KiB).
     async fn finish(
+        &mut self,
+        events: &[RunEvent],
+        result: Option<Value>,
+        error: Option<ClientError>,
+    ) {
+        Box::pin(self.end(events, result, error)).await;
+    }
+
+    /// [`Driver::finish`]'s work.
+    async fn end(
         &mut self,
         events: &[RunEvent],
         result: Option<Value>,

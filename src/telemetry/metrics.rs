@@ -93,8 +93,11 @@ static COLD: AtomicBool = AtomicBool::new(true);
 
 /// Runs `invocation` with its own metrics collector; [`flush`] inside it writes them.
 /// Outside a scope, samples are dropped.
-pub async fn scope<F: Future>(invocation: F) -> F::Output {
-    PENDING.scope(RefCell::new(Vec::new()), invocation).await
+///
+/// Not an `async fn`: one would hold `invocation` as its argument beside the scoped future
+/// that owns it, doubling the size of every invocation's state (31 KiB instead of 15 KiB).
+pub fn scope<F: Future>(invocation: F) -> impl Future<Output = F::Output> {
+    PENDING.scope(RefCell::new(Vec::new()), invocation)
 }
 
 fn add(
