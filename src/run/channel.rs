@@ -149,7 +149,7 @@ impl<'d> Channel<'d> {
     /// lacks it, all at once; returns whether any got it. A gone client is silenced; other
     /// failures are logged and counted, and the run goes on.
     pub async fn send(&mut self, seq: u64, message: &str) -> bool {
-        lock(&self.replay).keep(seq, message.into());
+        lock(&self.replay).keep(seq, message);
         let deps = self.deps;
         let pushes = self
             .targets
