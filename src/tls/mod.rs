@@ -14,7 +14,8 @@ use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;
 
 pub use sdk::{
-    Bounded, Held, Http1Client, MAX_CONNECTIONS, TransportFault, pooled_client, transport_fault,
+    Bounded, Held, Http1Client, MAX_CONNECTIONS, TransportFault, UNBOUNDED, pooled_client,
+    transport_fault,
 };
 
 /// Amazon Root CA 1–4 and Starfield Services Root CA G2 (PEM, from the Mozilla store).
@@ -82,6 +83,12 @@ pub fn client_config(roots: Roots) -> Result<Arc<rustls::ClientConfig>, TlsError
 /// An empty system store falls back to the compiled-in roots.
 pub fn https_client(native_roots: bool) -> SharedHttpClient {
     SharedHttpClient::new(Http1Client::new(sdk_tls(native_roots)))
+}
+
+/// [`https_client`] for a client whose responses are streams held open for a whole answer
+/// (Bedrock's `ConverseStream`): one connection per stream, not bounded.
+pub fn https_streaming_client(native_roots: bool) -> SharedHttpClient {
+    SharedHttpClient::new(Http1Client::streaming(sdk_tls(native_roots)))
 }
 
 /// The TLS configuration of a client of AWS endpoints: the compiled-in roots, or the system

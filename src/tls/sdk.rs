@@ -38,18 +38,32 @@ const POOL_IDLE: Duration = Duration::from_secs(50);
 #[derive(Debug)]
 pub struct Http1Client {
     tls: Result<Arc<rustls::ClientConfig>, super::TlsError>,
+    /// Connections per host at most.
+    most: usize,
     connectors: Mutex<Vec<(Limits, SharedHttpConnector)>>,
 }
 
 type Limits = (Option<Duration>, Option<Duration>);
 
 impl Http1Client {
-    /// A client trusting what `tls` trusts; without a configuration every request fails with
-    /// that error (as the SDK's client does when its TLS context cannot be built).
+    /// A client trusting what `tls` trusts, at most [`MAX_CONNECTIONS`] connections per host;
+    /// without a configuration every request fails with that error (as the SDK's client does
+    /// when its TLS context cannot be built).
     pub fn new(tls: Result<Arc<rustls::ClientConfig>, super::TlsError>) -> Self {
         Http1Client {
             tls,
+            most: MAX_CONNECTIONS,
             connectors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A client for streamed responses (Bedrock's `ConverseStream`): each stream holds its
+    /// HTTP/1.1 connection for the whole answer, so a bound would make the run past it wait
+    /// for another's answer to end. Not bounded, as the OpenAI-compatible client is not.
+    pub fn streaming(tls: Result<Arc<rustls::ClientConfig>, super::TlsError>) -> Self {
+        Http1Client {
+            most: UNBOUNDED,
+            ..Http1Client::new(tls)
         }
     }
 }
@@ -69,7 +83,7 @@ impl HttpClient for Http1Client {
             return c.clone();
         }
         let c = match &self.tls {
-            Ok(tls) => SharedHttpConnector::new(Pooled::new(tls.clone(), limits)),
+            Ok(tls) => SharedHttpConnector::new(Pooled::new(tls.clone(), limits, self.most)),
             Err(e) => SharedHttpConnector::new(Unconfigured(e.to_string())),
         };
         connectors.push((limits, c.clone()));
@@ -122,6 +136,9 @@ fn builder(idle: Duration) -> hyper_util::client::legacy::Builder {
 /// one process sends; past them a request waits for a connection instead of opening one.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// The limit of a [`Bounded`] client that has none (tokio's largest semaphore).
+pub const UNBOUNDED: usize = Semaphore::MAX_PERMITS;
+
 /// hyper's pooled client with at most `limit` requests in flight, so at most `limit`
 /// connections per host: a request holds a permit from before it is sent until its response
 /// body has ended (or is dropped), which is when its connection goes back to the pool. Idle
@@ -146,7 +163,7 @@ where
         idle: Duration,
         limit: usize,
     ) -> Self {
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, UNBOUNDED);
         Bounded {
             client: builder(idle)
                 .pool_max_idle_per_host(limit)
@@ -210,7 +227,7 @@ impl hyper::body::Body for Held {
 }
 
 /// One pool of HTTP/1.1 connections (TLS or plain, as the endpoint's scheme says), at most
-/// [`MAX_CONNECTIONS`] of them.
+/// its client's bound of them.
 struct Pooled {
     client: Bounded<SdkBody>,
     read_timeout: Option<Duration>,
@@ -225,8 +242,8 @@ impl std::fmt::Debug for Pooled {
 }
 
 impl Pooled {
-    fn new(tls: Arc<rustls::ClientConfig>, (connect, read): Limits) -> Self {
-        let client = Bounded::new(&tls, connect, POOL_IDLE, MAX_CONNECTIONS);
+    fn new(tls: Arc<rustls::ClientConfig>, (connect, read): Limits, most: usize) -> Self {
+        let client = Bounded::new(&tls, connect, POOL_IDLE, most);
         Pooled {
             client,
             read_timeout: read,
@@ -433,6 +450,31 @@ mod tests {
             assert_eq!(body.unwrap(), "ok");
         }
         assert_eq!(s.requests.load(Ordering::SeqCst), 12);
+    }
+
+    /// An unbounded client (Bedrock's streams) sends past [`MAX_CONNECTIONS`] requests at once,
+    /// each on its own connection, and a limit past tokio's largest is taken as unbounded.
+    #[tokio::test]
+    async fn an_unbounded_client_opens_a_connection_per_request_in_flight() {
+        let s = server().await;
+        let tls = crate::tls::sdk_tls(false).unwrap();
+        let client: Bounded<Empty<Bytes>> = Bounded::new(&tls, None, POOL_IDLE, usize::MAX);
+        let many = MAX_CONNECTIONS + 6;
+        let mut sent = tokio::task::JoinSet::new();
+        for _ in 0..many {
+            let (client, request) = (client.clone(), get(&s.url));
+            sent.spawn(async move { client.request(request).await.map(drop) });
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.requests.load(Ordering::SeqCst) < many {
+            assert!(tokio::time::Instant::now() < deadline, "requests waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(s.connections.load(Ordering::SeqCst), many);
+        s.open.send_replace(true);
+        while let Some(done) = sent.join_next().await {
+            done.unwrap().unwrap();
+        }
     }
 
     /// A response's permit is held while its body is unread and given back when the body is

@@ -90,7 +90,7 @@ impl Bedrock {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(aws.region.clone()))
             .credentials_provider(credentials)
-            .http_client(crate::tls::https_client(
+            .http_client(crate::tls::https_streaming_client(
                 crate::tls::native_roots_requested(),
             ))
             .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
