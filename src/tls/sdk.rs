@@ -173,15 +173,23 @@ where
     }
 
     /// Sends `request` once a permit is free; the permit is given back when the response's
-    /// body ends or is dropped, or when the request fails.
-    pub async fn request(
+    /// body ends or is dropped, or when the request fails. The future owns what it needs (hyper
+    /// sends nothing until it is polled, and it is polled only once the permit came), so a
+    /// caller need not keep the client alive beside it.
+    pub fn request(
         &self,
         request: hyper::Request<B>,
-    ) -> Result<hyper::Response<Held>, hyper_util::client::legacy::Error> {
-        // The semaphore is never closed, so a permit always comes.
-        let permit = self.permits.clone().acquire_owned().await.ok();
-        let response = self.client.request(request).await?;
-        Ok(response.map(|body| Held { body, permit }))
+    ) -> impl Future<Output = Result<hyper::Response<Held>, hyper_util::client::legacy::Error>>
+    + Send
+    + 'static {
+        let permit = self.permits.clone().acquire_owned();
+        let sent = self.client.request(request);
+        async move {
+            // The semaphore is never closed, so a permit always comes.
+            let permit = permit.await.ok();
+            let response = sent.await?;
+            Ok(response.map(|body| Held { body, permit }))
+        }
     }
 }
 
@@ -257,10 +265,9 @@ impl HttpConnector for Pooled {
             Ok(r) => r,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
-        let client = self.client.clone();
+        let sent = self.client.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            let sent = client.request(request);
             let response = match read_timeout {
                 Some(limit) => match tokio::time::timeout(limit, sent).await {
                     Ok(r) => r,
