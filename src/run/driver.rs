@@ -609,9 +609,9 @@ impl<'d> Driver<'d> {
             // Only a run that can be continued needs its steps: inline runs skip the writes.
             if self.deps.relay.is_some() {
                 self.steps += 1;
-                journal::save(self.deps.store, &self.run, self.steps, body).await;
+                journal::save(self.deps.store, &self.run, self.steps, *body).await;
             } else if self.may_suspend {
-                self.unsaved.push(body);
+                self.unsaved.push(*body);
             }
             let _ = saved.send(());
             return Ok(());
@@ -630,7 +630,7 @@ impl<'d> Driver<'d> {
                 let _ = go_on.send(self.spent.is_none());
                 return Ok(());
             }
-            Progress::ToolExecuting { .. } => {
+            Progress::ToolExecuting(_) => {
                 self.usage.tool_calls += 1;
                 self.deps.live.record_usage(&self.run.run_id, self.usage);
             }

@@ -82,24 +82,18 @@ impl AgentFailure {
 }
 
 /// One report from an agent; the driver turns each into a pushed event.
+///
+/// The queue's slots are as large as its largest report, and a streaming run's queue holds
+/// blocks of 32 of them: the rare, large reports (a tool call, a journaled step) are boxed so
+/// a slot is the size of a text delta (32 bytes, against 88 unboxed).
 #[derive(Debug)]
 pub enum Progress {
     /// `agent_thinking`.
     Thinking(String),
     /// `tool_executing`.
-    ToolExecuting {
-        tool_name: String,
-        parameters: Value,
-        /// The model's id of the call, when the agent has one.
-        call_id: Option<String>,
-    },
+    ToolExecuting(Box<ToolExecuting>),
     /// `tool_completed`.
-    ToolCompleted {
-        tool_name: String,
-        result: Value,
-        execution_time_ms: u64,
-        call_id: Option<String>,
-    },
+    ToolCompleted(Box<ToolCompleted>),
     /// Streamed answer text of model round `round`; the driver coalesces deltas of one round
     /// into `agent_delta` pushes.
     Delta { round: u32, text: String },
@@ -116,7 +110,7 @@ pub enum Progress {
     /// A completed step to journal before the agent goes on; `saved` is answered once it is
     /// durable (or could not be made so).
     Step {
-        body: Value,
+        body: Box<Value>,
         saved: oneshot::Sender<()>,
     },
     /// The agent is between steps with nothing in flight (every step so far journaled): the
@@ -126,6 +120,25 @@ pub enum Progress {
     /// Tool calls that wait for the user's approval; every step so far is journaled. The
     /// driver suspends the run (its invocation returns) and drops the agent.
     Awaiting(Vec<PendingApproval>),
+}
+
+/// A tool call that started ([`Progress::ToolExecuting`]).
+#[derive(Debug)]
+pub struct ToolExecuting {
+    pub tool_name: String,
+    pub parameters: Value,
+    /// The model's id of the call, when the agent has one.
+    pub call_id: Option<String>,
+}
+
+/// A tool call that ended ([`Progress::ToolCompleted`]).
+#[derive(Debug)]
+pub struct ToolCompleted {
+    pub tool_name: String,
+    pub result: Value,
+    pub execution_time_ms: u64,
+    /// The model's id of the call, when the agent has one.
+    pub call_id: Option<String>,
 }
 
 /// One tool call that waits for the user's approval before it runs.
@@ -148,25 +161,16 @@ impl Progress {
                 thought,
                 step_number,
             },
-            Progress::ToolExecuting {
-                tool_name,
-                parameters,
-                call_id,
-            } => Event::ToolExecuting {
-                tool_name,
-                parameters,
-                call_id: call_id.as_deref(),
+            Progress::ToolExecuting(t) => Event::ToolExecuting {
+                tool_name: &t.tool_name,
+                parameters: &t.parameters,
+                call_id: t.call_id.as_deref(),
             },
-            Progress::ToolCompleted {
-                tool_name,
-                result,
-                execution_time_ms,
-                call_id,
-            } => Event::ToolCompleted {
-                tool_name,
-                result,
-                execution_time_ms: *execution_time_ms,
-                call_id: call_id.as_deref(),
+            Progress::ToolCompleted(t) => Event::ToolCompleted {
+                tool_name: &t.tool_name,
+                result: &t.result,
+                execution_time_ms: t.execution_time_ms,
+                call_id: t.call_id.as_deref(),
             },
             Progress::Discard { round, reason } => Event::AgentTextDiscarded {
                 round: *round,
@@ -227,11 +231,11 @@ impl RunSink {
         tool_name: &str,
         parameters: Value,
     ) {
-        self.send(Progress::ToolExecuting {
+        self.send(Progress::ToolExecuting(Box::new(ToolExecuting {
             tool_name: tool_name.to_owned(),
             parameters,
             call_id: call_id.map(str::to_owned),
-        })
+        })))
         .await;
     }
 
@@ -243,12 +247,12 @@ impl RunSink {
         result: Value,
         execution_time_ms: u64,
     ) {
-        self.send(Progress::ToolCompleted {
+        self.send(Progress::ToolCompleted(Box::new(ToolCompleted {
             tool_name: tool_name.to_owned(),
             result,
             execution_time_ms,
             call_id: call_id.map(str::to_owned),
-        })
+        })))
         .await;
     }
 
@@ -295,6 +299,7 @@ impl RunSink {
     /// (a continuation then does that step again, within the rules of what is never redone).
     pub async fn save_step(&self, body: Value) {
         let (saved, done) = oneshot::channel();
+        let body = Box::new(body);
         self.send(Progress::Step { body, saved }).await;
         // A dropped answer means the run ended; the agent is about to be stopped.
         let _ = done.await;
@@ -386,4 +391,20 @@ pub trait Executor: Send + Sync + 'static {
     /// Releases what the agent holds outside the process (the `llm` agent ends its MCP
     /// sessions), on a graceful shutdown.
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A streaming run's queue is blocks of 32 reports: a report is no larger than a text
+    /// delta, so a tool call or a step added unboxed would fail here (88 bytes before).
+    #[test]
+    fn a_progress_report_is_the_size_of_a_text_delta() {
+        assert!(
+            std::mem::size_of::<Progress>() <= 32,
+            "{} bytes",
+            std::mem::size_of::<Progress>()
+        );
+    }
 }
