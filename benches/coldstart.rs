@@ -245,10 +245,7 @@ async fn main() {
     let root = env!("CARGO_MANIFEST_DIR");
     let rounds: usize = env_or("COLDSTART_ROUNDS", "10").parse().unwrap();
     let wsexec = env_or("WSEXEC_BIN", &format!("{root}/target/release/wsexec"));
-    let floor = env_or(
-        "FLOOR_BIN",
-        &format!("{root}/target/release/examples/hello_floor"),
-    );
+    let floor = env_or("FLOOR_BIN", &format!("{root}/target/release/hello_floor"));
     let python = env_or("PYTHON", &format!("{root}/.tools/venv/bin/python"));
     let store = dynamodb::fresh_store("coldstart").await;
     let table = store.table().to_owned();
